@@ -1,0 +1,145 @@
+/**
+ * The envelope codec: every MQTT payload Parley sends or accepts. Imported by the SDK, the broker
+ * and the services, so there is exactly one definition of the wire format.
+ *
+ * Format v1: a CBOR (RFC 8949) array whose first item is the kind. Fields are positional, so an
+ * envelope carries no field names; measured sizes are in docs/PROTOCOL.md. Evolution rule: a new
+ * version only appends optional fields or adds kinds; decoders ignore trailing fields they do not
+ * know, and reject unknown kinds with E_BAD_ENVELOPE. `toDebugJSON` is the human-readable view.
+ */
+import { Decoder, Encoder } from 'cbor-x';
+import { ParleyError, isErrorCode, type ErrorCode } from './errors.js';
+import { isChatId, isClientMsgId, isId, isUserId } from './ids.js';
+
+export const KIND = {
+  send: 1,
+  msg: 2,
+  stored: 3,
+  receipt: 4,
+  error: 5,
+  read: 6,
+  sync: 7,
+  synced: 8,
+} as const;
+
+export const RECEIPT_STATUS = { delivered: 1, read: 2 } as const;
+export type ReceiptStatus = keyof typeof RECEIPT_STATUS;
+
+/** Message bodies: UTF-8 text, or opaque bytes (end-to-end ciphertext the server cannot read). */
+export type Body = string | Uint8Array;
+
+/** device -> server on `outbox/<clientId>`: a new message. `to` is a userId (1:1) or a chatId. */
+export interface SendEnvelope { kind: 'send'; clientMsgId: string; to: string; body: Body }
+/** server -> device on `inbox/<clientId>`: a stored message. Its msgId is `<chatId>.<seq36>`. */
+export interface MsgEnvelope {
+  kind: 'msg'; chatId: string; seq: number; from: string; ts: number; body: Body; fromDevice: string;
+}
+/** server -> sending device: the message is stored with this seq (follows the PUBACK = sent tick). */
+export interface StoredEnvelope { kind: 'stored'; clientMsgId: string; chatId: string; seq: number; ts: number }
+/** server -> devices: `by` has `status` for every message of the chat up to `seq`. */
+export interface ReceiptEnvelope {
+  kind: 'receipt'; chatId: string; seq: number; status: ReceiptStatus; by: string; ts: number;
+}
+/** server -> device: something the device sent was refused. `ref` names it (e.g. its clientMsgId). */
+export interface ErrorEnvelope { kind: 'error'; code: ErrorCode; detail?: string | undefined; ref?: string | undefined }
+/** device -> server on `receipts/<msgId>`: read up to that message. An empty payload means the same. */
+export interface ReadEnvelope { kind: 'read' }
+/** device -> server on `outbox/<clientId>`: resend what is undelivered (optionally one chat after a seq). */
+export interface SyncEnvelope { kind: 'sync'; chatId?: string | undefined; after?: number | undefined }
+/** server -> device: a sync finished after resending `count` messages. */
+export interface SyncedEnvelope { kind: 'synced'; count: number; chatId?: string | undefined }
+
+export type Envelope =
+  | SendEnvelope | MsgEnvelope | StoredEnvelope | ReceiptEnvelope
+  | ErrorEnvelope | ReadEnvelope | SyncEnvelope | SyncedEnvelope;
+
+const encoder = new Encoder({ useRecords: false, tagUint8Array: false });
+const decoder = new Decoder({ useRecords: false, mapsAsObjects: true });
+
+const STATUS_BY_CODE: Record<number, ReceiptStatus> = { 1: 'delivered', 2: 'read' };
+
+/** Trailing `undefined` fields are dropped so optional fields cost nothing. */
+function trim(fields: unknown[]): unknown[] {
+  let n = fields.length;
+  while (n > 0 && fields[n - 1] === undefined) n--;
+  return fields.slice(0, n).map((f) => (f === undefined ? null : f));
+}
+
+export function encode(env: Envelope): Uint8Array {
+  let fields: unknown[];
+  switch (env.kind) {
+    case 'send': fields = [KIND.send, env.clientMsgId, env.to, env.body]; break;
+    case 'msg': fields = [KIND.msg, env.chatId, env.seq, env.from, env.ts, env.body, env.fromDevice]; break;
+    case 'stored': fields = [KIND.stored, env.clientMsgId, env.chatId, env.seq, env.ts]; break;
+    case 'receipt': fields = [KIND.receipt, env.chatId, env.seq, RECEIPT_STATUS[env.status], env.by, env.ts]; break;
+    case 'error': fields = [KIND.error, env.code, env.detail, env.ref]; break;
+    case 'read': fields = [KIND.read]; break;
+    case 'sync': fields = [KIND.sync, env.chatId, env.after]; break;
+    case 'synced': fields = [KIND.synced, env.count, env.chatId]; break;
+  }
+  return encoder.encode(trim(fields));
+}
+
+const bad = (detail: string): ParleyError => new ParleyError('E_BAD_ENVELOPE', detail);
+
+const isSeq = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 1;
+const isTs = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+const isBody = (v: unknown): v is Body => typeof v === 'string' || v instanceof Uint8Array;
+const optional = <T>(v: unknown, check: (x: unknown) => x is T): v is T | null | undefined =>
+  v === undefined || v === null || check(v);
+const orUndef = <T>(v: T | null | undefined): T | undefined => (v === null ? undefined : v);
+
+/** Decodes and validates a payload; throws ParleyError(E_BAD_ENVELOPE) on anything malformed. */
+export function decode(payload: Uint8Array): Envelope {
+  if (payload.length === 0) throw bad('empty payload');
+  let raw: unknown;
+  try {
+    raw = decoder.decode(payload);
+  } catch {
+    throw bad('not CBOR');
+  }
+  if (!Array.isArray(raw) || raw.length === 0) throw bad('not an envelope array');
+  const [kind, a, b, c, d, e, f] = raw as unknown[];
+  switch (kind) {
+    case KIND.send:
+      if (!isClientMsgId(a)) throw bad('clientMsgId');
+      if (!isId(b)) throw bad('to');
+      if (!isBody(c)) throw bad('body');
+      return { kind: 'send', clientMsgId: a, to: b, body: c };
+    case KIND.msg:
+      if (!isChatId(a) || !isSeq(b) || !isUserId(c) || !isTs(d) || !isBody(e) || !isId(f)) throw bad('msg fields');
+      return { kind: 'msg', chatId: a, seq: b, from: c, ts: d, body: e, fromDevice: f };
+    case KIND.stored:
+      if (!isClientMsgId(a) || !isChatId(b) || !isSeq(c) || !isTs(d)) throw bad('stored fields');
+      return { kind: 'stored', clientMsgId: a, chatId: b, seq: c, ts: d };
+    case KIND.receipt: {
+      const status = typeof c === 'number' ? STATUS_BY_CODE[c] : undefined;
+      if (!isChatId(a) || !isSeq(b) || !status || !isUserId(d) || !isTs(e)) throw bad('receipt fields');
+      return { kind: 'receipt', chatId: a, seq: b, status, by: d, ts: e };
+    }
+    case KIND.error:
+      if (!isErrorCode(a)) throw bad('error code');
+      if (!optional(b, (x): x is string => typeof x === 'string')) throw bad('error detail');
+      if (!optional(c, (x): x is string => typeof x === 'string')) throw bad('error ref');
+      return { kind: 'error', code: a, detail: orUndef(b), ref: orUndef(c) };
+    case KIND.read:
+      return { kind: 'read' };
+    case KIND.sync:
+      if (!optional(a, isChatId) || !optional(b, (x): x is number => Number.isSafeInteger(x) && (x as number) >= 0)) {
+        throw bad('sync fields');
+      }
+      return { kind: 'sync', chatId: orUndef(a), after: orUndef(b) };
+    case KIND.synced:
+      if (!Number.isSafeInteger(a) || (a as number) < 0 || !optional(b, isChatId)) throw bad('synced fields');
+      return { kind: 'synced', count: a as number, chatId: orUndef(b) };
+    default:
+      throw bad('unknown kind');
+  }
+}
+
+/** JSON view of an envelope for logs and debugging (bytes as base64). Never used on the wire. */
+export function toDebugJSON(env: Envelope): string {
+  return JSON.stringify(env, (_k, v: unknown) =>
+    v instanceof Uint8Array ? { bytes: btoa(String.fromCharCode(...v)) } : v,
+  );
+}
