@@ -1,0 +1,285 @@
+/**
+ * A Parley broker node: Aedes with device authentication, the ACL, and the durable ingest of
+ * server-bound publishes. Listeners (TCP, WebSocket) are optional so tests can hand it a stream.
+ */
+import { createServer as createTcpServer, type Server as TcpServer, type AddressInfo } from 'node:net';
+import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
+import { Aedes, type Client, type PublishPacket, type PubrelPacket } from 'aedes';
+import { WebSocketServer, createWebSocketStream } from 'ws';
+import type { Logger } from 'pino';
+import {
+  ParleyError, decode, encode, inboxTopic, parseTopic, type ErrorCode, type Envelope,
+} from '@parley/client-sdk';
+import { decideSubscribe, decidePublish } from './acl.js';
+import { Batcher, type BatcherOptions } from './batcher.js';
+import { SINK_TOPIC, filterServerBound } from './mq-filter.js';
+import type {
+  DeviceAuthenticator, IngestAck, IngestMessage, IngestRead, IngestSink, IngestSync, PresenceSink,
+} from './ingest.js';
+
+export interface BrokerOptions {
+  /** Node id, unique in the cluster. @defaultValue random */
+  id?: string;
+  /** @defaultValue '0.0.0.0' */
+  host: string;
+  /** TCP MQTT port; 0 = ephemeral; null = no TCP listener. @defaultValue 1883 */
+  mqttPort: number | null;
+  /** WebSocket port (path /mqtt); 0 = ephemeral; null = none. @defaultValue 8083 */
+  wsPort: number | null;
+  /** Largest accepted PUBLISH payload. @defaultValue 65536 */
+  maxPayloadBytes: number;
+  /** Group commit of ingest writes. */
+  batch: Partial<BatcherOptions>;
+  /** Seconds a client may stay connected without CONNECT completing. @defaultValue 10000 */
+  connectTimeoutMs: number;
+}
+
+export const DEFAULT_BROKER_OPTIONS: Readonly<BrokerOptions> = Object.freeze({
+  host: '0.0.0.0',
+  mqttPort: 1883,
+  wsPort: 8083,
+  maxPayloadBytes: 65536,
+  batch: {},
+  connectTimeoutMs: 10_000,
+});
+
+export interface BrokerDeps {
+  /** aedes-persistence-redis (shared by every node and by the workers' publisher). */
+  persistence: unknown;
+  /** mqemitter-redis (the cluster bus). */
+  mq: object;
+  auth: DeviceAuthenticator;
+  ingest: IngestSink;
+  presence?: PresenceSink;
+  logger: Logger;
+}
+
+export interface BrokerNode {
+  readonly aedes: Aedes;
+  readonly id: string;
+  /** Bound addresses after listen(). */
+  readonly mqttPort: number | null;
+  readonly wsPort: number | null;
+  listen(): Promise<void>;
+  /** Closes a device's connection on this node (revocation). */
+  disconnect(deviceId: string): boolean;
+  connectedClients(): number;
+  close(): Promise<void>;
+}
+
+interface Session {
+  userId: string;
+}
+
+export async function createBrokerNode(deps: BrokerDeps, options: Partial<BrokerOptions> = {}): Promise<BrokerNode> {
+  const opts: BrokerOptions = { ...DEFAULT_BROKER_OPTIONS, ...options };
+  const log = deps.logger;
+  const sessions = new WeakMap<Client, Session>();
+
+  const messages = new Batcher<IngestMessage>((items) => deps.ingest.messages(items), opts.batch);
+  const acks = new Batcher<IngestAck>((items) => deps.ingest.acks(items), opts.batch);
+  const reads = new Batcher<IngestRead>((items) => deps.ingest.reads(items), opts.batch);
+  const syncs = new Batcher<IngestSync>((items) => deps.ingest.syncs(items), opts.batch);
+
+  const aedes: Aedes = await Aedes.createBroker({
+    ...(opts.id ? { id: opts.id } : {}),
+    persistence: deps.persistence,
+    mq: filterServerBound(deps.mq),
+    connectTimeout: opts.connectTimeoutMs,
+    authenticate(client, username, password, done) {
+      const fail = (code: 4 | 5 | 3): void => {
+        const err = Object.assign(new Error('not authorized'), { returnCode: code });
+        done(err as Parameters<typeof done>[0], null);
+      };
+      const token = password ? password.toString('utf8') : '';
+      // [MQTT-3.1.3-...] the username must name the device the clientId claims to be.
+      if (!username || username !== client.id || !token) return fail(4);
+      const ip = (client.conn as { remoteAddress?: string } | undefined)?.remoteAddress;
+      deps.auth.authenticate(client.id, token, ip).then(
+        (r) => {
+          if (r.ok) {
+            sessions.set(client, { userId: r.userId });
+            done(null, true);
+          } else fail(r.reason === 'unavailable' ? 3 : r.reason === 'limited' ? 5 : 4);
+        },
+        (err: unknown) => {
+          log.error({ err }, 'authenticate failed');
+          fail(3);
+        },
+      );
+    },
+    authorizeSubscribe(client, sub, done) {
+      const d = decideSubscribe(client.id, sub.topic);
+      if (!d.allow) {
+        log.info({ clientId: client.id, topic: sub.topic }, 'subscribe denied');
+        // null -> SUBACK return code 0x80 (Failure) [MQTT-3.9.3]
+        return done(null, null);
+      }
+      done(null, { ...sub, qos: Math.min(sub.qos, d.qos) as 0 | 1 });
+    },
+    authorizePublish(client, packet, done) {
+      if (!client) return done(null); // the broker's own publishes (wills are not used by Parley)
+      const session = sessions.get(client);
+      if (!session) return done(new Error('no session'));
+      const decision = decidePublish(client.id, packet.topic);
+      packet.retain = false; // nothing a device sends is ever retained
+      if (!decision.allow) {
+        refuse(client, packet, decision.reason, packet.topic);
+        return done(null);
+      }
+      const payload = packet.payload as Buffer;
+      if (payload.length > opts.maxPayloadBytes) {
+        refuse(client, packet, 'E_PAYLOAD_TOO_LARGE', `${payload.length} > ${opts.maxPayloadBytes} bytes`);
+        return done(null);
+      }
+      const now = Date.now();
+      let accepted: Promise<void>;
+      if (decision.kind === 'receipt') {
+        if (payload.length > 0) {
+          let env: Envelope | null = null;
+          try { env = decode(payload); } catch { /* handled below */ }
+          if (!env || env.kind !== 'read') {
+            refuse(client, packet, 'E_BAD_ENVELOPE', 'receipts carry an empty payload or a read envelope');
+            return done(null);
+          }
+        }
+        accepted = reads.add({ d: client.id, u: session.userId, m: decision.msgId, t: now });
+      } else {
+        let env: Envelope;
+        try {
+          env = decode(payload);
+        } catch (err) {
+          refuse(client, packet, 'E_BAD_ENVELOPE', err instanceof ParleyError ? (err.detail ?? 'undecodable') : 'undecodable');
+          return done(null);
+        }
+        if (env.kind === 'send') {
+          accepted = messages.add({ d: client.id, u: session.userId, p: payload.toString('base64'), t: now });
+        } else if (env.kind === 'sync') {
+          accepted = syncs.add({
+            d: client.id, u: session.userId, t: now,
+            ...(env.chatId ? { c: env.chatId } : {}),
+            ...(env.after !== undefined ? { a: env.after } : {}),
+          });
+        } else {
+          refuse(client, packet, 'E_BAD_ENVELOPE', `a device may not send ${env.kind} envelopes`);
+          return done(null);
+        }
+      }
+      // PUBACK (the sent tick) only once the ingest batch is durable. If that fails the connection
+      // is closed without a PUBACK and the client resends with the same clientMsgId.
+      accepted.then(
+        () => done(null),
+        (err: unknown) => {
+          log.error({ err, clientId: client.id }, 'ingest failed; closing connection without PUBACK');
+          done(err instanceof Error ? err : new Error(String(err)));
+        },
+      );
+    },
+  });
+
+  function sendError(clientId: string, code: ErrorCode, detail?: string, ref?: string): void {
+    const payload = Buffer.from(encode({ kind: 'error', code, detail, ref }));
+    aedes.publish({ cmd: 'publish', topic: inboxTopic(clientId), payload, qos: 1, retain: false, dup: false }, (err) => {
+      if (err) log.warn({ err, clientId, code }, 'could not publish error envelope');
+    });
+  }
+
+  /** Acknowledge and drop: the client gets its PUBACK (so a bad packet is not redelivered forever) and an error envelope. */
+  function refuse(client: Client, packet: PublishPacket, code: ErrorCode, detail: string, ref?: string): void {
+    packet.topic = SINK_TOPIC;
+    packet.retain = false;
+    sendError(client.id, code, detail, ref);
+  }
+
+  aedes.on('ack', (packet: PublishPacket | PubrelPacket | undefined, client: Client) => {
+    if (!packet || !client || packet.cmd !== 'publish') return;
+    const t = parseTopic(packet.topic);
+    if (!t || t.kind !== 'inbox') return;
+    let env: Envelope;
+    try {
+      env = decode(packet.payload as Buffer);
+    } catch {
+      return;
+    }
+    if (env.kind !== 'msg') return;
+    acks.add({ d: client.id, c: env.chatId, s: env.seq, t: Date.now() }).catch((err: unknown) => {
+      // Lost delivered ticks heal: the delivery stays undelivered and is resent on the next sync.
+      log.warn({ err }, 'could not record delivery ack');
+    });
+  });
+
+  aedes.on('clientReady', (client: Client) => {
+    const s = sessions.get(client);
+    if (s) deps.presence?.connected(client.id, s.userId);
+  });
+  aedes.on('clientDisconnect', (client: Client) => {
+    const s = sessions.get(client);
+    if (s) deps.presence?.disconnected(client.id, s.userId);
+  });
+  aedes.on('clientError', (client: Client, err: Error) => {
+    log.debug({ clientId: client?.id, err: err.message }, 'client error');
+  });
+  aedes.on('connectionError', (_client: Client, err: Error) => {
+    log.debug({ err: err.message }, 'connection error');
+  });
+
+  let tcp: TcpServer | null = null;
+  let http: HttpServer | null = null;
+  let wss: WebSocketServer | null = null;
+  let boundMqtt: number | null = null;
+  let boundWs: number | null = null;
+
+  const listenOn = (srv: TcpServer | HttpServer, port: number): Promise<number> =>
+    new Promise((res, rej) => {
+      srv.once('error', rej);
+      srv.listen(port, opts.host, () => {
+        srv.off('error', rej);
+        res((srv.address() as AddressInfo).port);
+      });
+    });
+
+  const node: BrokerNode = {
+    aedes,
+    get id() { return aedes.id; },
+    get mqttPort() { return boundMqtt; },
+    get wsPort() { return boundWs; },
+    async listen() {
+      if (opts.mqttPort !== null) {
+        tcp = createTcpServer((socket) => aedes.handle(socket));
+        boundMqtt = await listenOn(tcp, opts.mqttPort);
+      }
+      if (opts.wsPort !== null) {
+        http = createHttpServer((_req, res) => {
+          res.writeHead(426, { 'content-type': 'text/plain' }).end('MQTT over WebSocket at /mqtt\n');
+        });
+        wss = new WebSocketServer({ server: http, path: '/mqtt', maxPayload: opts.maxPayloadBytes + 1024 });
+        wss.on('connection', (ws, req) => {
+          const stream = createWebSocketStream(ws);
+          stream.on('error', () => ws.terminate());
+          aedes.handle(stream, req);
+        });
+        boundWs = await listenOn(http, opts.wsPort);
+      }
+    },
+    disconnect(deviceId) {
+      const c = (aedes as unknown as { clients: Record<string, Client | undefined> }).clients[deviceId];
+      if (!c) return false;
+      c.close();
+      return true;
+    },
+    connectedClients() {
+      return aedes.connectedClients;
+    },
+    async close() {
+      await new Promise<void>((r) => (tcp ? tcp.close(() => r()) : r()));
+      if (wss) {
+        for (const ws of wss.clients) ws.terminate();
+        await new Promise<void>((r) => wss!.close(() => r()));
+      }
+      await new Promise<void>((r) => (http ? http.close(() => r()) : r()));
+      await new Promise<void>((r) => aedes.close(() => r()));
+      await Promise.all([messages.close(), acks.close(), reads.close(), syncs.close()]);
+    },
+  };
+  return node;
+}

@@ -1,0 +1,7 @@
+export { createBrokerNode, DEFAULT_BROKER_OPTIONS, type BrokerDeps, type BrokerNode, type BrokerOptions } from './broker.js';
+export { Batcher, type BatcherOptions } from './batcher.js';
+export { decidePublish, decideSubscribe } from './acl.js';
+export { filterServerBound, SINK_TOPIC } from './mq-filter.js';
+export type {
+  AuthResult, DeviceAuthenticator, IngestAck, IngestMessage, IngestRead, IngestSink, IngestSync, PresenceSink,
+} from './ingest.js';

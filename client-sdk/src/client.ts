@@ -1,0 +1,654 @@
+/**
+ * ParleyClient: one device's MQTT 3.1.1 connection to Parley (TCP `mqtt://` in Node, WebSocket
+ * `ws://`/`wss://` in Node and browsers). See README.md for the guarantees it gives.
+ *
+ * Protocol, in short: clientId = username = deviceId, password = device token, clean = false (a
+ * persistent broker session). After CONNACK the client subscribes `inbox/<deviceId>` (QoS 1) and
+ * `live/<deviceId>` (QoS 0); when the broker had no session for it (sessionPresent = false) it then
+ * publishes `sync` so the server resends what is undelivered. Messages are `send` envelopes
+ * published QoS 1 on `outbox/<deviceId>`; the PUBACK is the "sent" tick; the server answers with
+ * `stored` (the seq). Read receipts are empty QoS 1 publishes on `receipts/<msgId>`.
+ *
+ * Reconnection is done here (mqtt.js `reconnectPeriod` is 0): exponential back-off with jitter,
+ * reset after each successful CONNACK. One mqtt.js client instance lives as long as the
+ * ParleyClient, so its in-memory outgoing store retransmits the QoS 1 publishes that were not
+ * PUBACKed (same packet, same clientMsgId) when the connection comes back.
+ *
+ * Browser-safe: no `node:` import, no Buffer.
+ */
+import { connect as mqttConnect, type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
+import { decode, encode, type Body, type Envelope, type MsgEnvelope, type ReceiptEnvelope } from './codec.js';
+import { ParleyError, type ErrorCode } from './errors.js';
+import { isChatId, isClientMsgId, isId, isMsgId, msgIdOf, newClientMsgId } from './ids.js';
+import { inboxTopic, liveTopic, outboxTopic, receiptTopic } from './topics.js';
+import { TypedEmitter } from './emitter.js';
+import { MemoryStateStore, OwnStatusTracker, Sequencer, type StateStore, type StatusUpdate } from './sequencer.js';
+
+export type ConnectionState = 'disconnected' | 'connecting' | 'connected' | 'closed';
+
+export interface ParleyClientOptions {
+  /** Broker URL: `mqtt://host:1883`, `mqtts://…`, `ws://host:8083/mqtt` or `wss://…`. Required. */
+  url: string;
+  /** This device's id (also the MQTT clientId and username). Required. */
+  deviceId: string;
+  /** This device's token (the MQTT password). Required. */
+  token: string;
+  /**
+   * The user's id. Used to tell the user's own messages (`message.own`, sent from another of the
+   * user's devices) and to ignore the user's own read receipts when computing ticks.
+   * @defaultValue undefined
+   */
+  userId?: string | undefined;
+  /** MQTT keepalive, in seconds. @defaultValue 30 */
+  keepalive: number;
+  /** First reconnect delay (ms); doubles on every failed attempt, with jitter. @defaultValue 500 */
+  reconnectPeriodMs: number;
+  /** Longest reconnect delay (ms). @defaultValue 15000 */
+  maxReconnectPeriodMs: number;
+  /** How long `connect()` may take, and the CONNACK timeout of each attempt (ms). @defaultValue 10000 */
+  connectTimeoutMs: number;
+  /** How long a seq gap may stay open before the client asks the server for a sync (ms). @defaultValue 2000 */
+  gapTimeoutMs: number;
+  /**
+   * Where the last delivered seq of each chat is kept (key `seq:<chatId>`), so that duplicates are
+   * dropped across restarts. @defaultValue a new {@link MemoryStateStore}
+   */
+  state: StateStore;
+  /**
+   * Extra mqtt.js options (TLS, `wsOptions`, `transformWsUrl`, …). `clientId`, `username`,
+   * `password`, `clean`, `keepalive`, `protocolVersion`, `reconnectPeriod`, `connectTimeout`,
+   * `manualConnect` and `resubscribe` are always set by the client.
+   * @defaultValue \{\}
+   */
+  mqttOptions: Partial<IClientOptions>;
+}
+
+/** What the constructor takes: the required options, the rest optional. */
+export type ParleyClientInit = Pick<ParleyClientOptions, 'url' | 'deviceId' | 'token'> &
+  Partial<Omit<ParleyClientOptions, 'url' | 'deviceId' | 'token'>>;
+
+/** The defaults of the optional options (`state` excepted: each client gets its own store). */
+export const DEFAULT_CLIENT_OPTIONS: Readonly<
+  Pick<ParleyClientOptions, 'keepalive' | 'reconnectPeriodMs' | 'maxReconnectPeriodMs' | 'connectTimeoutMs' | 'gapTimeoutMs'>
+> = Object.freeze({
+  keepalive: 30,
+  reconnectPeriodMs: 500,
+  maxReconnectPeriodMs: 15_000,
+  connectTimeoutMs: 10_000,
+  gapTimeoutMs: 2_000,
+});
+
+/** Default timeout of {@link ParleyClient.waitStored}, in ms. */
+export const DEFAULT_WAIT_STORED_MS = 30_000;
+
+/** A chat message, delivered in seq order per chat and at most once. */
+export interface ChatMessage {
+  /** `<chatId>.<seq in base 36>`: what `markRead` takes. */
+  msgId: string;
+  chatId: string;
+  seq: number;
+  /** Sender's userId. */
+  from: string;
+  /** Sender's deviceId. */
+  fromDevice: string;
+  /** Server time when stored (epoch ms). */
+  ts: number;
+  body: Body;
+  /** The body, when it is text. */
+  text?: string;
+  /** Sent by this user (from another of the user's devices). */
+  own: boolean;
+}
+
+/** Where the server stored one of this device's messages. */
+export interface StoredInfo {
+  clientMsgId: string;
+  msgId: string;
+  chatId: string;
+  seq: number;
+  ts: number;
+}
+
+export interface SyncedInfo {
+  /** How many messages the server resent. */
+  count: number;
+  /** Set when the sync was for one chat. */
+  chatId?: string;
+}
+
+export type { StatusUpdate } from './sequencer.js';
+
+export interface ParleyClientEvents {
+  /** A chat message from another user or from another of this user's devices. */
+  message: ChatMessage;
+  /** One of this device's messages got its seq. */
+  stored: StoredInfo;
+  /** A tick of one of the user's own messages advanced (one event per message). */
+  status: StatusUpdate;
+  /** A receipt envelope as received (a watermark: `by` has `status` for every message up to `seq`). */
+  receipt: ReceiptEnvelope;
+  /** The server finished a sync. */
+  synced: SyncedInfo;
+  state: ConnectionState;
+  /** Error envelopes from the server, undecodable payloads, connection problems. Never thrown. */
+  error: ParleyError;
+}
+
+interface Outbound {
+  topic: string;
+  payload: Uint8Array;
+  resolve: () => void;
+  reject: (err: ParleyError) => void;
+  /** Handed to mqtt.js (which then owns retransmission) and not yet answered. */
+  inFlight: boolean;
+  settled: boolean;
+}
+
+interface Waiter<T> {
+  resolve: (value: T) => void;
+  reject: (err: ParleyError) => void;
+  timer: ReturnType<typeof setTimeout> | undefined;
+}
+
+type MqttPayload = Parameters<MqttClient['publish']>[1];
+
+/** Bounded memory of recent stored results and error refs (for `waitStored`). */
+const REMEMBER = 10_000;
+
+function remember<K, V>(map: Map<K, V>, key: K, value: V): void {
+  map.delete(key);
+  map.set(key, value);
+  if (map.size > REMEMBER) {
+    const oldest = map.keys().next();
+    if (!oldest.done) map.delete(oldest.value);
+  }
+}
+
+const AUTH_CODES = new Set([4, 5, 134, 135]);
+
+export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
+  readonly options: Readonly<ParleyClientOptions>;
+
+  #state: ConnectionState = 'disconnected';
+  #mqtt: MqttClient | null = null;
+  /** Incremented on every CONNACK and every close: stale callbacks compare it. */
+  #connGen = 0;
+  /** Subscribed to the inbox on the current connection. */
+  #ready = false;
+  #closed = false;
+  #closing: Promise<void> | null = null;
+  #authFailed = false;
+  #attempt = 0;
+  #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
+
+  readonly #outbound: Outbound[] = [];
+  readonly #connectWaiters = new Set<Waiter<void>>();
+  readonly #storedWaiters = new Map<string, Set<Waiter<StoredInfo>>>();
+  readonly #stored = new Map<string, StoredInfo>();
+  readonly #errorsByRef = new Map<string, ParleyError>();
+  readonly #sequencer: Sequencer<MsgEnvelope>;
+  readonly #ticks = new OwnStatusTracker();
+  readonly #inbox: string;
+  readonly #live: string;
+  readonly #outbox: string;
+
+  constructor(init: ParleyClientInit) {
+    super();
+    const options: ParleyClientOptions = {
+      ...DEFAULT_CLIENT_OPTIONS,
+      state: init.state ?? new MemoryStateStore(),
+      mqttOptions: {},
+      ...Object.fromEntries(Object.entries(init).filter(([, v]) => v !== undefined)),
+    } as ParleyClientOptions;
+    if (typeof options.url !== 'string' || options.url === '') throw new ParleyError('E_CONFIG', 'url is required');
+    if (!isId(options.deviceId)) throw new ParleyError('E_CONFIG', 'deviceId is not a valid id');
+    if (typeof options.token !== 'string' || options.token === '') throw new ParleyError('E_CONFIG', 'token is required');
+    for (const k of ['keepalive', 'reconnectPeriodMs', 'maxReconnectPeriodMs', 'connectTimeoutMs', 'gapTimeoutMs'] as const) {
+      if (!Number.isFinite(options[k]) || options[k] < 0) throw new ParleyError('E_CONFIG', `${k} must be a number >= 0`);
+    }
+    this.options = Object.freeze(options);
+    this.#inbox = inboxTopic(options.deviceId);
+    this.#live = liveTopic(options.deviceId);
+    this.#outbox = outboxTopic(options.deviceId);
+    this.#sequencer = new Sequencer<MsgEnvelope>({
+      state: options.state,
+      gapTimeoutMs: options.gapTimeoutMs,
+      deliver: (m) => this.#deliver(m),
+      requestSync: (chatId, afterSeq) => {
+        this.sync(chatId, afterSeq).catch((err: unknown) => {
+          if (!(err instanceof ParleyError && err.code === 'E_CLOSED')) this.#error(toParleyError(err, 'E_INTERNAL'));
+        });
+      },
+      onError: (err) => this.#error(toParleyError(err, 'E_INTERNAL')),
+    });
+  }
+
+  /** 'disconnected' | 'connecting' | 'connected' (subscribed) | 'closed'. */
+  get state(): ConnectionState {
+    return this.#state;
+  }
+
+  get deviceId(): string {
+    return this.options.deviceId;
+  }
+
+  /**
+   * Connects (and keeps reconnecting after drops) until `close()`. Resolves once connected and
+   * subscribed to the inbox. Rejects with E_AUTH_TOKEN when the broker refuses the token (CONNACK 4
+   * or 5; the client then stops retrying until `connect()` is called again), with E_TIMEOUT after
+   * `connectTimeoutMs` (the client keeps trying in the background), with E_ACL_DENIED when the
+   * inbox subscription is refused, with E_CLOSED after `close()`.
+   */
+  connect(): Promise<void> {
+    if (this.#closed) return Promise.reject(new ParleyError('E_CLOSED'));
+    if (this.#ready) return Promise.resolve();
+    const promise = new Promise<void>((resolve, reject) => {
+      const waiter: Waiter<void> = { resolve, reject, timer: undefined };
+      waiter.timer = setTimeout(() => {
+        this.#connectWaiters.delete(waiter);
+        reject(new ParleyError('E_TIMEOUT', `not connected within ${this.options.connectTimeoutMs} ms`));
+      }, this.options.connectTimeoutMs);
+      this.#connectWaiters.add(waiter);
+    });
+    if (this.#authFailed) {
+      // Stopped after an auth failure: try again (now, or once the refused connection is down).
+      this.#authFailed = false;
+      if (this.#state === 'disconnected') this.#attemptNow();
+    } else if (this.#state === 'disconnected') {
+      // First call, or waiting out a back-off delay: try now.
+      this.#attemptNow();
+    }
+    return promise;
+  }
+
+  /**
+   * Sends a message. `to` is a userId (1:1 chat) or a chatId. Resolves on the PUBACK (the "sent"
+   * tick: the server has it durably). Callable while disconnected: the message is queued and sent
+   * after (re)connection; a message in flight when the connection drops is resent with the same
+   * clientMsgId (the server stores it once). The seq follows as a `stored` event (`waitStored`).
+   */
+  send(to: string, body: Body, opts: { clientMsgId?: string } = {}): Promise<{ clientMsgId: string }> {
+    if (this.#closed) return Promise.reject(new ParleyError('E_CLOSED'));
+    const clientMsgId = opts.clientMsgId ?? newClientMsgId();
+    if (!isClientMsgId(clientMsgId)) return Promise.reject(new ParleyError('E_VALIDATION', 'clientMsgId'));
+    if (!isId(to)) return Promise.reject(new ParleyError('E_VALIDATION', 'to must be a userId or chatId'));
+    if (typeof body !== 'string' && !(body instanceof Uint8Array)) {
+      return Promise.reject(new ParleyError('E_VALIDATION', 'body must be a string or Uint8Array'));
+    }
+    const payload = encode({ kind: 'send', clientMsgId, to, body });
+    return this.#publish(this.#outbox, payload).then(() => ({ clientMsgId }));
+  }
+
+  /** Alias of {@link ParleyClient.send}. */
+  sendMessage(to: string, body: Body, opts: { clientMsgId?: string } = {}): Promise<{ clientMsgId: string }> {
+    return this.send(to, body, opts);
+  }
+
+  /** Marks everything in the message's chat up to that message as read. Resolves on the PUBACK. */
+  markRead(msgId: string): Promise<void> {
+    if (this.#closed) return Promise.reject(new ParleyError('E_CLOSED'));
+    if (!isMsgId(msgId)) return Promise.reject(new ParleyError('E_VALIDATION', 'msgId'));
+    return this.#publish(receiptTopic(msgId), new Uint8Array(0));
+  }
+
+  /**
+   * Asks the server to resend what this device has not acknowledged: everything, or one chat
+   * (after `afterSeq`). Resolves on the PUBACK; the messages follow, then a `synced` event.
+   */
+  sync(chatId?: string, afterSeq?: number): Promise<void> {
+    if (this.#closed) return Promise.reject(new ParleyError('E_CLOSED'));
+    if (chatId !== undefined && !isChatId(chatId)) return Promise.reject(new ParleyError('E_VALIDATION', 'chatId'));
+    if (afterSeq !== undefined) {
+      if (chatId === undefined) return Promise.reject(new ParleyError('E_VALIDATION', 'afterSeq needs a chatId'));
+      if (!Number.isSafeInteger(afterSeq) || afterSeq < 0) return Promise.reject(new ParleyError('E_VALIDATION', 'afterSeq'));
+    }
+    return this.#publish(this.#outbox, encode({ kind: 'sync', chatId, after: afterSeq }));
+  }
+
+  /**
+   * Resolves with where the server stored a message sent from this device (immediately when
+   * already known); rejects with the server's error when it refused that message, with E_TIMEOUT
+   * after `timeoutMs`, with E_CLOSED on close.
+   */
+  waitStored(clientMsgId: string, timeoutMs: number = DEFAULT_WAIT_STORED_MS): Promise<StoredInfo> {
+    const known = this.#stored.get(clientMsgId);
+    if (known) return Promise.resolve(known);
+    const refused = this.#errorsByRef.get(clientMsgId);
+    if (refused) return Promise.reject(refused);
+    if (this.#closed) return Promise.reject(new ParleyError('E_CLOSED'));
+    return new Promise<StoredInfo>((resolve, reject) => {
+      let set = this.#storedWaiters.get(clientMsgId);
+      if (!set) {
+        set = new Set();
+        this.#storedWaiters.set(clientMsgId, set);
+      }
+      const waiters = set;
+      const waiter: Waiter<StoredInfo> = { resolve, reject, timer: undefined };
+      waiter.timer = setTimeout(() => {
+        waiters.delete(waiter);
+        if (waiters.size === 0) this.#storedWaiters.delete(clientMsgId);
+        reject(new ParleyError('E_TIMEOUT', `no stored for ${clientMsgId} within ${timeoutMs} ms`, clientMsgId));
+      }, timeoutMs);
+      waiters.add(waiter);
+    });
+  }
+
+  /**
+   * Closes for good: state 'closed', no reconnection, pending operations reject with E_CLOSED.
+   * Resolves once the connection is down and the last seqs are written to the StateStore.
+   */
+  close(): Promise<void> {
+    if (this.#closing) return this.#closing;
+    this.#closed = true;
+    this.#ready = false;
+    this.#connGen++;
+    if (this.#reconnectTimer !== undefined) clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = undefined;
+    const closedErr = (): ParleyError => new ParleyError('E_CLOSED');
+    for (const w of this.#connectWaiters) settleWaiter(w, closedErr());
+    this.#connectWaiters.clear();
+    for (const set of this.#storedWaiters.values()) for (const w of set) settleWaiter(w, closedErr());
+    this.#storedWaiters.clear();
+    for (const op of this.#outbound.splice(0)) {
+      op.settled = true;
+      op.reject(closedErr());
+    }
+    this.#sequencer.dispose();
+    this.#setState('closed');
+    const m = this.#mqtt;
+    const ended = m
+      ? new Promise<void>((resolve) => {
+          // Graceful DISCONNECT when possible; forced when down or with unacknowledged packets.
+          const force = !m.connected || Object.keys(m.outgoing).length > 0;
+          m.end(force, {}, () => resolve());
+        })
+      : Promise.resolve();
+    this.#closing = Promise.all([ended, this.#sequencer.whenIdle()]).then(() => undefined);
+    return this.#closing;
+  }
+
+  // --- connection ------------------------------------------------------------------------------
+
+  #attemptNow(): void {
+    if (this.#closed) return;
+    if (this.#reconnectTimer !== undefined) clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = undefined;
+    this.#setState('connecting');
+    if (!this.#mqtt) {
+      this.#mqtt = this.#createMqtt();
+    }
+    this.#mqtt.connect();
+  }
+
+  #createMqtt(): MqttClient {
+    const o = this.options;
+    const m = mqttConnect(o.url, {
+      ...o.mqttOptions,
+      clientId: o.deviceId,
+      username: o.deviceId,
+      password: o.token,
+      clean: false,
+      keepalive: o.keepalive,
+      protocolVersion: 4,
+      reconnectPeriod: 0,
+      connectTimeout: o.connectTimeoutMs,
+      manualConnect: true,
+      resubscribe: false,
+    });
+    m.on('connect', (packet) => this.#onConnack(packet));
+    m.on('close', () => this.#onClose());
+    m.on('error', (err) => this.#onMqttError(err));
+    m.on('message', (topic, payload) => this.#onMessage(topic, payload));
+    return m;
+  }
+
+  #scheduleReconnect(): void {
+    if (this.#closed || this.#authFailed || this.#reconnectTimer !== undefined) return;
+    const { reconnectPeriodMs: initial, maxReconnectPeriodMs: max } = this.options;
+    const base = Math.min(max, initial * 2 ** Math.min(this.#attempt, 30));
+    this.#attempt++;
+    // "Equal jitter": half fixed, half random — grows on average, never bunches up.
+    const delay = Math.round(base / 2 + (Math.random() * base) / 2);
+    this.#reconnectTimer = setTimeout(() => {
+      this.#reconnectTimer = undefined;
+      this.#attemptNow();
+    }, delay);
+  }
+
+  #onConnack(packet: IConnackPacket): void {
+    if (this.#closed) return;
+    const m = this.#mqtt;
+    if (!m) return;
+    this.#attempt = 0;
+    const gen = ++this.#connGen;
+    const sessionPresent = packet.sessionPresent === true;
+
+    m.subscribe(this.#inbox, { qos: 1 }, (err, _granted, suback) => {
+      if (gen !== this.#connGen || this.#closed) return;
+      if (err && !suback) return; // the connection went down; #onClose reconnects
+      const code = firstGranted(suback?.granted);
+      let refused: ParleyError | null = null;
+      if (code === undefined || code >= 128) {
+        refused = new ParleyError('E_ACL_DENIED', `subscribe ${this.#inbox} refused`, this.#inbox);
+        this.#error(refused);
+      } else if (!sessionPresent) {
+        // The broker lost (or never had) our session: ask for everything undelivered, first.
+        this.#publish(this.#outbox, encode({ kind: 'sync' }), true).catch((e: unknown) => {
+          if (!(e instanceof ParleyError && e.code === 'E_CLOSED')) this.#error(toParleyError(e, 'E_INTERNAL'));
+        });
+      }
+      this.#ready = true;
+      this.#setState('connected');
+      this.#dispatchQueued();
+      for (const w of this.#connectWaiters) settleWaiter(w, refused);
+      this.#connectWaiters.clear();
+    });
+
+    m.subscribe(this.#live, { qos: 0 }, (err, _granted, suback) => {
+      if (gen !== this.#connGen || this.#closed) return;
+      if (err && !suback) return;
+      const code = firstGranted(suback?.granted);
+      if (code === undefined || code >= 128) {
+        this.#error(new ParleyError('E_ACL_DENIED', `subscribe ${this.#live} refused`, this.#live));
+      }
+    });
+  }
+
+  #onClose(): void {
+    this.#connGen++;
+    this.#ready = false;
+    if (this.#closed) return;
+    this.#setState('disconnected');
+    this.#scheduleReconnect();
+  }
+
+  #onMqttError(err: Error & { code?: unknown }): void {
+    if (this.#closed) return;
+    const code = err.code;
+    if (typeof code === 'number' && err.message.startsWith('Connection refused')) {
+      if (AUTH_CODES.has(code)) {
+        // Retrying with the same token cannot help: stop until connect() is called again.
+        this.#authFailed = true;
+        if (this.#reconnectTimer !== undefined) clearTimeout(this.#reconnectTimer);
+        this.#reconnectTimer = undefined;
+        const authErr = new ParleyError('E_AUTH_TOKEN', err.message);
+        for (const w of this.#connectWaiters) settleWaiter(w, authErr);
+        this.#connectWaiters.clear();
+        this.#error(authErr);
+        return;
+      }
+      this.#error(new ParleyError('E_UNAVAILABLE', err.message));
+      return;
+    }
+    if (err.message === 'connack timeout') {
+      this.#error(new ParleyError('E_TIMEOUT', 'no CONNACK'));
+      return;
+    }
+    this.#error(new ParleyError('E_UNAVAILABLE', err.message));
+  }
+
+  // --- outgoing --------------------------------------------------------------------------------
+
+  /** Queues a QoS 1 publish; sends it now when subscribed, else after the next (re)connection. */
+  #publish(topic: string, payload: Uint8Array, first = false): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      const op: Outbound = { topic, payload, resolve, reject, inFlight: false, settled: false };
+      if (first) this.#outbound.unshift(op);
+      else this.#outbound.push(op);
+      if (this.#ready) this.#dispatch(op);
+    });
+  }
+
+  #dispatchQueued(): void {
+    for (const op of [...this.#outbound]) {
+      if (!this.#ready) return;
+      if (!op.inFlight && !op.settled) this.#dispatch(op);
+    }
+  }
+
+  #dispatch(op: Outbound): void {
+    const m = this.#mqtt;
+    if (!m) return;
+    op.inFlight = true;
+    m.publish(op.topic, op.payload as unknown as MqttPayload, { qos: 1 }, (err) => {
+      if (op.settled) return;
+      if (err) {
+        // Not in mqtt.js' store (e.g. dropped from its queue on close): ours to resend.
+        op.inFlight = false;
+        if (this.#ready && !this.#closed) {
+          const gen = this.#connGen;
+          setTimeout(() => {
+            if (gen === this.#connGen && this.#ready && !op.inFlight && !op.settled) this.#dispatch(op);
+          }, this.options.reconnectPeriodMs);
+        }
+        return;
+      }
+      op.settled = true;
+      const i = this.#outbound.indexOf(op);
+      if (i >= 0) this.#outbound.splice(i, 1);
+      op.resolve();
+    });
+  }
+
+  // --- incoming --------------------------------------------------------------------------------
+
+  #onMessage(topic: string, payload: Uint8Array): void {
+    // Never throw from here: mqtt.js would not PUBACK and its parser loop would break.
+    try {
+      if (topic !== this.#inbox && topic !== this.#live) return;
+      let env: Envelope;
+      try {
+        env = decode(payload);
+      } catch (err) {
+        this.#error(toParleyError(err, 'E_BAD_ENVELOPE'));
+        return;
+      }
+      if (topic === this.#live) return; // ephemeral events: none defined yet
+      this.#onEnvelope(env);
+    } catch (err) {
+      this.#error(toParleyError(err, 'E_INTERNAL'));
+    }
+  }
+
+  #onEnvelope(env: Envelope): void {
+    switch (env.kind) {
+      case 'msg':
+        this.#sequencer.onMsg(env);
+        return;
+      case 'stored': {
+        if (this.#stored.get(env.clientMsgId)?.seq === env.seq) return; // resent after a retry
+        const info: StoredInfo = {
+          clientMsgId: env.clientMsgId, msgId: msgIdOf(env.chatId, env.seq), chatId: env.chatId, seq: env.seq, ts: env.ts,
+        };
+        remember(this.#stored, env.clientMsgId, info);
+        const waiters = this.#storedWaiters.get(env.clientMsgId);
+        if (waiters) {
+          this.#storedWaiters.delete(env.clientMsgId);
+          for (const w of waiters) {
+            if (w.timer !== undefined) clearTimeout(w.timer);
+            w.resolve(info);
+          }
+        }
+        this.emit('stored', info);
+        const tick = this.#ticks.track(env.chatId, env.seq, env.clientMsgId);
+        if (tick) this.emit('status', tick);
+        this.#sequencer.onStored(env);
+        return;
+      }
+      case 'receipt':
+        this.emit('receipt', env);
+        if (this.options.userId === undefined || env.by !== this.options.userId) {
+          for (const tick of this.#ticks.receipt(env.chatId, env.seq, env.status)) this.emit('status', tick);
+        }
+        return;
+      case 'error': {
+        const err = new ParleyError(env.code, env.detail, env.ref);
+        if (env.ref !== undefined) {
+          remember(this.#errorsByRef, env.ref, err);
+          const waiters = this.#storedWaiters.get(env.ref);
+          if (waiters) {
+            this.#storedWaiters.delete(env.ref);
+            for (const w of waiters) settleWaiter(w, err);
+          }
+        }
+        this.#error(err);
+        return;
+      }
+      case 'synced':
+        this.#sequencer.onSynced(env.chatId);
+        this.emit('synced', env.chatId !== undefined ? { count: env.count, chatId: env.chatId } : { count: env.count });
+        return;
+      default:
+        this.#error(new ParleyError('E_BAD_ENVELOPE', `unexpected ${env.kind} envelope on the inbox`));
+    }
+  }
+
+  /** Called by the Sequencer, in order. */
+  #deliver(m: MsgEnvelope): void {
+    const own = (this.options.userId !== undefined && m.from === this.options.userId) || m.fromDevice === this.options.deviceId;
+    const msg: ChatMessage = {
+      msgId: msgIdOf(m.chatId, m.seq),
+      chatId: m.chatId,
+      seq: m.seq,
+      from: m.from,
+      fromDevice: m.fromDevice,
+      ts: m.ts,
+      body: m.body,
+      ...(typeof m.body === 'string' ? { text: m.body } : {}),
+      own,
+    };
+    this.emit('message', msg);
+    if (own) {
+      const tick = this.#ticks.track(m.chatId, m.seq);
+      if (tick) this.emit('status', tick);
+    }
+  }
+
+  #setState(state: ConnectionState): void {
+    if (this.#state === state) return;
+    this.#state = state;
+    this.emit('state', state);
+  }
+
+  #error(err: ParleyError): void {
+    this.emit('error', err);
+  }
+}
+
+function firstGranted(granted: ReadonlyArray<number | object> | undefined): number | undefined {
+  const g = granted?.[0];
+  if (typeof g === 'number') return g;
+  if (g && typeof (g as { qos?: unknown }).qos === 'number') return (g as { qos: number }).qos;
+  return undefined;
+}
+
+function settleWaiter<T>(w: Waiter<T>, err: ParleyError | null, value?: T): void {
+  if (w.timer !== undefined) clearTimeout(w.timer);
+  if (err) w.reject(err);
+  else w.resolve(value as T);
+}
+
+function toParleyError(err: unknown, code: ErrorCode): ParleyError {
+  if (err instanceof ParleyError) return err;
+  return new ParleyError(code, err instanceof Error ? err.message : String(err));
+}

@@ -1,0 +1,475 @@
+/**
+ * Per-chat ordering and de-duplication of incoming messages, and the tick (status) bookkeeping of
+ * the device's own messages. Pure logic: no MQTT, no I/O other than the injected StateStore and
+ * timer functions, so it is unit-testable and runs in browsers.
+ *
+ * Every message of a chat has a seq (1, 2, 3, ...) assigned by the server, including the messages
+ * this device sent (it learns their seq from `stored` envelopes; they are never delivered back to
+ * it as `msg`). The Sequencer keeps, per chat, `lastSeq` = the highest seq up to which everything
+ * has been delivered to the application (or is known to be one of this device's own messages):
+ *
+ * - `msg` with seq <= lastSeq: a duplicate (redelivery, sync overlap) — dropped silently.
+ * - lastSeq unknown (fresh state for that chat) or seq === lastSeq + 1: delivered at once, lastSeq
+ *   advances, then buffered successors (and own seqs) that are now contiguous are flushed.
+ * - seq > lastSeq + 1: buffered (at most `maxBuffered` per chat) and a gap timer starts. If the gap
+ *   is still open after `gapTimeoutMs`, `requestSync(chatId, lastSeq)` is called once; the server
+ *   resends what this device has not acknowledged, duplicates are dropped.
+ * - the server ends a chat sync with `synced {chatId}` after everything it resent. If a gap the
+ *   Sequencer asked a sync for is still open then, nothing can fill it any more (for example an
+ *   own message whose `stored` was lost): the buffered messages are delivered in order across the
+ *   hole, so a chat never stalls. The same happens if the buffer bound is reached.
+ * - `stored` (own message): seq === lastSeq + 1 advances and flushes; lower is ignored; higher is
+ *   remembered as an own seq, so that when the messages before it arrive the gap logic treats it as
+ *   filled. With an unknown lastSeq it is only remembered (seq 1 advances: nothing can precede it).
+ *
+ * lastSeq is loaded lazily from the StateStore (key `seq:<chatId>`) the first time a chat is seen,
+ * and written back after each delivery (writes are coalesced per chat when the store is async).
+ */
+import type { MsgEnvelope } from './codec.js';
+import { msgIdOf } from './ids.js';
+
+/**
+ * Where the SDK keeps small per-device state (today: the last delivered seq of each chat, under
+ * `seq:<chatId>`). Sync or async: e.g. localStorage, IndexedDB, a file, SQLite.
+ */
+export interface StateStore {
+  get(key: string): string | undefined | Promise<string | undefined>;
+  set(key: string, value: string): void | Promise<void>;
+}
+
+/** The default StateStore: a Map, lost when the process ends (every chat then starts fresh). */
+export class MemoryStateStore implements StateStore {
+  readonly #map = new Map<string, string>();
+  get(key: string): string | undefined {
+    return this.#map.get(key);
+  }
+  set(key: string, value: string): void {
+    this.#map.set(key, value);
+  }
+}
+
+/** The StateStore key of a chat's last delivered seq. */
+export const seqStateKey = (chatId: string): string => `seq:${chatId}`;
+
+/** Timer functions, injectable for tests. */
+export interface TimerFunctions {
+  setTimeout(fn: () => void, ms: number): unknown;
+  clearTimeout(handle: unknown): void;
+}
+
+export const DEFAULT_TIMERS: TimerFunctions = Object.freeze({
+  setTimeout: (fn: () => void, ms: number): unknown => globalThis.setTimeout(fn, ms),
+  clearTimeout: (handle: unknown): void => globalThis.clearTimeout(handle as ReturnType<typeof setTimeout>),
+});
+
+/** What the Sequencer needs of a message: its chat and position. */
+export interface Sequenced {
+  chatId: string;
+  seq: number;
+}
+
+export interface SequencerOptions<M extends Sequenced> {
+  /** Called once per message, in seq order per chat, never twice for one seq. */
+  deliver: (msg: M) => void;
+  /** Called when a gap stayed open for `gapTimeoutMs`: resend what follows `afterSeq`. */
+  requestSync: (chatId: string, afterSeq: number) => void;
+  /** Errors of the StateStore or of the callbacks; the Sequencer carries on regardless. */
+  onError?: (err: unknown) => void;
+  /** @defaultValue a {@link MemoryStateStore} */
+  state?: StateStore;
+  /** @defaultValue 2000 */
+  gapTimeoutMs?: number;
+  /** Most out-of-order messages (and own seqs) held per chat. @defaultValue 10000 */
+  maxBuffered?: number;
+  /** @defaultValue globalThis.setTimeout / clearTimeout */
+  timers?: TimerFunctions;
+}
+
+interface ChatState<M> {
+  loaded: boolean;
+  lastSeq: number | undefined;
+  /** Work that arrived while lastSeq was loading, in arrival order. */
+  waiting: Array<(c: ChatState<M>) => void>;
+  /** Messages above lastSeq + 1, by seq. */
+  buffer: Map<number, M>;
+  /** Own seqs above lastSeq + 1 (from `stored`). */
+  own: Set<number>;
+  gapTimer: unknown;
+  /** A sync was asked for the current gap; no more until the gap closes. */
+  syncRequested: boolean;
+  /** The value last written to the StateStore. */
+  persisted: number | undefined;
+  writing: boolean;
+}
+
+const isPromiseLike = <T>(v: unknown): v is PromiseLike<T> =>
+  typeof v === 'object' && v !== null && typeof (v as { then?: unknown }).then === 'function';
+
+function parseSeq(raw: string | undefined): number | undefined {
+  if (raw === undefined || raw === '') return undefined;
+  const n = Number(raw);
+  return Number.isSafeInteger(n) && n >= 0 ? n : undefined;
+}
+
+export class Sequencer<M extends Sequenced = MsgEnvelope> {
+  readonly #deliver: (msg: M) => void;
+  readonly #requestSync: (chatId: string, afterSeq: number) => void;
+  readonly #onError: (err: unknown) => void;
+  readonly #state: StateStore;
+  readonly #gapTimeoutMs: number;
+  readonly #maxBuffered: number;
+  readonly #timers: TimerFunctions;
+  readonly #chats = new Map<string, ChatState<M>>();
+  readonly #pending = new Set<Promise<unknown>>();
+  #disposed = false;
+
+  constructor(options: SequencerOptions<M>) {
+    this.#deliver = options.deliver;
+    this.#requestSync = options.requestSync;
+    this.#onError = options.onError ?? (() => {});
+    this.#state = options.state ?? new MemoryStateStore();
+    this.#gapTimeoutMs = options.gapTimeoutMs ?? 2000;
+    this.#maxBuffered = Math.max(1, options.maxBuffered ?? 10_000);
+    this.#timers = options.timers ?? DEFAULT_TIMERS;
+  }
+
+  /** Feeds a message (a `msg` envelope) received on the inbox. */
+  onMsg(msg: M): void {
+    this.#run(msg.chatId, (c) => {
+      if (c.lastSeq !== undefined && msg.seq <= c.lastSeq) return; // duplicate
+      if (c.lastSeq === undefined) {
+        this.#emit(c, msg);
+        this.#prune(c);
+        this.#flush(c);
+      } else if (msg.seq === c.lastSeq + 1) {
+        this.#emit(c, msg);
+        this.#flush(c);
+      } else if (!c.buffer.has(msg.seq)) {
+        if (c.buffer.size + c.own.size >= this.#maxBuffered) {
+          // The gap has not been filled in 10k messages: give up on it rather than lose the rest.
+          this.#skipGap(c);
+          if (c.lastSeq !== undefined && msg.seq <= c.lastSeq) return this.#settle(msg.chatId, c);
+          if (msg.seq === (c.lastSeq ?? 0) + 1) {
+            this.#emit(c, msg);
+            this.#flush(c);
+          } else c.buffer.set(msg.seq, msg);
+        } else c.buffer.set(msg.seq, msg);
+      }
+      this.#settle(msg.chatId, c);
+    });
+  }
+
+  /** Feeds the seq of one of this device's own messages (a `stored` envelope). */
+  onStored(stored: Sequenced): void {
+    const { chatId, seq } = stored;
+    this.#run(chatId, (c) => {
+      if (c.lastSeq === undefined) {
+        if (seq === 1) {
+          c.lastSeq = 1;
+          this.#prune(c);
+          this.#flush(c);
+        } else if (c.own.size < this.#maxBuffered) c.own.add(seq);
+      } else if (seq <= c.lastSeq) {
+        return;
+      } else if (seq === c.lastSeq + 1) {
+        c.lastSeq = seq;
+        this.#flush(c);
+      } else if (!c.buffer.has(seq) && c.buffer.size + c.own.size < this.#maxBuffered) {
+        c.own.add(seq);
+      }
+      this.#settle(chatId, c);
+    });
+  }
+
+  /**
+   * Feeds a `synced` envelope. When it closes a chat sync this Sequencer asked for and the gap is
+   * still open, the gap cannot be filled: the buffered messages are delivered across the hole.
+   */
+  onSynced(chatId?: string): void {
+    if (chatId === undefined) return;
+    const c = this.#chats.get(chatId);
+    if (!c) return;
+    this.#run(chatId, (chat) => {
+      if (!chat.syncRequested || !this.#hasGap(chat)) return;
+      this.#skipGap(chat);
+      this.#settle(chatId, chat);
+    });
+  }
+
+  /** The last delivered seq of a chat, if known (loaded) — for diagnostics and tests. */
+  lastSeq(chatId: string): number | undefined {
+    return this.#chats.get(chatId)?.lastSeq;
+  }
+
+  /** How many messages of a chat are buffered behind a gap. */
+  buffered(chatId: string): number {
+    return this.#chats.get(chatId)?.buffer.size ?? 0;
+  }
+
+  /** Resolves once no StateStore read or write is in flight. */
+  async whenIdle(): Promise<void> {
+    while (this.#pending.size > 0) await Promise.allSettled([...this.#pending]);
+  }
+
+  /** Stops the timers; later input is ignored. */
+  dispose(): void {
+    this.#disposed = true;
+    for (const c of this.#chats.values()) this.#clearGapTimer(c);
+  }
+
+  // --- internals -------------------------------------------------------------------------------
+
+  #run(chatId: string, fn: (c: ChatState<M>) => void): void {
+    if (this.#disposed) return;
+    let c = this.#chats.get(chatId);
+    if (!c) {
+      c = {
+        loaded: false, lastSeq: undefined, waiting: [], buffer: new Map(), own: new Set(),
+        gapTimer: undefined, syncRequested: false, persisted: undefined, writing: false,
+      };
+      this.#chats.set(chatId, c);
+      c.waiting.push(fn);
+      this.#load(chatId, c);
+      return;
+    }
+    if (c.loaded) fn(c);
+    else c.waiting.push(fn);
+  }
+
+  #load(chatId: string, c: ChatState<M>): void {
+    const done = (raw: string | undefined): void => {
+      c.lastSeq = parseSeq(raw);
+      c.persisted = c.lastSeq;
+      c.loaded = true;
+      const waiting = c.waiting;
+      c.waiting = [];
+      for (const fn of waiting) {
+        if (this.#disposed) return;
+        fn(c);
+      }
+    };
+    let result: string | undefined | Promise<string | undefined>;
+    try {
+      result = this.#state.get(seqStateKey(chatId));
+    } catch (err) {
+      this.#onError(err);
+      result = undefined;
+    }
+    if (isPromiseLike<string | undefined>(result)) {
+      this.#track(
+        Promise.resolve(result).then(done, (err: unknown) => {
+          this.#onError(err);
+          done(undefined);
+        }),
+      );
+    } else {
+      done(result);
+    }
+  }
+
+  #emit(c: ChatState<M>, msg: M): void {
+    c.lastSeq = msg.seq;
+    try {
+      this.#deliver(msg);
+    } catch (err) {
+      this.#onError(err);
+    }
+  }
+
+  /** Delivers what became contiguous after lastSeq. */
+  #flush(c: ChatState<M>): void {
+    for (;;) {
+      const next = (c.lastSeq ?? 0) + 1;
+      const msg = c.buffer.get(next);
+      if (msg) {
+        c.buffer.delete(next);
+        this.#emit(c, msg);
+      } else if (c.own.delete(next)) {
+        c.lastSeq = next;
+      } else {
+        return;
+      }
+    }
+  }
+
+  /** Drops what lastSeq already covers (after lastSeq jumped rather than stepped). */
+  #prune(c: ChatState<M>): void {
+    const last = c.lastSeq ?? 0;
+    for (const seq of c.buffer.keys()) if (seq <= last) c.buffer.delete(seq);
+    for (const seq of c.own) if (seq <= last) c.own.delete(seq);
+  }
+
+  /** Delivers everything buffered in seq order, across the holes. */
+  #skipGap(c: ChatState<M>): void {
+    const seqs = [...c.buffer.keys(), ...c.own].sort((a, b) => a - b);
+    for (const seq of seqs) {
+      if (c.lastSeq !== undefined && seq <= c.lastSeq) continue;
+      const msg = c.buffer.get(seq);
+      if (msg) this.#emit(c, msg);
+      else c.lastSeq = seq;
+    }
+    c.buffer.clear();
+    c.own.clear();
+  }
+
+  #hasGap(c: ChatState<M>): boolean {
+    return c.lastSeq !== undefined && (c.buffer.size > 0 || c.own.size > 0);
+  }
+
+  /** After any change: persist lastSeq, start or stop the gap timer. */
+  #settle(chatId: string, c: ChatState<M>): void {
+    this.#persist(chatId, c);
+    if (!this.#hasGap(c)) {
+      this.#clearGapTimer(c);
+      c.syncRequested = false;
+      return;
+    }
+    if (c.gapTimer !== undefined || c.syncRequested) return;
+    c.gapTimer = this.#timers.setTimeout(() => {
+      c.gapTimer = undefined;
+      if (this.#disposed || !this.#hasGap(c) || c.syncRequested) return;
+      c.syncRequested = true;
+      try {
+        this.#requestSync(chatId, c.lastSeq ?? 0);
+      } catch (err) {
+        this.#onError(err);
+      }
+    }, this.#gapTimeoutMs);
+  }
+
+  #clearGapTimer(c: ChatState<M>): void {
+    if (c.gapTimer !== undefined) {
+      this.#timers.clearTimeout(c.gapTimer);
+      c.gapTimer = undefined;
+    }
+  }
+
+  #persist(chatId: string, c: ChatState<M>): void {
+    if (c.writing || c.lastSeq === undefined || c.lastSeq === c.persisted) return;
+    const value = c.lastSeq;
+    let result: void | Promise<void>;
+    try {
+      result = this.#state.set(seqStateKey(chatId), String(value));
+    } catch (err) {
+      this.#onError(err);
+      c.persisted = value; // retried with the next advance, not in a loop
+      return;
+    }
+    if (!isPromiseLike<void>(result)) {
+      c.persisted = value;
+      return;
+    }
+    c.writing = true;
+    this.#track(
+      Promise.resolve(result)
+        .catch((err: unknown) => this.#onError(err))
+        .finally(() => {
+          c.persisted = value;
+          c.writing = false;
+          this.#persist(chatId, c); // lastSeq may have moved meanwhile
+        }),
+    );
+  }
+
+  #track(p: Promise<unknown>): void {
+    this.#pending.add(p);
+    void p.finally(() => this.#pending.delete(p));
+  }
+}
+
+// --- own messages' ticks ---------------------------------------------------------------------------
+
+export type OwnStatus = 'sent' | 'delivered' | 'read';
+
+/** A tick of one of the user's own messages moved forward. */
+export interface StatusUpdate {
+  /** Known for messages sent from this device; absent for those sent from the user's other devices. */
+  clientMsgId?: string;
+  msgId: string;
+  chatId: string;
+  seq: number;
+  status: OwnStatus;
+}
+
+const RANK: Record<OwnStatus, number> = { sent: 0, delivered: 1, read: 2 };
+
+interface OwnChat {
+  /** Own messages not yet read, by seq. */
+  own: Map<number, { clientMsgId: string | undefined; status: OwnStatus }>;
+  /** Watermarks of receipts by others. */
+  delivered: number;
+  read: number;
+}
+
+/**
+ * Remembers the user's own messages per chat by seq and turns receipt watermarks ("user X has
+ * delivered/read everything up to seq") into one status update per message whose tick advances.
+ * A message is forgotten once read. Receipts are watermarks, so a receipt that arrives before the
+ * message is known still applies to it.
+ */
+export class OwnStatusTracker {
+  readonly #chats = new Map<string, OwnChat>();
+  readonly #maxPerChat: number;
+
+  /** @param maxPerChat - most unread own messages remembered per chat (oldest forgotten first). */
+  constructor(maxPerChat = 10_000) {
+    this.#maxPerChat = Math.max(1, maxPerChat);
+  }
+
+  /**
+   * Registers an own message; returns its first status update (`sent`, or more if receipts already
+   * cover it), or null when it is already known.
+   */
+  track(chatId: string, seq: number, clientMsgId?: string): StatusUpdate | null {
+    const c = this.#chat(chatId);
+    if (c.own.has(seq)) return null;
+    const status: OwnStatus = seq <= c.read ? 'read' : seq <= c.delivered ? 'delivered' : 'sent';
+    if (status !== 'read') {
+      if (c.own.size >= this.#maxPerChat) {
+        const oldest = c.own.keys().next();
+        if (!oldest.done) c.own.delete(oldest.value);
+      }
+      c.own.set(seq, { clientMsgId, status });
+    }
+    return update(chatId, seq, clientMsgId, status);
+  }
+
+  /** Applies a receipt by another user; returns the updates, in seq order. */
+  receipt(chatId: string, seq: number, status: 'delivered' | 'read'): StatusUpdate[] {
+    const c = this.#chat(chatId);
+    c.delivered = Math.max(c.delivered, seq);
+    if (status === 'read') c.read = Math.max(c.read, seq);
+    const out: StatusUpdate[] = [];
+    for (const [s, m] of c.own) {
+      if (s > seq || RANK[status] <= RANK[m.status]) continue;
+      m.status = status;
+      if (status === 'read') c.own.delete(s);
+      out.push(update(chatId, s, m.clientMsgId, status));
+    }
+    return out.sort((a, b) => a.seq - b.seq);
+  }
+
+  /** Own messages of a chat not yet read (for diagnostics and tests). */
+  pending(chatId: string): number {
+    return this.#chats.get(chatId)?.own.size ?? 0;
+  }
+
+  #chat(chatId: string): OwnChat {
+    let c = this.#chats.get(chatId);
+    if (!c) {
+      c = { own: new Map(), delivered: 0, read: 0 };
+      this.#chats.set(chatId, c);
+    }
+    return c;
+  }
+}
+
+function update(chatId: string, seq: number, clientMsgId: string | undefined, status: OwnStatus): StatusUpdate {
+  return {
+    ...(clientMsgId !== undefined ? { clientMsgId } : {}),
+    msgId: msgIdOf(chatId, seq),
+    chatId,
+    seq,
+    status,
+  };
+}

@@ -1,0 +1,137 @@
+/**
+ * Configuration: parsed from the environment once, at the process edge, validated, frozen and
+ * passed down. No other module reads process.env. Every variable is documented in
+ * docs/CONFIG.md; a bad value stops the process with a message naming the variable.
+ */
+import { z } from 'zod';
+import { ParleyError } from '@parley/client-sdk';
+
+const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
+const port = z.coerce.number().int().min(0).max(65535);
+const positiveInt = z.coerce.number().int().positive();
+
+const ROLES = ['broker', 'api', 'workers'] as const;
+export type Role = (typeof ROLES)[number];
+
+const schema = z.object({
+  PARLEY_ROLES: z
+    .string()
+    .default('all')
+    .transform((v, ctx) => {
+      const parts = v === 'all' ? [...ROLES] : v.split(',').map((s) => s.trim()).filter(Boolean);
+      for (const p of parts) {
+        if (!(ROLES as readonly string[]).includes(p)) {
+          ctx.addIssue({ code: 'custom', message: `unknown role "${p}" (use all or ${ROLES.join(',')})` });
+        }
+      }
+      return parts as Role[];
+    }),
+  PARLEY_DATA_DIR: z.string().min(1).default('./data'),
+  PARLEY_HOST: z.string().min(1).default('0.0.0.0'),
+  PARLEY_MQTT_PORT: port.default(1883),
+  PARLEY_WS_PORT: port.default(8083),
+  PARLEY_HTTP_PORT: port.default(8080),
+  PARLEY_REDIS_URL: z.string().url().optional(),
+  PARLEY_REDIS_PORT: port.default(0),
+  PARLEY_REDIS_APPENDFSYNC: z.enum(['everysec', 'always', 'no']).default('everysec'),
+  PARLEY_STORE: z.enum(['sqlite', 'mongo']).default('sqlite'),
+  MONGO_URL: z.string().optional(),
+  PARLEY_MONGO_DB: z.string().min(1).default('parley'),
+  PARLEY_SECRET: z.string().min(16).optional(),
+  PARLEY_SMS: z.enum(['console', 'webhook']).default('console'),
+  PARLEY_SMS_WEBHOOK_URL: z.string().url().optional(),
+  PARLEY_MAX_PAYLOAD_BYTES: positiveInt.default(65536),
+  PARLEY_MAX_DEVICES: positiveInt.default(5),
+  PARLEY_RETENTION_DAYS: z.coerce.number().positive().default(30),
+  PARLEY_CODE_TTL_SEC: positiveInt.default(900),
+  PARLEY_CODE_MAX_ATTEMPTS: positiveInt.default(5),
+  PARLEY_CODE_RATE_PER_PHONE: positiveInt.default(5),
+  PARLEY_CODE_RATE_PER_IP: positiveInt.default(30),
+  PARLEY_RATE_WINDOW_SEC: positiveInt.default(3600),
+  PARLEY_LOGIN_FAILURES_PER_MIN: positiveInt.default(20),
+  PARLEY_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  PARLEY_WORKER_CONCURRENCY: positiveInt.default(8),
+  PARLEY_BATCH_MAX: positiveInt.default(500),
+  PARLEY_BATCH_DELAY_MS: z.coerce.number().min(0).default(1),
+  PARLEY_TRUST_PROXY: bool.default(false),
+});
+
+export interface Config {
+  roles: readonly Role[];
+  dataDir: string;
+  host: string;
+  mqttPort: number;
+  wsPort: number;
+  httpPort: number;
+  /** External Redis; when absent a private redis-server is spawned under dataDir. */
+  redisUrl: string | undefined;
+  redisPort: number;
+  redisAppendfsync: 'everysec' | 'always' | 'no';
+  store: { kind: 'sqlite'; file: string } | { kind: 'mongo'; url: string; dbName: string };
+  /** Server secret for code HMACs; generated and kept under dataDir when not given. */
+  secret: string | undefined;
+  sms: { kind: 'console' } | { kind: 'webhook'; url: string };
+  maxPayloadBytes: number;
+  maxDevices: number;
+  retentionMs: number;
+  codeTtlMs: number;
+  codeMaxAttempts: number;
+  codeRatePerPhone: number;
+  codeRatePerIp: number;
+  rateWindowSec: number;
+  loginFailuresPerMin: number;
+  logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
+  workerConcurrency: number;
+  batchMax: number;
+  batchDelayMs: number;
+  trustProxy: boolean;
+}
+
+/** Parses an environment; throws ParleyError(E_CONFIG) naming every bad variable. */
+export function parseConfig(env: Record<string, string | undefined>): Readonly<Config> {
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
+  const r = schema.safeParse(cleaned);
+  if (!r.success) {
+    const detail = r.error.issues.map((i) => `${i.path.join('.')}: ${i.message}`).join('; ');
+    throw new ParleyError('E_CONFIG', detail);
+  }
+  const e = r.data;
+  if (e.PARLEY_STORE === 'mongo' && !e.MONGO_URL) {
+    throw new ParleyError('E_CONFIG', 'MONGO_URL: required when PARLEY_STORE=mongo');
+  }
+  if (e.PARLEY_SMS === 'webhook' && !e.PARLEY_SMS_WEBHOOK_URL) {
+    throw new ParleyError('E_CONFIG', 'PARLEY_SMS_WEBHOOK_URL: required when PARLEY_SMS=webhook');
+  }
+  const cfg: Config = {
+    roles: Object.freeze(e.PARLEY_ROLES),
+    dataDir: e.PARLEY_DATA_DIR,
+    host: e.PARLEY_HOST,
+    mqttPort: e.PARLEY_MQTT_PORT,
+    wsPort: e.PARLEY_WS_PORT,
+    httpPort: e.PARLEY_HTTP_PORT,
+    redisUrl: e.PARLEY_REDIS_URL,
+    redisPort: e.PARLEY_REDIS_PORT,
+    redisAppendfsync: e.PARLEY_REDIS_APPENDFSYNC,
+    store:
+      e.PARLEY_STORE === 'mongo'
+        ? { kind: 'mongo', url: e.MONGO_URL as string, dbName: e.PARLEY_MONGO_DB }
+        : { kind: 'sqlite', file: `${e.PARLEY_DATA_DIR}/parley.sqlite` },
+    secret: e.PARLEY_SECRET,
+    sms: e.PARLEY_SMS === 'webhook' ? { kind: 'webhook', url: e.PARLEY_SMS_WEBHOOK_URL as string } : { kind: 'console' },
+    maxPayloadBytes: e.PARLEY_MAX_PAYLOAD_BYTES,
+    maxDevices: e.PARLEY_MAX_DEVICES,
+    retentionMs: Math.round(e.PARLEY_RETENTION_DAYS * 86_400_000),
+    codeTtlMs: e.PARLEY_CODE_TTL_SEC * 1000,
+    codeMaxAttempts: e.PARLEY_CODE_MAX_ATTEMPTS,
+    codeRatePerPhone: e.PARLEY_CODE_RATE_PER_PHONE,
+    codeRatePerIp: e.PARLEY_CODE_RATE_PER_IP,
+    rateWindowSec: e.PARLEY_RATE_WINDOW_SEC,
+    loginFailuresPerMin: e.PARLEY_LOGIN_FAILURES_PER_MIN,
+    logLevel: e.PARLEY_LOG_LEVEL,
+    workerConcurrency: e.PARLEY_WORKER_CONCURRENCY,
+    batchMax: e.PARLEY_BATCH_MAX,
+    batchDelayMs: e.PARLEY_BATCH_DELAY_MS,
+    trustProxy: e.PARLEY_TRUST_PROXY,
+  };
+  return Object.freeze(cfg);
+}

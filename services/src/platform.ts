@@ -1,0 +1,184 @@
+/**
+ * The composition root: wires a frozen Config to the adapters and starts the roles it names
+ * (broker, api, workers; `all` by default). Nothing below this file reads the environment.
+ */
+import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { randomBytes } from 'node:crypto';
+import type { AddressInfo } from 'node:net';
+import { Redis } from 'ioredis';
+import { pino, type Logger } from 'pino';
+import redisPersistence from 'aedes-persistence-redis';
+import MQEmitterRedis from 'mqemitter-redis';
+import type { FastifyInstance } from 'fastify';
+import { createBrokerNode, type BrokerNode, type PresenceSink } from '../../broker/src/index.js';
+import type { Config } from './config.js';
+import { startRedisServer, type RedisServer } from './redis/spawn.js';
+import { openStore } from './store/index.js';
+import type { Store } from './store/types.js';
+import { openQueues, queueIngestSink, type QueueSettings, type Queues } from './queues.js';
+import { createInboxPublisher, type InboxPublisher } from './delivery/publisher.js';
+import { startWorkers, type Workers } from './workers/index.js';
+import { createApi } from './api/app.js';
+import { createDeviceAuth } from './auth/device-auth.js';
+import { redisRateLimiter } from './auth/rate-limit.js';
+import { consoleSms, webhookSms, type SmsSender } from './sms/sms.js';
+
+export interface PlatformDeps {
+  /** Replaces the SMS adapter chosen by config (tests capture codes this way). */
+  sms?: SmsSender;
+  logger?: Logger;
+}
+
+export interface Platform {
+  readonly urls: { mqtt?: string; ws?: string; http?: string; redis: string };
+  readonly broker: BrokerNode | undefined;
+  readonly redis: RedisServer | undefined;
+  close(): Promise<void>;
+}
+
+/** Redacted everywhere: tokens, codes, passwords never reach a log line. */
+export const REDACT = [
+  'token', '*.token', 'password', '*.password', 'code', '*.code', 'secret', '*.secret',
+  'req.headers.authorization', 'headers.authorization',
+];
+
+export function createLogger(level: Config['logLevel']): Logger {
+  return pino({ level, redact: { paths: REDACT, censor: '[redacted]' } });
+}
+
+function loadSecret(cfg: Config): string {
+  if (cfg.secret) return cfg.secret;
+  const file = join(cfg.dataDir, 'secret');
+  if (existsSync(file)) return readFileSync(file, 'utf8').trim();
+  const s = randomBytes(32).toString('base64url');
+  writeFileSync(file, s + '\n', { mode: 0o600 });
+  return s;
+}
+
+function redisConnection(url: string): { host: string; port: number; password?: string; db?: number } {
+  const u = new URL(url);
+  return {
+    host: u.hostname,
+    port: Number(u.port || 6379),
+    ...(u.password ? { password: decodeURIComponent(u.password) } : {}),
+    ...(u.pathname.length > 1 ? { db: Number(u.pathname.slice(1)) } : {}),
+  };
+}
+
+const KEY_PREFIX = 'parley';
+const REVOKE_CHANNEL = `${KEY_PREFIX}:revoke`;
+
+export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = {}): Promise<Platform> {
+  const log = deps.logger ?? createLogger(cfg.logLevel);
+  const dataDir = resolve(cfg.dataDir);
+  mkdirSync(dataDir, { recursive: true });
+  const closers: Array<() => Promise<unknown>> = [];
+  const close = async (): Promise<void> => {
+    for (const c of closers.reverse()) {
+      await c().catch((err: unknown) => log.warn({ err }, 'error during shutdown'));
+    }
+    closers.length = 0;
+  };
+
+  try {
+    const secret = loadSecret({ ...cfg, dataDir });
+    let redisServer: RedisServer | undefined;
+    let redisUrl = cfg.redisUrl;
+    if (!redisUrl) {
+      redisServer = await startRedisServer({ dir: join(dataDir, 'redis'), port: cfg.redisPort, appendfsync: cfg.redisAppendfsync });
+      closers.push(() => redisServer!.stop());
+      redisUrl = redisServer.url;
+    }
+    const conn = redisConnection(redisUrl);
+    const redis = new Redis({ ...conn, maxRetriesPerRequest: 3 });
+    closers.push(() => redis.quit());
+
+    const store: Store = await openStore(
+      cfg.store.kind === 'sqlite' ? { kind: 'sqlite', file: resolve(cfg.store.file) } : cfg.store,
+    );
+    closers.push(() => store.close());
+
+    const queueSettings: QueueSettings = { connection: { ...conn, maxRetriesPerRequest: null }, prefix: KEY_PREFIX };
+    const queues: Queues = openQueues(queueSettings);
+    closers.push(() => queues.close());
+    const limiter = redisRateLimiter(redis, KEY_PREFIX);
+    const auth = createDeviceAuth(store, limiter, { failuresPerMin: cfg.loginFailuresPerMin });
+
+    const retentionSec = Math.ceil(cfg.retentionMs / 1000);
+    const newPersistence = () => {
+      const p = redisPersistence({ ...conn, maxSessionDelivery: 1_000_000, packetTTL: () => retentionSec });
+      closers.push(() => p.destroy());
+      return p;
+    };
+    const newMq = () => {
+      const mq = new (MQEmitterRedis as unknown as new (o: object) => { close(cb: () => void): void })({ ...conn });
+      return mq;
+    };
+
+    const urls: { mqtt?: string; ws?: string; http?: string; redis: string } = { redis: redisUrl };
+    const shownHost = cfg.host === '0.0.0.0' ? '127.0.0.1' : cfg.host;
+
+    let workers: Workers | undefined;
+    let publisher: InboxPublisher | undefined;
+    if (cfg.roles.includes('workers')) {
+      publisher = await createInboxPublisher({ persistence: newPersistence(), mq: newMq() });
+      closers.push(() => publisher!.close());
+      workers = await startWorkers(
+        { store, publisher, log: log.child({ role: 'workers' }), now: Date.now, retentionMs: cfg.retentionMs },
+        queueSettings, queues, { concurrency: cfg.workerConcurrency },
+      );
+      closers.push(() => workers!.close());
+    }
+
+    let broker: BrokerNode | undefined;
+    if (cfg.roles.includes('broker')) {
+      const presence: PresenceSink = {
+        connected(deviceId) {
+          void redis.set(`${KEY_PREFIX}:online:${deviceId}`, '1', 'EX', 3600).catch(() => undefined);
+        },
+        disconnected(deviceId, userId) {
+          void redis.multi().del(`${KEY_PREFIX}:online:${deviceId}`).set(`${KEY_PREFIX}:lastseen:${userId}`, String(Date.now())).exec().catch(() => undefined);
+        },
+      };
+      broker = await createBrokerNode(
+        { persistence: newPersistence(), mq: newMq(), auth, ingest: queueIngestSink(queues), presence, logger: log.child({ role: 'broker' }) },
+        { host: cfg.host, mqttPort: cfg.mqttPort, wsPort: cfg.wsPort, maxPayloadBytes: cfg.maxPayloadBytes, batch: { maxItems: cfg.batchMax, maxDelayMs: cfg.batchDelayMs } },
+      );
+      const b = broker;
+      closers.push(() => b.close());
+      await b.listen();
+      const sub = new Redis({ ...conn });
+      closers.push(() => sub.quit());
+      await sub.subscribe(REVOKE_CHANNEL);
+      sub.on('message', (_channel: string, deviceId: string) => b.disconnect(deviceId));
+      urls.mqtt = `mqtt://${shownHost}:${b.mqttPort}`;
+      urls.ws = `ws://${shownHost}:${b.wsPort}/mqtt`;
+    }
+
+    let api: FastifyInstance | undefined;
+    if (cfg.roles.includes('api')) {
+      api = createApi(
+        {
+          store, auth, limiter, secret, log: log.child({ role: 'api' }),
+          sms: deps.sms ?? (cfg.sms.kind === 'webhook' ? webhookSms(cfg.sms.url) : consoleSms(log.child({ role: 'sms' }))),
+          revoke: async (deviceId) => { await redis.publish(REVOKE_CHANNEL, deviceId); },
+        },
+        {
+          maxDevices: cfg.maxDevices, codeTtlMs: cfg.codeTtlMs, codeMaxAttempts: cfg.codeMaxAttempts,
+          codeRatePerPhone: cfg.codeRatePerPhone, codeRatePerIp: cfg.codeRatePerIp, rateWindowSec: cfg.rateWindowSec,
+          trustProxy: cfg.trustProxy, bodyLimit: 65536,
+        },
+      );
+      const a = api;
+      await a.listen({ port: cfg.httpPort, host: cfg.host });
+      closers.push(() => a.close());
+      urls.http = `http://${shownHost}:${(a.server.address() as AddressInfo).port}`;
+    }
+
+    return { urls, broker, redis: redisServer, close };
+  } catch (err) {
+    await close();
+    throw err;
+  }
+}

@@ -1,0 +1,138 @@
+/**
+ * A private redis-server: own port, own directory, AOF on. `npm start` keeps its directory under
+ * the data dir so queued messages survive a restart; tests give it a temp dir and remove it.
+ */
+import { spawn, type ChildProcess } from 'node:child_process';
+import { mkdirSync, writeFileSync, rmSync, existsSync } from 'node:fs';
+import { createServer } from 'node:net';
+import { join, resolve } from 'node:path';
+import { Redis } from 'ioredis';
+
+export interface RedisServerOptions {
+  /** Directory for the AOF and config. */
+  dir: string;
+  /** 0 picks a free port. @defaultValue 0 */
+  port?: number;
+  /** @defaultValue 'everysec' */
+  appendfsync?: 'everysec' | 'always' | 'no';
+  /** Remove `dir` on stop (tests). @defaultValue false */
+  removeDirOnStop?: boolean;
+  /** redis-server binary. @defaultValue 'redis-server' */
+  binary?: string;
+}
+
+export interface RedisServer {
+  url: string;
+  port: number;
+  pid: number | undefined;
+  /** Graceful SHUTDOWN (AOF flushed), then SIGKILL after a deadline. */
+  stop(): Promise<void>;
+  /** kill -9, for fault-injection tests. */
+  kill(): Promise<void>;
+}
+
+export async function freePort(host = '127.0.0.1'): Promise<number> {
+  return new Promise((res, rej) => {
+    const srv = createServer();
+    srv.once('error', rej);
+    srv.listen(0, host, () => {
+      const addr = srv.address();
+      const p = typeof addr === 'object' && addr ? addr.port : 0;
+      srv.close(() => res(p));
+    });
+  });
+}
+
+function exited(child: ChildProcess): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return Promise.resolve();
+  return new Promise((res) => child.once('exit', () => res()));
+}
+
+export async function startRedisServer(opts: RedisServerOptions): Promise<RedisServer> {
+  const dir = resolve(opts.dir);
+  mkdirSync(dir, { recursive: true });
+  const port = opts.port && opts.port > 0 ? opts.port : await freePort();
+  const conf = join(dir, 'redis.conf');
+  // AOF: appendfsync everysec loses at most ~1 s of acknowledged writes on a machine crash (not on
+  // a process crash: the OS still has the page cache); `always` loses none at a throughput cost.
+  writeFileSync(
+    conf,
+    [
+      `port ${port}`,
+      'bind 127.0.0.1',
+      `dir ${dir}`,
+      'appendonly yes',
+      `appendfsync ${opts.appendfsync ?? 'everysec'}`,
+      'save ""',
+      'daemonize no',
+      'protected-mode yes',
+      'maxmemory-policy noeviction',
+      'loglevel warning',
+      `logfile ${join(dir, 'redis.log')}`,
+    ].join('\n') + '\n',
+  );
+  const binary = opts.binary ?? 'redis-server';
+  const child = spawn(binary, [conf], { stdio: 'ignore' });
+  const spawnError = new Promise<never>((_, rej) =>
+    child.once('error', (err) => rej(new Error(`cannot start ${binary}: ${err.message}`))),
+  );
+  const url = `redis://127.0.0.1:${port}`;
+  await Promise.race([waitForPing(url, 15_000), spawnError, exited(child).then(() => {
+    throw new Error(`redis-server exited at start; see ${join(dir, 'redis.log')}`);
+  })]);
+
+  const stopChild = async (signal: NodeJS.Signals | 'shutdown'): Promise<void> => {
+    if (child.exitCode !== null || child.signalCode !== null) return;
+    if (signal === 'shutdown') {
+      const c = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false });
+      try {
+        await c.connect();
+        await c.call('SHUTDOWN').catch(() => undefined);
+      } catch {
+        child.kill('SIGTERM');
+      } finally {
+        c.disconnect();
+      }
+      const done = await Promise.race([exited(child).then(() => true), delay(5000).then(() => false)]);
+      if (!done) child.kill('SIGKILL');
+    } else {
+      child.kill(signal);
+    }
+    await exited(child);
+  };
+
+  return {
+    url,
+    port,
+    pid: child.pid,
+    async stop() {
+      await stopChild('shutdown');
+      if (opts.removeDirOnStop && existsSync(dir)) rmSync(dir, { recursive: true, force: true });
+    },
+    async kill() {
+      await stopChild('SIGKILL');
+    },
+  };
+}
+
+function delay(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms).unref());
+}
+
+async function waitForPing(url: string, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const c = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
+    c.on('error', () => undefined);
+    try {
+      await c.connect();
+      const pong = await c.ping();
+      c.disconnect();
+      if (pong === 'PONG') return;
+    } catch {
+      c.disconnect();
+    }
+    if (Date.now() > deadline) throw new Error(`redis at ${url} did not answer within ${timeoutMs} ms`);
+    await delay(25);
+  }
+}

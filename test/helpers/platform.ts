@@ -1,0 +1,114 @@
+/**
+ * Starts a whole Parley platform in this process on ephemeral ports with its own redis-server
+ * and data dir, and tears it all down. SMS codes are captured through the SmsSender port.
+ */
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { parseConfig } from '../../services/src/config.js';
+import { startPlatform, type Platform } from '../../services/src/platform.js';
+import type { SmsSender } from '../../services/src/sms/sms.js';
+
+export interface TestPlatform {
+  platform: Platform;
+  dataDir: string;
+  mqttUrl: string;
+  wsUrl: string;
+  httpUrl: string;
+  /** Last SMS code sent to each phone. */
+  codes: Map<string, string>;
+  sms: SmsSender;
+  env: Record<string, string>;
+  register(phone?: string, deviceName?: string): Promise<Registered>;
+  linkDevice(token: string, deviceName?: string): Promise<Registered>;
+  close(): Promise<void>;
+}
+
+export interface Registered {
+  userId: string;
+  deviceId: string;
+  token: string;
+  phone: string;
+}
+
+let phoneCounter = 0;
+/** A unique, valid E.164 number per call (per process). */
+export function uniquePhone(): string {
+  phoneCounter++;
+  return `+1555${String(process.pid % 1000).padStart(3, '0')}${String(phoneCounter).padStart(4, '0')}`;
+}
+
+export function captureSms(): { sms: SmsSender; codes: Map<string, string> } {
+  const codes = new Map<string, string>();
+  return {
+    codes,
+    sms: {
+      async send(phone, text) {
+        const m = /\b(\d{6})\b/.exec(text);
+        if (m?.[1]) codes.set(phone, m[1]);
+      },
+    },
+  };
+}
+
+export async function postJson(url: string, body: unknown, token?: string): Promise<{ status: number; json: any }> {
+  const res = await fetch(url, {
+    method: 'POST',
+    headers: { 'content-type': 'application/json', ...(token ? { authorization: `Bearer ${token}` } : {}) },
+    body: JSON.stringify(body),
+  });
+  return { status: res.status, json: await res.json().catch(() => null) };
+}
+
+export async function startTestPlatform(env: Record<string, string> = {}, reuse?: { dataDir: string; sms?: ReturnType<typeof captureSms> }): Promise<TestPlatform> {
+  const dataDir = reuse?.dataDir ?? mkdtempSync(join(tmpdir(), 'parley-test-'));
+  const fullEnv: Record<string, string> = {
+    PARLEY_DATA_DIR: dataDir,
+    PARLEY_HOST: '127.0.0.1',
+    PARLEY_MQTT_PORT: '0',
+    PARLEY_WS_PORT: '0',
+    PARLEY_HTTP_PORT: '0',
+    PARLEY_LOG_LEVEL: 'silent',
+    ...env,
+  };
+  const cap = reuse?.sms ?? captureSms();
+  const platform = await startPlatform(parseConfig(fullEnv), { sms: cap.sms });
+  const httpUrl = platform.urls.http ?? '';
+  const register = async (phone = uniquePhone(), deviceName?: string): Promise<Registered> => {
+    const r1 = await postJson(`${httpUrl}/v1/register`, { phone });
+    if (r1.status !== 202) throw new Error(`register failed: ${r1.status} ${JSON.stringify(r1.json)}`);
+    const code = cap.codes.get(phone);
+    const r2 = await postJson(`${httpUrl}/v1/verify`, { phone, code, ...(deviceName ? { deviceName } : {}) });
+    if (r2.status !== 200) throw new Error(`verify failed: ${r2.status} ${JSON.stringify(r2.json)}`);
+    return { ...r2.json, phone };
+  };
+  return {
+    platform,
+    dataDir,
+    mqttUrl: platform.urls.mqtt ?? '',
+    wsUrl: platform.urls.ws ?? '',
+    httpUrl,
+    codes: cap.codes,
+    sms: cap.sms,
+    env: fullEnv,
+    register,
+    async linkDevice(token, deviceName) {
+      const r = await postJson(`${httpUrl}/v1/devices`, deviceName ? { deviceName } : {}, token);
+      if (r.status !== 201) throw new Error(`link failed: ${r.status} ${JSON.stringify(r.json)}`);
+      return { ...r.json, phone: '' };
+    },
+    async close() {
+      await platform.close();
+      if (!reuse) rmSync(dataDir, { recursive: true, force: true });
+    },
+  };
+}
+
+/** Resolves when `predicate` holds, polling on a short interval; rejects at the deadline. */
+export async function until(predicate: () => boolean | Promise<boolean>, timeoutMs = 15_000, what = 'condition'): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await predicate())) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 10));
+  }
+}

@@ -1,0 +1,38 @@
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import mqtt from 'mqtt';
+import { decode, encode, inboxTopic, outboxTopic, type Envelope } from '@parley/client-sdk';
+import { startTestPlatform, until, type TestPlatform } from '../helpers/platform.js';
+
+let tp: TestPlatform;
+beforeAll(async () => { tp = await startTestPlatform(); });
+afterAll(async () => { await tp?.close(); });
+
+function connect(url: string, id: string, token: string): Promise<mqtt.MqttClient> {
+  return new Promise((res, rej) => {
+    const c = mqtt.connect(url, { clientId: id, username: id, password: token, clean: false, reconnectPeriod: 0, protocolVersion: 4 });
+    c.once('connect', () => res(c));
+    c.once('error', rej);
+  });
+}
+
+describe('raw MQTT pipeline', () => {
+  it('delivers a 1:1 message and the stored notice', async () => {
+    const a = await tp.register();
+    const b = await tp.register();
+    const ca = await connect(tp.mqttUrl, a.deviceId, a.token);
+    const cb = await connect(tp.mqttUrl, b.deviceId, b.token);
+    const got: Record<string, Envelope[]> = { a: [], b: [] };
+    ca.on('message', (_t, p) => got.a!.push(decode(p)));
+    cb.on('message', (_t, p) => got.b!.push(decode(p)));
+    await ca.subscribeAsync(inboxTopic(a.deviceId), { qos: 1 });
+    await cb.subscribeAsync(inboxTopic(b.deviceId), { qos: 1 });
+    await ca.publishAsync(outboxTopic(a.deviceId), Buffer.from(encode({ kind: 'send', clientMsgId: 'm1', to: b.userId, body: 'hi' })), { qos: 1 });
+    await until(() => got.b!.some((e) => e.kind === 'msg'), 10_000, 'msg at b');
+    await until(() => got.a!.some((e) => e.kind === 'stored'), 10_000, 'stored at a');
+    await until(() => got.a!.some((e) => e.kind === 'receipt'), 10_000, 'delivered receipt at a');
+    const msg = got.b!.find((e) => e.kind === 'msg');
+    expect(msg).toMatchObject({ kind: 'msg', seq: 1, from: a.userId, body: 'hi' });
+    await ca.endAsync();
+    await cb.endAsync();
+  });
+});

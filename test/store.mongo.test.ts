@@ -1,0 +1,34 @@
+/**
+ * The Store contract on MongoDB. Runs only when MONGO_URL points at a server (a replica set, for
+ * the majority write concern), e.g. MONGO_URL=mongodb://localhost:27017/?replicaSet=rs0.
+ * Every test gets its own database, dropped afterwards.
+ */
+import { describe } from 'vitest';
+import { MongoClient } from 'mongodb';
+import { randomIdBody } from '@parley/client-sdk';
+import { createMongoStore } from '../services/src/store/mongo.js';
+import { storeContract } from './contract/store.contract.js';
+
+const url = process.env.MONGO_URL;
+
+describe.skipIf(!url)('MongoDB store', () => {
+  storeContract('Store contract: MongoDB', async () => {
+    const mongoUrl = url!;
+    // Database names may not contain '-' in every deployment; keep [A-Za-z0-9_].
+    const dbName = `parley_test_${randomIdBody(10).replace(/[^A-Za-z0-9]/g, '_')}`;
+    const store = await createMongoStore({ url: mongoUrl, dbName });
+    return {
+      store,
+      cleanup: async () => {
+        await store.close();
+        const admin = new MongoClient(mongoUrl);
+        try {
+          await admin.connect();
+          await admin.db(dbName).dropDatabase();
+        } finally {
+          await admin.close();
+        }
+      },
+    };
+  });
+});
