@@ -102,49 +102,64 @@ describe('SQLite store', () => {
     expect(dup?.message.seq).toBe(1);
   });
 
-  it('two instances appending concurrently from worker threads never reuse a seq', async () => {
+  it('separate processes appending concurrently never reuse a seq and agree on direct chats', async () => {
     const file = tmp();
     const s1 = open(file);
     await s1.init();
     const ctx = await setup(s1);
-    const { Worker } = await import('node:worker_threads');
-    // Each worker is its own connection (as another process would be) appending 10 batches of 10.
-    const code = `
-      const { parentPort, workerData } = require('node:worker_threads');
-      const Database = require(workerData.sqlite);
-      const db = new Database(workerData.file);
-      db.pragma('busy_timeout = 5000');
-      const next = db.prepare('UPDATE chats SET last_seq = last_seq + 1 WHERE chat_id = ? RETURNING last_seq');
-      const ins = db.prepare("INSERT INTO messages (chat_id, seq, sender_user_id, sender_device_id, client_msg_id, body, body_is_text, ts) VALUES (?, ?, ?, ?, ?, ?, 1, 0)");
-      const batch = db.transaction((w, b) => {
+    const c = (await s1.getOrCreateUserByPhone('+447700900003', newId('user'), 1)).user.userId;
+
+    const { execFile } = await import('node:child_process');
+    const { fileURLToPath, pathToFileURL } = await import('node:url');
+    const storeUrl = pathToFileURL(fileURLToPath(new URL('../services/src/store/sqlite.ts', import.meta.url))).href;
+    const root = fileURLToPath(new URL('..', import.meta.url));
+    // Each child is its own process with its own connection, going through the port.
+    const child = (w: number) => new Promise<{ seqs: number[]; chatId: string }>((resolve, reject) => {
+      const code = `
+        import { createSqliteStore } from ${JSON.stringify(storeUrl)};
+        const [file, chatId, a, b, c, da, db, w] = process.argv.slice(1);
+        const s = createSqliteStore({ file });
+        await s.init();
+        const direct = await s.getOrCreateDirectChat(w === '1' ? a : c, w === '1' ? c : a, 'c' + 'x'.repeat(11) + w, 5);
+        const seqs = [];
         for (let i = 0; i < 10; i++) {
-          const seq = next.get(workerData.chatId).last_seq;
-          ins.run(workerData.chatId, seq, workerData.a, workerData.da, 'w' + w + 'b' + b + 'i' + i, 'x');
+          const batch = Array.from({ length: 10 }, (_, j) => ({
+            chatId, senderUserId: a, senderDeviceId: da, clientMsgId: 'w' + w + 'b' + i + 'm' + j, body: 'x', ts: 1,
+            recipients: [{ deviceId: db, userId: b }],
+          }));
+          for (const r of await s.appendMessages(batch)) seqs.push(r.message.seq);
         }
-      });
-      for (let b = 0; b < 10; b++) batch.immediate(workerData.w, b);
-      db.close();
-      parentPort.postMessage('done');
-    `;
-    const { createRequire } = await import('node:module');
-    const sqlite = createRequire(import.meta.url).resolve('better-sqlite3');
-    const run = (w: number) => new Promise<void>((resolve, reject) => {
-      const worker = new Worker(code, { eval: true, workerData: { file, chatId: ctx.chatId, a: ctx.a, da: ctx.da, w, sqlite } });
-      worker.once('message', () => resolve());
-      worker.once('error', reject);
+        await s.close();
+        process.stdout.write(JSON.stringify({ seqs, chatId: direct.chatId }));
+      `;
+      execFile(
+        process.execPath,
+        ['--import', 'tsx', '--input-type=module', '-e', code, file, ctx.chatId, ctx.a, ctx.b, c, ctx.da, ctx.db, String(w)],
+        { cwd: root, timeout: 30_000 },
+        (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(JSON.parse(stdout))),
+      );
     });
-    // Meanwhile this instance appends through the port.
+    // Meanwhile this process appends too.
     const mine = (async () => {
       const out: number[] = [];
-      for (let i = 0; i < 10; i++) out.push(...(await s1.appendMessages([msg(ctx, `p${i}`)])).map((r) => r.message.seq));
+      for (let i = 0; i < 20; i++) out.push(...(await s1.appendMessages([msg(ctx, `p${i}`)])).map((r) => r.message.seq));
       return out;
     })();
-    await Promise.all([run(1), run(2)]);
-    const ownSeqs = await mine;
-    expect(new Set(ownSeqs).size).toBe(10);
-    const all = await s1.history(ctx.chatId, 0, 1000);
-    expect(all.map((m) => m.seq)).toEqual(Array.from({ length: 210 }, (_, i) => i + 1));
-    expect((await s1.getChat(ctx.chatId))?.lastSeq).toBe(210);
+    const [r1, r2] = await Promise.all([child(1), child(2)]);
+    const own = await mine;
+
+    // Within each writer, seqs increase; across writers, none is reused.
+    for (const seqs of [r1.seqs, r2.seqs, own]) expect(seqs).toEqual([...seqs].sort((x, y) => x - y));
+    const all = [...r1.seqs, ...r2.seqs, ...own].sort((x, y) => x - y);
+    expect(all).toEqual(Array.from({ length: 220 }, (_, i) => i + 1));
+    expect((await s1.history(ctx.chatId, 0, 1000)).map((m) => m.seq)).toEqual(all);
+    expect((await s1.getChat(ctx.chatId))?.lastSeq).toBe(220);
+    expect(await s1.undelivered(ctx.db, { limit: 1000 })).toHaveLength(220);
+
+    // Both processes got the same (a, c) chat, with its two members.
+    expect(r1.chatId).toBe(r2.chatId);
+    expect((await s1.getOrCreateDirectChat(ctx.a, c, newId('chat'), 9)).chatId).toBe(r1.chatId);
+    expect((await s1.getMembers(r1.chatId)).map((m) => m.userId).sort()).toEqual([ctx.a, c].sort());
   });
 
   it('appends a batch of 2,000 messages in order', async () => {

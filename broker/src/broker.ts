@@ -115,7 +115,10 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
         // null -> SUBACK return code 0x80 (Failure) [MQTT-3.9.3]
         return done(null, null);
       }
-      done(null, { ...sub, qos: Math.min(sub.qos, d.qos) as 0 | 1 });
+      // Mutated in place: Aedes persists packet.subscriptions (the same objects), so `live/` is
+      // stored at QoS 0 and never queued. Its SUBACK still echoes the requested QoS.
+      sub.qos = Math.min(sub.qos, d.qos) as 0 | 1;
+      done(null, sub);
     },
     authorizePublish(client, packet, done) {
       if (!client) return done(null); // the broker's own publishes (wills are not used by Parley)

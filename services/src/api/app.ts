@@ -3,7 +3,7 @@
  * look-up, message status and history. Built without listening so tests can use inject() or an
  * ephemeral port. Every error answer is `{ error: { code, message, detail? } }` from the catalogue.
  */
-import Fastify, { type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Logger } from 'pino';
 import { ParleyError, isChatId, msgIdOf, newId, parseMsgId, type Body } from '@parley/client-sdk';
@@ -83,8 +83,11 @@ export function createApi(deps: ApiDeps, opts: ApiOptions): FastifyInstance {
     loggerInstance: deps.log as FastifyBaseLogger,
     bodyLimit: opts.bodyLimit,
     trustProxy: opts.trustProxy,
-    logController: { disableRequestLogging: true },
+    logController: new LogController({ disableRequestLogging: true }),
   });
+
+  // JSON only: a text/plain body would otherwise reach the handlers as a string.
+  app.removeContentTypeParser('text/plain');
 
   app.setErrorHandler((err, req, reply) => {
     if (err instanceof ParleyError) return reply.status(err.status).send(err.toJSON());
