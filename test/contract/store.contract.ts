@@ -614,6 +614,17 @@ export function storeContract(name: string, makeStore: StoreFactory): void {
         const all = await store.undelivered(p.db1, { limit: 100 });
         expect(all.map(keyOf)).toEqual(expectAll);
         expect((await store.undelivered(p.db1, { limit: 3 })).map(keyOf)).toEqual(expectAll.slice(0, 3));
+        // Paging across chats with the (chatId, seq) cursor yields the same rows, each once.
+        const paged: string[] = [];
+        let cursor: { chatId: string; seq: number } | undefined;
+        for (;;) {
+          const page = await store.undelivered(p.db1, { limit: 1, ...(cursor ? { after: cursor } : {}) });
+          const last = page.at(-1);
+          if (!last) break;
+          paged.push(...page.map(keyOf));
+          cursor = { chatId: last.chatId, seq: last.seq };
+        }
+        expect(paged).toEqual(expectAll);
 
         // db2 has delivered nothing.
         expect(await store.undelivered(p.db2, { limit: 100 })).toHaveLength(5);

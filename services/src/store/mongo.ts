@@ -641,7 +641,9 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
       if (query.limit <= 0) return [];
       const filter: Filter<DeliveryDoc> = query.chatId !== undefined
         ? { deviceId, deliveredAt: null, chatId: query.chatId, seq: { $gt: query.afterSeq ?? 0 } }
-        : { deviceId, deliveredAt: null };
+        : query.after
+          ? { deviceId, deliveredAt: null, $or: [{ chatId: { $gt: query.after.chatId } }, { chatId: query.after.chatId, seq: { $gt: query.after.seq } }] }
+          : { deviceId, deliveredAt: null };
       const rows = await deliveries
         .find(filter, { sort: { chatId: 1, seq: 1 }, limit: query.limit, projection: { _id: 0, chatId: 1, seq: 1 } })
         .toArray();

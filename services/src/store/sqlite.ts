@@ -268,9 +268,10 @@ export function createSqliteStore(opts: { file: string }): Store {
 
       hasDelivery: db.prepare<[string, number, string], { one: number }>(
         'SELECT 1 AS one FROM deliveries WHERE chat_id = ? AND seq = ? AND device_id = ?'),
-      undeliveredAll: db.prepare<[string, number], MessageRow>(
+      undeliveredAll: db.prepare<[string, string, string, number, number], MessageRow>(
         `SELECT m.* FROM deliveries d JOIN messages m ON m.chat_id = d.chat_id AND m.seq = d.seq
          WHERE d.device_id = ? AND d.delivered_at IS NULL
+           AND (d.chat_id > ? OR (d.chat_id = ? AND d.seq > ?))
          ORDER BY d.chat_id, d.seq LIMIT ?`),
       undeliveredChat: db.prepare<[string, string, number, number], MessageRow>(
         `SELECT m.* FROM deliveries d JOIN messages m ON m.chat_id = d.chat_id AND m.seq = d.seq
@@ -523,7 +524,7 @@ export function createSqliteStore(opts: { file: string }): Store {
       const s = st();
       const rows = query.chatId !== undefined
         ? s.undeliveredChat.all(deviceId, query.chatId, query.afterSeq ?? 0, query.limit)
-        : s.undeliveredAll.all(deviceId, query.limit);
+        : s.undeliveredAll.all(deviceId, query.after?.chatId ?? '', query.after?.chatId ?? '', query.after?.seq ?? 0, query.limit);
       return rows.map(toMessage);
     },
     async history(chatId, afterSeq, limit) {

@@ -118,6 +118,8 @@ export interface UndeliveredQuery {
   chatId?: string;
   /** Only seq > afterSeq (with chatId). */
   afterSeq?: number;
+  /** Without chatId: only rows after this (chatId, seq) position, to page through every chat. */
+  after?: { chatId: string; seq: number };
   limit: number;
 }
 

@@ -21,18 +21,14 @@ export async function processSync(ctx: WorkerContext, items: IngestSync[]): Prom
         after = last.seq;
       }
     } else {
-      // Every chat: page through the chats found in the first pass, each by seq.
-      const first = await ctx.store.undelivered(s.d, { limit: PAGE });
-      const chatIds = [...new Set(first.map((m) => m.chatId))];
-      for (const chatId of chatIds) {
-        let after = 0;
-        for (;;) {
-          const page = await ctx.store.undelivered(s.d, { chatId, afterSeq: after, limit: PAGE });
-          count += await resend(ctx, s.d, page);
-          const last = page.at(-1);
-          if (page.length < PAGE || !last) break;
-          after = last.seq;
-        }
+      // Every chat, in (chatId, seq) order, a page at a time.
+      let after: { chatId: string; seq: number } | undefined;
+      for (;;) {
+        const page = await ctx.store.undelivered(s.d, { limit: PAGE, ...(after ? { after } : {}) });
+        count += await resend(ctx, s.d, page);
+        const last = page.at(-1);
+        if (page.length < PAGE || !last) break;
+        after = { chatId: last.chatId, seq: last.seq };
       }
     }
     await ctx.publisher.publish(s.d, { kind: 'synced', count, ...(s.c ? { chatId: s.c } : {}) });
