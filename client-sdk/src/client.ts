@@ -16,7 +16,9 @@
  *
  * Browser-safe: no `node:` import, no Buffer.
  */
-import { connect as mqttConnect, type IClientOptions, type IConnackPacket, type MqttClient } from 'mqtt';
+// The default import: mqtt.js' browser ESM build has no named exports.
+import mqtt from 'mqtt';
+import type { IClientOptions, IConnackPacket, MqttClient } from 'mqtt';
 import { decode, encode, type Body, type Envelope, type MsgEnvelope, type ReceiptEnvelope } from './codec.js';
 import { ParleyError, type ErrorCode } from './errors.js';
 import { isChatId, isClientMsgId, isId, isMsgId, msgIdOf, newClientMsgId } from './ids.js';
@@ -382,7 +384,7 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
 
   #createMqtt(): MqttClient {
     const o = this.options;
-    const m = mqttConnect(o.url, {
+    const m = mqtt.connect(o.url, {
       ...o.mqttOptions,
       clientId: o.deviceId,
       username: o.deviceId,
