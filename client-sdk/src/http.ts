@@ -33,11 +33,30 @@ export interface LookupEntry {
   userId: string;
 }
 
-/** The server's JSON, as returned (see docs of `GET /v1/messages/:msgId/status`). */
-export type MessageStatusResponse = Record<string, unknown>;
+/** `GET /v1/messages/:msgId/status` (the caller must be a member of the chat). */
+export interface MessageStatusResponse {
+  msgId: string;
+  /** `read` once any recipient read it, `delivered` once any device got it. */
+  status: 'sent' | 'delivered' | 'read';
+  sentAt: number;
+  /** When the last recipient device got it (null until all have). */
+  deliveredAt: number | null;
+  recipients: Array<{ userId: string; deviceId: string; deliveredAt: number | null; readAt: number | null }>;
+}
 
-/** One message of `GET /v1/chats/:chatId/messages`, as returned by the server. */
-export type HistoryMessage = Record<string, unknown>;
+/** One message of `GET /v1/chats/:chatId/messages`. */
+export interface HistoryMessage {
+  msgId: string;
+  chatId: string;
+  seq: number;
+  from: string;
+  fromDevice: string;
+  ts: number;
+  /** The body, when it is text. */
+  text?: string;
+  /** The body, when it is bytes: base64. */
+  data?: string;
+}
 
 export interface HistoryPage<T = HistoryMessage> {
   messages: T[];

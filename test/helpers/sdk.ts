@@ -1,0 +1,38 @@
+/** SDK clients for tests: they record everything they emit and are closed by `closeAll`. */
+import { ParleyClient, type ChatMessage, type ParleyError, type StatusUpdate, type SyncedInfo } from '@parley/client-sdk';
+import type { Registered } from './platform.js';
+
+export interface Recorded {
+  client: ParleyClient;
+  messages: ChatMessage[];
+  statuses: StatusUpdate[];
+  errors: ParleyError[];
+  synced: SyncedInfo[];
+}
+
+const open = new Set<ParleyClient>();
+
+export function device(url: string, r: Pick<Registered, 'deviceId' | 'token' | 'userId'>, extra: Partial<ConstructorParameters<typeof ParleyClient>[0]> = {}): Recorded {
+  const client = new ParleyClient({ url, deviceId: r.deviceId, token: r.token, userId: r.userId, reconnectPeriodMs: 100, maxReconnectPeriodMs: 1000, ...extra });
+  open.add(client);
+  const rec: Recorded = { client, messages: [], statuses: [], errors: [], synced: [] };
+  client.on('message', (m) => rec.messages.push(m));
+  client.on('status', (s) => rec.statuses.push(s));
+  client.on('error', (e) => rec.errors.push(e));
+  client.on('synced', (s) => rec.synced.push(s));
+  return rec;
+}
+
+export async function closeAll(): Promise<void> {
+  await Promise.all([...open].map((c) => c.close().catch(() => undefined)));
+  open.clear();
+}
+
+export function statusOf(rec: Recorded, msgId: string): string | undefined {
+  const order = ['sent', 'delivered', 'read'];
+  let best: string | undefined;
+  for (const s of rec.statuses) {
+    if (s.msgId === msgId && (best === undefined || order.indexOf(s.status) > order.indexOf(best))) best = s.status;
+  }
+  return best;
+}
