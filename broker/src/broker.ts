@@ -274,13 +274,17 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
       return aedes.connectedClients;
     },
     async close() {
-      await new Promise<void>((r) => (tcp ? tcp.close(() => r()) : r()));
-      if (wss) {
-        for (const ws of wss.clients) ws.terminate();
-        await new Promise<void>((r) => wss!.close(() => r()));
-      }
-      await new Promise<void>((r) => (http ? http.close(() => r()) : r()));
+      // Stop accepting, then close the clients (aedes.close), and only then wait for the servers:
+      // net.Server.close() waits for every open connection to end.
+      const tcpClosed = new Promise<void>((r) => (tcp ? tcp.close(() => r()) : r()));
+      const httpClosed = new Promise<void>((r) => (http ? http.close(() => r()) : r()));
+      if (wss) for (const ws of wss.clients) ws.terminate();
       await new Promise<void>((r) => aedes.close(() => r()));
+      if (wss) await new Promise<void>((r) => wss!.close(() => r()));
+      http?.closeAllConnections();
+      await Promise.all([tcpClosed, httpClosed]);
+      // In-flight ingest batches still reach Redis: their publishes were not acknowledged, and
+      // the clients will resend them with the same clientMsgId, which the store deduplicates.
       await Promise.all([messages.close(), acks.close(), reads.close(), syncs.close()]);
     },
   };

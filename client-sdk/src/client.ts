@@ -179,7 +179,7 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
   #ready = false;
   #closed = false;
   #closing: Promise<void> | null = null;
-  #authFailed = false;
+  #halted = false;
   #attempt = 0;
   #reconnectTimer: ReturnType<typeof setTimeout> | undefined;
 
@@ -252,9 +252,10 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
       }, this.options.connectTimeoutMs);
       this.#connectWaiters.add(waiter);
     });
-    if (this.#authFailed) {
-      // Stopped after an auth failure: try again (now, or once the refused connection is down).
-      this.#authFailed = false;
+    if (this.#halted) {
+      // Stopped after an auth failure (or a bad URL): try again (now, or once the refused
+      // connection is down).
+      this.#halted = false;
       if (this.#state === 'disconnected') this.#attemptNow();
     } else if (this.#state === 'disconnected') {
       // First call, or waiting out a back-off delay: try now.
@@ -376,10 +377,24 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
     if (this.#reconnectTimer !== undefined) clearTimeout(this.#reconnectTimer);
     this.#reconnectTimer = undefined;
     this.#setState('connecting');
-    if (!this.#mqtt) {
-      this.#mqtt = this.#createMqtt();
+    try {
+      if (!this.#mqtt) this.#mqtt = this.#createMqtt();
+      this.#mqtt.connect();
+    } catch (err) {
+      // A bad URL or mqtt option: retrying cannot help.
+      this.#halt(new ParleyError('E_CONFIG', err instanceof Error ? err.message : String(err)));
+      this.#setState('disconnected');
     }
-    this.#mqtt.connect();
+  }
+
+  /** Stops reconnecting until connect() is called again; fails the pending connect() calls. */
+  #halt(err: ParleyError): void {
+    this.#halted = true;
+    if (this.#reconnectTimer !== undefined) clearTimeout(this.#reconnectTimer);
+    this.#reconnectTimer = undefined;
+    for (const w of this.#connectWaiters) settleWaiter(w, err);
+    this.#connectWaiters.clear();
+    this.#error(err);
   }
 
   #createMqtt(): MqttClient {
@@ -405,7 +420,7 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
   }
 
   #scheduleReconnect(): void {
-    if (this.#closed || this.#authFailed || this.#reconnectTimer !== undefined) return;
+    if (this.#closed || this.#halted || this.#reconnectTimer !== undefined) return;
     const { reconnectPeriodMs: initial, maxReconnectPeriodMs: max } = this.options;
     const base = Math.min(max, initial * 2 ** Math.min(this.#attempt, 30));
     this.#attempt++;
@@ -470,13 +485,7 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
     if (typeof code === 'number' && err.message.startsWith('Connection refused')) {
       if (AUTH_CODES.has(code)) {
         // Retrying with the same token cannot help: stop until connect() is called again.
-        this.#authFailed = true;
-        if (this.#reconnectTimer !== undefined) clearTimeout(this.#reconnectTimer);
-        this.#reconnectTimer = undefined;
-        const authErr = new ParleyError('E_AUTH_TOKEN', err.message);
-        for (const w of this.#connectWaiters) settleWaiter(w, authErr);
-        this.#connectWaiters.clear();
-        this.#error(authErr);
+        this.#halt(new ParleyError('E_AUTH_TOKEN', err.message));
         return;
       }
       this.#error(new ParleyError('E_UNAVAILABLE', err.message));

@@ -13,7 +13,7 @@ export interface Recorded {
 const open = new Set<ParleyClient>();
 
 export function device(url: string, r: Pick<Registered, 'deviceId' | 'token' | 'userId'>, extra: Partial<ConstructorParameters<typeof ParleyClient>[0]> = {}): Recorded {
-  const client = new ParleyClient({ url, deviceId: r.deviceId, token: r.token, userId: r.userId, reconnectPeriodMs: 100, maxReconnectPeriodMs: 1000, ...extra });
+  const client = new ParleyClient({ url, deviceId: r.deviceId, token: r.token, userId: r.userId, reconnectPeriodMs: 100, maxReconnectPeriodMs: 1000, connectTimeoutMs: 30_000, ...extra });
   open.add(client);
   const rec: Recorded = { client, messages: [], statuses: [], errors: [], synced: [] };
   client.on('message', (m) => rec.messages.push(m));

@@ -1,3 +1,4 @@
+import { createServer, type AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
 import {
   MemoryStateStore, OwnStatusTracker, ParleyClient, ParleyError, Sequencer, TypedEmitter, seqStateKey,
@@ -487,6 +488,35 @@ describe('ParleyClient without a broker', () => {
     await expect(c.markRead('cAAAAAAAAAAAA')).rejects.toMatchObject({ code: 'E_VALIDATION' });
     await expect(c.sync(undefined, 3)).rejects.toMatchObject({ code: 'E_VALIDATION' });
     await c.close();
+  });
+
+  it('rejects connect() on an unusable URL with E_CONFIG and does not retry', async () => {
+    const c = new ParleyClient({ ...opts, url: 'not a url' });
+    const errors: string[] = [];
+    c.on('error', (e) => errors.push(e.code));
+    await expect(c.connect()).rejects.toMatchObject({ code: 'E_CONFIG' });
+    expect(c.state).toBe('disconnected');
+    expect(errors).toEqual(['E_CONFIG']);
+    await c.close();
+  });
+
+  it('rejects connect() with E_TIMEOUT when no CONNACK comes, then closes cleanly', async () => {
+    const silent = createServer(() => {}); // accepts TCP, never answers
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', () => r()));
+    try {
+      const port = (silent.address() as AddressInfo).port;
+      const c = new ParleyClient({ ...opts, url: `mqtt://127.0.0.1:${port}`, connectTimeoutMs: 300 });
+      const states: string[] = [];
+      c.on('state', (s) => states.push(s));
+      const t0 = Date.now();
+      await expect(c.connect()).rejects.toMatchObject({ code: 'E_TIMEOUT' });
+      expect(Date.now() - t0).toBeLessThan(2000);
+      expect(states[0]).toBe('connecting');
+      await c.close();
+      expect(c.state).toBe('closed');
+    } finally {
+      silent.close();
+    }
   });
 
   it('queues while never connected; close rejects pending work with E_CLOSED', async () => {

@@ -1,0 +1,146 @@
+/**
+ * What the runner asks a load generator process (bench/loadgen.ts) to do, and what it answers.
+ * The spec travels as a JSON file; the answers are JSON lines on the child's stdout:
+ * `{"event": ...}` while running (the runner samples CPU and memory on them) and one final
+ * `{"result": ...}`. Every loop is bounded in count and time, and every address is in 127.0.0.0/8.
+ */
+import type { HistData } from './hist.js';
+
+export interface Endpoint {
+  host: string;
+  port: number;
+  localAddress?: string;
+  clientId: string;
+  username?: string;
+  password?: string;
+}
+
+/**
+ * `raw`: opaque payloads (Mosquitto, plain Aedes); the timestamp is the first 8 bytes.
+ * `parley`: `send` envelopes on outbox/<A>; the receiver counts `msg` envelopes on inbox/<B> and
+ * reads the timestamp from the text body.
+ */
+export type Flavor = 'raw' | 'parley';
+
+export interface Pair {
+  pub: Endpoint;
+  sub: Endpoint;
+  /** Topic the publisher publishes to (outbox/<A> for Parley). */
+  pubTopic: string;
+  /** Topic the subscriber subscribes to (inbox/<B> for Parley). */
+  subTopic: string;
+  /** Parley: the publisher's own inbox (stored notices and ticks arrive there). */
+  pubInbox?: string;
+  /** Parley: the recipient userId put in the `send` envelope. */
+  to?: string;
+}
+
+export interface RelaySpec {
+  mode: 'relay';
+  flavor: Flavor;
+  pairs: Pair[];
+  /** Publish payload size in bytes (for Parley: the size of the whole `send` envelope). */
+  payloadBytes: number;
+  /** QoS 1 publishes in flight (awaiting PUBACK) per publisher; the cap in fixed-rate mode too. */
+  window: number;
+  /** Total messages per second over all pairs; absent = as fast as the window allows. */
+  rate?: number;
+  warmupMs: number;
+  durationMs: number;
+  /** After publishing stops, how long to wait for the rest to arrive. */
+  drainTimeoutMs: number;
+  clean: boolean;
+}
+
+export interface RelayResult {
+  sent: number;
+  acked: number;
+  received: number;
+  duplicates: number;
+  /** Sends skipped because the window was full (fixed-rate mode). */
+  skipped: number;
+  /** measure-start to the last publish. */
+  publishMs: number;
+  /** measure-start to the last message received (or the drain deadline). */
+  elapsedMs: number;
+  latency: HistData;
+  warmupSent: number;
+  warmupReceived: number;
+  /** Non-`msg` envelopes seen by Parley publishers (stored, receipt). */
+  otherEnvelopes: number;
+}
+
+export interface DrainSpec {
+  mode: 'drain';
+  flavor: Flavor;
+  pub: Endpoint;
+  sub: Endpoint;
+  pubTopic: string;
+  subTopic: string;
+  pubInbox?: string;
+  to?: string;
+  count: number;
+  payloadBytes: number;
+  window: number;
+  timeoutMs: number;
+}
+
+export interface DrainResult {
+  count: number;
+  /** Time to publish all messages and get every PUBACK. */
+  publishMs: number;
+  /** Parley: time until the sender had a `stored` for every message (all queued for B). */
+  queuedMs: number;
+  sessionPresent: boolean;
+  connackMs: number;
+  firstMs: number;
+  drainMs: number;
+  received: number;
+  duplicates: number;
+}
+
+export interface ConnClient {
+  clientId: string;
+  username?: string;
+  password?: string;
+  topic: string;
+}
+
+export interface ConnsSpec {
+  mode: 'conns';
+  host: string;
+  port: number;
+  localAddresses: string[];
+  clients: ConnClient[];
+  /** Handshakes (CONNECT..SUBACK) in flight at once. */
+  concurrency: number;
+  keepalive: number;
+  clean: boolean;
+  /** Give up connecting after this long. */
+  timeoutMs: number;
+  /** Close everything after this long even if the runner never says so. */
+  holdMaxMs: number;
+}
+
+export interface ConnsResult {
+  attempted: number;
+  established: number;
+  failed: number;
+  connectMs: number;
+  /** Connections that were still open when the runner asked to close. */
+  stillOpen: number;
+  firstError?: string;
+}
+
+export type Spec = RelaySpec | DrainSpec | ConnsSpec;
+
+export type LoadgenEvent =
+  | { event: 'measure-start'; t: number }
+  | { event: 'measure-end'; t: number }
+  | { event: 'established'; established: number; failed: number; connectMs: number }
+  | { event: 'progress'; text: string };
+
+/** Throws unless every host and source address is a loopback address (127.0.0.0/8). */
+export function assertLoopback(addr: string): void {
+  if (!/^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(addr)) throw new Error(`refusing non-loopback address ${addr}`);
+}

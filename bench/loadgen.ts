@@ -1,0 +1,315 @@
+/**
+ * The load generator: a separate process (so it never shares the broker's event loop), started by
+ * bench/run.ts as `node --conditions=parley-source --import tsx bench/loadgen.ts <spec.json>`.
+ * It reports JSON lines on stdout: events while it runs and a final `{"result": ...}`.
+ * In `conns` mode it holds its connections until it reads `close` on stdin.
+ *
+ * Bounded: every loop stops at a count and a deadline; every address must be in 127.0.0.0/8.
+ */
+import { readFileSync } from 'node:fs';
+import { performance } from 'node:perf_hooks';
+import { createInterface } from 'node:readline';
+import { decode } from '@parley/client-sdk';
+import { Hist } from './lib/hist.js';
+import { LiteClient, type OnPublish } from './lib/mqtt-lite.js';
+import {
+  assertLoopback, type ConnsResult, type ConnsSpec, type DrainResult, type DrainSpec, type Endpoint,
+  type LoadgenEvent, type RelayResult, type RelaySpec, type Spec,
+} from './lib/loadgen-spec.js';
+import { PHASE_MEASURE, PHASE_WARMUP, parleyPayload, rawPayload, readParley, readRaw } from './lib/payload.js';
+
+const emit = (o: LoadgenEvent | { result: unknown } | { error: string }): void => {
+  process.stdout.write(JSON.stringify(o) + '\n');
+};
+const sleep = (ms: number): Promise<void> => new Promise((r) => setTimeout(r, ms));
+
+async function until(pred: () => boolean, deadline: number, stepMs = 2): Promise<boolean> {
+  while (!pred()) {
+    if (performance.now() > deadline) return false;
+    await sleep(stepMs);
+  }
+  return true;
+}
+
+function checkEndpoint(e: Endpoint): void {
+  assertLoopback(e.host);
+  if (e.localAddress) assertLoopback(e.localAddress);
+}
+
+function connect(e: Endpoint, clean: boolean, onPublish?: OnPublish): Promise<LiteClient> {
+  return LiteClient.connect(
+    {
+      host: e.host, port: e.port, clientId: e.clientId, clean, keepalive: 60,
+      ...(e.localAddress ? { localAddress: e.localAddress } : {}),
+      ...(e.username !== undefined ? { username: e.username } : {}),
+      ...(e.password !== undefined ? { password: e.password } : {}),
+    },
+    onPublish,
+  );
+}
+
+/** Corks a socket until the end of this tick, so a burst of publishes leaves in one write. */
+function corkTick(c: LiteClient): void {
+  if (c.socket.writableCorked > 0) return;
+  c.socket.cork();
+  process.nextTick(() => c.socket.uncork());
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function relay(s: RelaySpec): Promise<RelayResult> {
+  for (const p of s.pairs) {
+    checkEndpoint(p.pub);
+    checkEndpoint(p.sub);
+  }
+  const read = s.flavor === 'parley' ? readParley : readRaw;
+  const hist = new Hist();
+  const sent = [0, 0];
+  const received = [0, 0];
+  let acked = 0;
+  let duplicates = 0;
+  let skipped = 0;
+  let other = 0;
+  let lastRecvAt = 0;
+
+  interface Live { pub: LiteClient; sub: LiteClient; topic: string; to: string; seq: number; lastSeq: number }
+  const live: Live[] = [];
+  for (const p of s.pairs) {
+    const entry = { topic: p.pubTopic, to: p.to ?? '', seq: 0, lastSeq: 0 } as Live;
+    entry.sub = await connect(p.sub, s.clean, (_topic, payload) => {
+      const r = read(payload);
+      if (!r) {
+        other++;
+        return;
+      }
+      if (r.seq <= entry.lastSeq) duplicates++;
+      else entry.lastSeq = r.seq;
+      const now = performance.now();
+      received[r.phase === PHASE_MEASURE ? 1 : 0]!++;
+      if (r.phase === PHASE_MEASURE) {
+        hist.add(now - r.ts);
+        lastRecvAt = now;
+      }
+    });
+    await entry.sub.subscribe(p.subTopic, 1);
+    entry.pub = await connect(p.pub, s.clean, () => {
+      other++;
+    });
+    if (p.pubInbox) await entry.pub.subscribe(p.pubInbox, 1);
+    live.push(entry);
+  }
+
+  let phase = PHASE_WARMUP;
+  let running = false;
+  const onAck = (e: Live): void => {
+    acked++;
+    if (running && s.rate === undefined) pump(e);
+  };
+  const sendOne = (e: Live): void => {
+    e.seq++;
+    const payload = s.flavor === 'parley' ? parleyPayload(s.payloadBytes, phase, e.to) : rawPayload(s.payloadBytes, phase, e.seq);
+    sent[phase === PHASE_MEASURE ? 1 : 0]!++;
+    e.pub.publish(e.topic, payload, 1, () => onAck(e));
+  };
+  function pump(e: Live): void {
+    if (e.pub.closed) return;
+    corkTick(e.pub);
+    while (running && e.pub.inFlight() < s.window) sendOne(e);
+  }
+
+  const runPhase = async (ph: number, ms: number): Promise<number> => {
+    phase = ph;
+    running = true;
+    const t0 = performance.now();
+    let timer: ReturnType<typeof setInterval> | null = null;
+    if (s.rate === undefined) {
+      for (const e of live) pump(e);
+    } else {
+      let total = 0;
+      let rr = 0;
+      const rate = s.rate;
+      timer = setInterval(() => {
+        const due = Math.floor((rate * (performance.now() - t0)) / 1000) - total;
+        for (let k = 0; k < due; k++) {
+          const e = live[rr++ % live.length]!;
+          total++;
+          if (e.pub.inFlight() >= s.window || e.pub.closed) {
+            if (ph === PHASE_MEASURE) skipped++;
+            continue;
+          }
+          sendOne(e);
+        }
+      }, 1);
+    }
+    await sleep(ms);
+    running = false;
+    if (timer) clearInterval(timer);
+    return performance.now() - t0;
+  };
+
+  if (s.warmupMs > 0) {
+    await runPhase(PHASE_WARMUP, s.warmupMs);
+    await until(() => received[0]! >= sent[0]!, performance.now() + s.drainTimeoutMs);
+  }
+  emit({ event: 'measure-start', t: Date.now() });
+  const tStart = performance.now();
+  const publishMs = await runPhase(PHASE_MEASURE, s.durationMs);
+  const drained = await until(() => received[1]! >= sent[1]!, performance.now() + s.drainTimeoutMs);
+  const elapsedMs = (drained ? lastRecvAt : performance.now()) - tStart;
+  emit({ event: 'measure-end', t: Date.now() });
+  await Promise.all(live.flatMap((e) => [e.pub.end(), e.sub.end()]));
+  return {
+    sent: sent[1]!, acked, received: received[1]!, duplicates, skipped, publishMs, elapsedMs,
+    latency: hist.toJSON(), warmupSent: sent[0]!, warmupReceived: received[0]!, otherEnvelopes: other,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function drain(s: DrainSpec): Promise<DrainResult> {
+  checkEndpoint(s.pub);
+  checkEndpoint(s.sub);
+  const deadline = performance.now() + s.timeoutMs;
+  // 1. The subscriber creates its persistent session and goes away.
+  const sub1 = await connect(s.sub, false);
+  await sub1.subscribe(s.subTopic, 1);
+  await sub1.end();
+
+  // 2. `count` messages are published (and, for Parley, stored and queued) while it is away.
+  let stored = 0;
+  const pub = await connect(s.pub, s.flavor !== 'parley', (_t, payload) => {
+    if (s.flavor !== 'parley') return;
+    try {
+      if (decode(payload).kind === 'stored') stored++;
+    } catch { /* not an envelope */ }
+  });
+  if (s.pubInbox) await pub.subscribe(s.pubInbox, 1);
+  let sent = 0;
+  let acked = 0;
+  const t0 = performance.now();
+  await new Promise<void>((resolve) => {
+    const pump = (): void => {
+      corkTick(pub);
+      while (sent < s.count && pub.inFlight() < s.window && !pub.closed) {
+        sent++;
+        const payload = s.flavor === 'parley' ? parleyPayload(s.payloadBytes, PHASE_MEASURE, s.to ?? '') : rawPayload(s.payloadBytes, PHASE_MEASURE, sent);
+        pub.publish(s.pubTopic, payload, 1, () => {
+          acked++;
+          if (acked >= s.count) resolve();
+          else pump();
+        });
+      }
+    };
+    pump();
+    void until(() => performance.now() > deadline || pub.closed, Infinity, 50).then(() => resolve());
+  });
+  const publishMs = performance.now() - t0;
+  if (s.flavor === 'parley') await until(() => stored >= s.count, deadline, 5);
+  const queuedMs = performance.now() - t0;
+  await pub.end();
+  await sleep(200); // let the last writes settle before the clock starts
+
+  // 3. The subscriber comes back; the clock runs from CONNECT to the last queued message.
+  let received = 0;
+  let duplicates = 0;
+  let lastSeq = 0;
+  let firstAt = 0;
+  let lastAt = 0;
+  const read = s.flavor === 'parley' ? readParley : readRaw;
+  emit({ event: 'measure-start', t: Date.now() });
+  const t1 = performance.now();
+  const sub2 = await connect(s.sub, false, (_t, payload) => {
+    const r = read(payload);
+    if (!r) return;
+    if (r.seq <= lastSeq) duplicates++;
+    else lastSeq = r.seq;
+    received++;
+    lastAt = performance.now();
+    if (received === 1) firstAt = lastAt;
+  });
+  const connackMs = performance.now() - t1;
+  await until(() => received >= s.count, performance.now() + s.timeoutMs, 2);
+  emit({ event: 'measure-end', t: Date.now() });
+  const sessionPresent = sub2.sessionPresent;
+  await sub2.end();
+  return {
+    count: s.count, publishMs, queuedMs, sessionPresent, connackMs,
+    firstMs: firstAt ? firstAt - t1 : NaN,
+    drainMs: received >= s.count ? lastAt - t1 : NaN,
+    received, duplicates,
+  };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function conns(s: ConnsSpec): Promise<ConnsResult> {
+  assertLoopback(s.host);
+  for (const a of s.localAddresses) assertLoopback(a);
+  const open: LiteClient[] = [];
+  let failed = 0;
+  let firstError: string | undefined;
+  let next = 0;
+  const t0 = performance.now();
+  const deadline = t0 + s.timeoutMs;
+  const worker = async (): Promise<void> => {
+    while (next < s.clients.length && performance.now() < deadline) {
+      const i = next++;
+      const c = s.clients[i]!;
+      const addr = s.localAddresses[i % s.localAddresses.length];
+      try {
+        const cl = await LiteClient.connect({
+          host: s.host, port: s.port, clientId: c.clientId, clean: s.clean, keepalive: s.keepalive,
+          ...(addr ? { localAddress: addr } : {}),
+          ...(c.username !== undefined ? { username: c.username } : {}),
+          ...(c.password !== undefined ? { password: c.password } : {}),
+          connectTimeoutMs: 30_000,
+        });
+        open.push(cl);
+        await cl.subscribe(c.topic, 1);
+      } catch (err) {
+        failed++;
+        firstError ??= err instanceof Error ? err.message : String(err);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, s.concurrency) }, worker));
+  const connectMs = performance.now() - t0;
+  const established = open.filter((c) => !c.closed).length;
+  emit({ event: 'established', established, failed, connectMs });
+
+  // Hold until the runner has measured the broker, then close.
+  await new Promise<void>((resolve) => {
+    const rl = createInterface({ input: process.stdin });
+    rl.on('line', (l) => {
+      if (l.trim() === 'close') resolve();
+    });
+    rl.on('close', () => resolve());
+    setTimeout(resolve, s.holdMaxMs).unref();
+  });
+  const stillOpen = open.filter((c) => !c.closed).length;
+  for (const c of open) c.destroy();
+  return { attempted: Math.min(next, s.clients.length), established, failed, connectMs, stillOpen, ...(firstError ? { firstError } : {}) };
+}
+
+// ---------------------------------------------------------------------------------------------
+
+async function main(): Promise<void> {
+  const file = process.argv[2];
+  if (!file) throw new Error('usage: loadgen.ts <spec.json>');
+  const spec = JSON.parse(readFileSync(file, 'utf8')) as Spec;
+  let result: unknown;
+  switch (spec.mode) {
+    case 'relay': result = await relay(spec); break;
+    case 'drain': result = await drain(spec); break;
+    case 'conns': result = await conns(spec); break;
+  }
+  emit({ result });
+}
+
+main().then(
+  () => process.exit(0),
+  (err: unknown) => {
+    emit({ error: err instanceof Error ? (err.stack ?? err.message) : String(err) });
+    process.exit(1);
+  },
+);
