@@ -7,6 +7,7 @@
  * Network failures become E_UNAVAILABLE, timeouts E_TIMEOUT.
  */
 import { ParleyError, isErrorCode } from './errors.js';
+import type { ChatMessage } from './client.js';
 
 export interface ParleyApiOptions {
   /** Base URL of the API, e.g. `http://localhost:8080` (paths start with `/v1`). Required. */
@@ -45,15 +46,7 @@ export interface MessageStatusResponse {
 }
 
 /** One message of `GET /v1/chats/:chatId/messages`. */
-export interface HistoryMessage {
-  msgId: string;
-  chatId: string;
-  seq: number;
-  from: string;
-  fromDevice: string;
-  ts: number;
-  /** The body, when it is text. */
-  text?: string;
+export interface HistoryMessage extends Pick<ChatMessage, 'msgId' | 'chatId' | 'seq' | 'from' | 'fromDevice' | 'ts' | 'text'> {
   /** The body, when it is bytes: base64. */
   data?: string;
 }

@@ -40,20 +40,23 @@ afterAll(async () => {
 
 const start = async (): Promise<TestPlatform> => (tp = await startTestPlatform(env, { dataDir, sms }));
 
+/** Starts the platform; Bob connects once (his persistent session now exists) and goes away; Alice is online. */
+async function bobAway() {
+  await start();
+  const alice = await tp!.register();
+  const bob = await tp!.register();
+  const url = tp!.mqttUrl;
+  const b0 = device(url, bob);
+  await b0.client.connect();
+  await b0.client.close();
+  const a = device(url, alice);
+  await a.client.connect();
+  return { bob, url, a };
+}
+
 describe('offline delivery', () => {
   it('delivers 500 messages sent while the recipient was away, across a restart of broker and workers, in order and once', async () => {
-    await start();
-    const alice = await tp!.register();
-    const bob = await tp!.register();
-    const url = tp!.mqttUrl;
-
-    // Bob connects once (his persistent session now exists), then goes away.
-    const b0 = device(url, bob);
-    await b0.client.connect();
-    await b0.client.close();
-
-    const a = device(url, alice);
-    await a.client.connect();
+    const { bob, url, a } = await bobAway();
     const first = await Promise.all(Array.from({ length: 250 }, (_, i) => a.client.send(bob.userId, `m${i}`)));
     expect(first).toHaveLength(250);
 
@@ -80,16 +83,7 @@ describe('offline delivery', () => {
   });
 
   it('recovers from the store when the broker session was lost (Redis flushed)', async () => {
-    await start();
-    const alice = await tp!.register();
-    const bob = await tp!.register();
-    const url = tp!.mqttUrl;
-    const b0 = device(url, bob);
-    await b0.client.connect();
-    await b0.client.close();
-
-    const a = device(url, alice);
-    await a.client.connect();
+    const { bob, url, a } = await bobAway();
     const sent = await Promise.all(Array.from({ length: 50 }, (_, i) => a.client.send(bob.userId, `x${i}`)));
     // Wait until every message is stored, then lose every broker session and queue.
     await Promise.all(sent.map((s) => a.client.waitStored(s.clientMsgId)));
