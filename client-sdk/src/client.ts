@@ -166,7 +166,10 @@ function remember<K, V>(map: Map<K, V>, key: K, value: V): void {
   }
 }
 
-const AUTH_CODES = new Set([4, 5, 134, 135]);
+/** CONNACK codes that mean the token is refused: retrying with it cannot help. */
+const AUTH_CODES = new Set([4, 134, 135]);
+/** CONNACK 5 from Parley means too many failed logins lately: back off and retry. */
+const RATE_LIMITED_CODE = 5;
 
 export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
   readonly options: Readonly<ParleyClientOptions>;
@@ -187,6 +190,8 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
   readonly #connectWaiters = new Set<Waiter<void>>();
   readonly #storedWaiters = new Map<string, Set<Waiter<StoredInfo>>>();
   readonly #stored = new Map<string, StoredInfo>();
+  /** Sends PUBACKed but not yet answered by `stored`: resent (same clientMsgId) after a full sync. */
+  readonly #unstored = new Map<string, Uint8Array>();
   readonly #errorsByRef = new Map<string, ParleyError>();
   readonly #sequencer: Sequencer<MsgEnvelope>;
   readonly #ticks = new OwnStatusTracker();
@@ -236,8 +241,9 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
 
   /**
    * Connects (and keeps reconnecting after drops) until `close()`. Resolves once connected and
-   * subscribed to the inbox. Rejects with E_AUTH_TOKEN when the broker refuses the token (CONNACK 4
-   * or 5; the client then stops retrying until `connect()` is called again), with E_TIMEOUT after
+   * subscribed to the inbox. Rejects with E_AUTH_TOKEN when the broker refuses the token (CONNACK 4;
+   * the client then stops retrying until `connect()` is called again; CONNACK 5, too many failed
+   * logins, is reported as an E_RATE_LIMITED error event and retried with back-off), with E_TIMEOUT after
    * `connectTimeoutMs` (the client keeps trying in the background), with E_ACL_DENIED when the
    * inbox subscription is refused, with E_CLOSED after `close()`.
    */
@@ -279,7 +285,10 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
       return Promise.reject(new ParleyError('E_VALIDATION', 'body must be a string or Uint8Array'));
     }
     const payload = encode({ kind: 'send', clientMsgId, to, body });
-    return this.#publish(this.#outbox, payload).then(() => ({ clientMsgId }));
+    return this.#publish(this.#outbox, payload).then(() => {
+      if (!this.#stored.has(clientMsgId) && !this.#errorsByRef.has(clientMsgId)) remember(this.#unstored, clientMsgId, payload);
+      return { clientMsgId };
+    });
   }
 
   /** Alias of {@link ParleyClient.send}. */
@@ -483,6 +492,10 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
     if (this.#closed) return;
     const code = err.code;
     if (typeof code === 'number' && err.message.startsWith('Connection refused')) {
+      if (code === RATE_LIMITED_CODE) {
+        this.#error(new ParleyError('E_RATE_LIMITED', err.message));
+        return;
+      }
       if (AUTH_CODES.has(code)) {
         // Retrying with the same token cannot help: stop until connect() is called again.
         this.#halt(new ParleyError('E_AUTH_TOKEN', err.message));
@@ -572,6 +585,7 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
           clientMsgId: env.clientMsgId, msgId: msgIdOf(env.chatId, env.seq), chatId: env.chatId, seq: env.seq, ts: env.ts,
         };
         remember(this.#stored, env.clientMsgId, info);
+        this.#unstored.delete(env.clientMsgId);
         const waiters = this.#storedWaiters.get(env.clientMsgId);
         if (waiters) {
           this.#storedWaiters.delete(env.clientMsgId);
@@ -596,6 +610,7 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
         const err = new ParleyError(env.code, env.detail, env.ref);
         if (env.ref !== undefined) {
           remember(this.#errorsByRef, env.ref, err);
+          this.#unstored.delete(env.ref);
           const waiters = this.#storedWaiters.get(env.ref);
           if (waiters) {
             this.#storedWaiters.delete(env.ref);
@@ -607,10 +622,24 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
       }
       case 'synced':
         this.#sequencer.onSynced(env.chatId);
+        if (env.chatId === undefined) this.#resendUnstored();
         this.emit('synced', env.chatId !== undefined ? { count: env.count, chatId: env.chatId } : { count: env.count });
         return;
       default:
         this.#error(new ParleyError('E_BAD_ENVELOPE', `unexpected ${env.kind} envelope on the inbox`));
+    }
+  }
+
+  /**
+   * After a full sync (the broker session had been lost), a `stored` answer may have been lost
+   * with it. Resending those sends with the same clientMsgId is safe — the server stores each
+   * once — and makes the server answer `stored` again.
+   */
+  #resendUnstored(): void {
+    for (const payload of this.#unstored.values()) {
+      this.#publish(this.#outbox, payload).catch((e: unknown) => {
+        if (!(e instanceof ParleyError && e.code === 'E_CLOSED')) this.#error(toParleyError(e, 'E_INTERNAL'));
+      });
     }
   }
 
