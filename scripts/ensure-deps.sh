@@ -5,8 +5,16 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# --bench also installs mosquitto (the reference broker); --test also installs chromium (the
+# browser tests drive Debian's Chromium with playwright-core: no browser download).
 want_bench=0
-[ "${1:-}" = "--bench" ] && want_bench=1
+want_test=0
+for arg in "$@"; do
+  case "$arg" in
+    --bench) want_bench=1 ;;
+    --test) want_test=1 ;;
+  esac
+done
 
 node_major=$(node -p 'process.versions.node.split(".")[0]' 2>/dev/null || echo 0)
 if [ "$node_major" -lt 20 ]; then
@@ -35,6 +43,9 @@ apt_install() {
 command -v redis-server >/dev/null 2>&1 || apt_install redis-server
 if [ "$want_bench" = 1 ]; then
   command -v mosquitto >/dev/null 2>&1 || [ -x /usr/sbin/mosquitto ] || apt_install mosquitto
+fi
+if [ "$want_test" = 1 ]; then
+  [ -x /usr/bin/chromium ] || apt_install chromium
 fi
 
 # npm packages: (re)install when node_modules is missing or older than the lock file.

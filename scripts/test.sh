@@ -3,7 +3,7 @@
 # contract, integration, browser, reliability), ending with the line `N passed, N failed`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/ensure-deps.sh || exit 1
+bash scripts/ensure-deps.sh --test || exit 1
 
 passed=0
 failed=0
