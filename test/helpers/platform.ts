@@ -68,7 +68,8 @@ export async function startTestPlatform(env: Record<string, string> = {}, reuse?
     PARLEY_MQTT_PORT: '0',
     PARLEY_WS_PORT: '0',
     PARLEY_HTTP_PORT: '0',
-    PARLEY_LOG_LEVEL: 'silent',
+    // PARLEY_TEST_LOG_LEVEL=debug shows the platform's logs while debugging a test.
+    PARLEY_LOG_LEVEL: process.env.PARLEY_TEST_LOG_LEVEL ?? 'silent',
     ...env,
   };
   const cap = reuse?.sms ?? captureSms();
