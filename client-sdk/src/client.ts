@@ -621,7 +621,7 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
         return;
       }
       case 'synced':
-        this.#sequencer.onSynced(env.chatId);
+        this.#sequencer.onSynced(env.chatId, env.count);
         if (env.chatId === undefined) this.#resendUnstored();
         this.emit('synced', env.chatId !== undefined ? { count: env.count, chatId: env.chatId } : { count: env.count });
         return;

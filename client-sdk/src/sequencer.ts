@@ -14,10 +14,15 @@
  * - seq > lastSeq + 1: buffered (at most `maxBuffered` per chat) and a gap timer starts. If the gap
  *   is still open after `gapTimeoutMs`, `requestSync(chatId, lastSeq)` is called once; the server
  *   resends what this device has not acknowledged, duplicates are dropped.
- * - the server ends a chat sync with `synced {chatId}` after everything it resent. If a gap the
- *   Sequencer asked a sync for is still open then, nothing can fill it any more (for example an
- *   own message whose `stored` was lost): the buffered messages are delivered in order across the
- *   hole, so a chat never stalls. The same happens if the buffer bound is reached.
+ * - the server ends a chat sync with `synced {chatId, count}` after everything it resent. If the
+ *   gap is still open and the server resent nothing (count 0), nothing can fill it any more (for
+ *   example an own message whose `stored` was lost, or an expired message): the buffered messages
+ *   are delivered in order across the hole, so a chat never stalls. If it resent something, the
+ *   copies are on their way (or were lost in transit, e.g. while a broker lost Redis): the gap
+ *   timer keeps running and asks again, with the delay doubling up to 16 x gapTimeoutMs, so a lost
+ *   resend or a lost `synced` never stalls the chat either. Skipping on count > 0 would drop those
+ *   messages for good (they would arrive later as "duplicates" below lastSeq). The same skip
+ *   happens if the buffer bound is reached.
  * - `stored` (own message): seq === lastSeq + 1 advances and flushes; lower is ignored; higher is
  *   remembered as an own seq, so that when the messages before it arrive the gap logic treats it as
  *   filled. With an unknown lastSeq it is only remembered (seq 1 advances: nothing can precede it).
@@ -95,8 +100,10 @@ interface ChatState<M> {
   /** Own seqs above lastSeq + 1 (from `stored`). */
   own: Set<number>;
   gapTimer: unknown;
-  /** A sync was asked for the current gap; no more until the gap closes. */
+  /** A sync was asked for the current gap. */
   syncRequested: boolean;
+  /** Syncs asked for the current gap (the retry delay doubles with each). */
+  syncAttempts: number;
   /** The value last written to the StateStore. */
   persisted: number | undefined;
   writing: boolean;
@@ -182,15 +189,16 @@ export class Sequencer<M extends Sequenced = MsgEnvelope> {
   }
 
   /**
-   * Feeds a `synced` envelope. When it closes a chat sync this Sequencer asked for and the gap is
-   * still open, the gap cannot be filled: the buffered messages are delivered across the hole.
+   * Feeds a `synced` envelope. When it closes a chat sync this Sequencer asked for, the gap is
+   * still open and the server resent nothing (`count` 0), the gap cannot be filled: the buffered
+   * messages are delivered across the hole. Otherwise the gap timer asks again later.
    */
-  onSynced(chatId?: string): void {
+  onSynced(chatId?: string, count = 0): void {
     if (chatId === undefined) return;
     const c = this.#chats.get(chatId);
     if (!c) return;
     this.#run(chatId, (chat) => {
-      if (!chat.syncRequested || !this.#hasGap(chat)) return;
+      if (!chat.syncRequested || !this.#hasGap(chat) || count > 0) return;
       this.#skipGap(chat);
       this.#settle(chatId, chat);
     });
@@ -225,7 +233,7 @@ export class Sequencer<M extends Sequenced = MsgEnvelope> {
     if (!c) {
       c = {
         loaded: false, lastSeq: undefined, waiting: [], buffer: new Map(), own: new Set(),
-        gapTimer: undefined, syncRequested: false, persisted: undefined, writing: false,
+        gapTimer: undefined, syncRequested: false, syncAttempts: 0, persisted: undefined, writing: false,
       };
       this.#chats.set(chatId, c);
       c.waiting.push(fn);
@@ -322,19 +330,24 @@ export class Sequencer<M extends Sequenced = MsgEnvelope> {
     if (!this.#hasGap(c)) {
       this.#clearGapTimer(c);
       c.syncRequested = false;
+      c.syncAttempts = 0;
       return;
     }
-    if (c.gapTimer !== undefined || c.syncRequested) return;
+    if (c.gapTimer !== undefined) return;
+    const delay = this.#gapTimeoutMs * 2 ** Math.min(c.syncAttempts, 4);
     c.gapTimer = this.#timers.setTimeout(() => {
       c.gapTimer = undefined;
-      if (this.#disposed || !this.#hasGap(c) || c.syncRequested) return;
+      if (this.#disposed || !this.#hasGap(c)) return;
       c.syncRequested = true;
+      c.syncAttempts++;
       try {
         this.#requestSync(chatId, c.lastSeq ?? 0);
       } catch (err) {
         this.#onError(err);
       }
-    }, this.#gapTimeoutMs);
+      // Ask again if this sync's resends (or its `synced`) get lost.
+      this.#settle(chatId, c);
+    }, delay);
   }
 
   #clearGapTimer(c: ChatState<M>): void {

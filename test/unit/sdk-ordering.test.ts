@@ -126,7 +126,7 @@ describe('Sequencer: gaps', () => {
     expect(t.syncs).toEqual([]);
   });
 
-  it('asks for a sync once after gapTimeoutMs and keeps waiting', () => {
+  it('asks for a sync after gapTimeoutMs, then again with a doubling delay while the gap stays open', () => {
     const t = setup({ gapTimeoutMs: 2000 });
     t.msg(1);
     t.msg(2);
@@ -135,9 +135,14 @@ describe('Sequencer: gaps', () => {
     expect(t.syncs).toEqual([]);
     t.timers.advance(1);
     expect(t.syncs).toEqual([[CHAT, 2]]);
-    t.msg(6); // more arrive behind the same gap: no second sync
-    t.timers.advance(60_000);
+    t.msg(6); // more arrive behind the same gap: no extra sync for them
+    t.timers.advance(3999);
     expect(t.syncs).toEqual([[CHAT, 2]]);
+    // The resends (or the synced) were lost: it asks again after 2x, then 4x the timeout.
+    t.timers.advance(1);
+    expect(t.syncs).toEqual([[CHAT, 2], [CHAT, 2]]);
+    t.timers.advance(8000);
+    expect(t.syncs).toEqual([[CHAT, 2], [CHAT, 2], [CHAT, 2]]);
     expect(t.seqs()).toEqual([1, 2]);
     // the server resends the missing ones (and duplicates, which are dropped)
     t.msg(2);
@@ -145,10 +150,11 @@ describe('Sequencer: gaps', () => {
     t.msg(4);
     t.msg(5);
     expect(t.seqs()).toEqual([1, 2, 3, 4, 5, 6]);
-    // a new gap later gets its own sync
+    // a new gap later gets its own sync, after the first delay again
     t.msg(9);
     t.timers.advance(2000);
-    expect(t.syncs).toEqual([[CHAT, 2], [CHAT, 6]]);
+    expect(t.syncs.at(-1)).toEqual([CHAT, 6]);
+    expect(t.syncs).toHaveLength(4);
   });
 
   it('a partly filled gap keeps its timer and asks from the new lastSeq', () => {
@@ -162,7 +168,7 @@ describe('Sequencer: gaps', () => {
     expect(t.syncs).toEqual([[CHAT, 2]]);
   });
 
-  it('delivers across a hole the sync could not fill once the server says synced', () => {
+  it('delivers across a hole only when the server says synced with nothing resent', () => {
     const t = setup();
     t.msg(1);
     t.msg(3);
@@ -174,7 +180,11 @@ describe('Sequencer: gaps', () => {
     t.seq.onSynced(); // a sync of every chat does not close a chat's gap
     t.seq.onSynced(CHAT2);
     expect(t.seqs()).toEqual([1]);
-    t.seq.onSynced(CHAT);
+    // The server resent something: it is on its way, so the hole is not skipped.
+    t.seq.onSynced(CHAT, 1);
+    expect(t.seqs()).toEqual([1]);
+    // The server had nothing left for this device: nothing can fill the hole.
+    t.seq.onSynced(CHAT, 0);
     expect(t.seqs()).toEqual([1, 3, 4]);
     expect(t.seq.lastSeq(CHAT)).toBe(4);
     t.msg(2); // too late: a duplicate now
