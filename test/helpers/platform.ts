@@ -73,7 +73,8 @@ export async function startTestPlatform(env: Record<string, string> = {}, reuse?
     ...env,
   };
   const cap = reuse?.sms ?? captureSms();
-  const platform = await startPlatform(parseConfig(fullEnv), { sms: cap.sms });
+  // With PARLEY_SMS set the configured adapter is used (e.g. a webhook the test serves).
+  const platform = await startPlatform(parseConfig(fullEnv), env.PARLEY_SMS ? {} : { sms: cap.sms });
   const httpUrl = platform.urls.http ?? '';
   const register = async (phone = uniquePhone(), deviceName?: string): Promise<Registered> => {
     const r1 = await postJson(`${httpUrl}/v1/register`, { phone });

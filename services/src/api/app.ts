@@ -143,7 +143,12 @@ export function createApi(deps: ApiDeps, opts: ApiOptions): FastifyInstance {
     await store.putPendingRegistration({
       phone: p, codeHash: hashCode(deps.secret, p, code), expiresAt: t + opts.codeTtlMs, attempts: 0, createdAt: t,
     });
-    await deps.sms.send(p, `Your Parley code is ${code}. It expires in ${Math.round(opts.codeTtlMs / 60000)} minutes.`);
+    try {
+      await deps.sms.send(p, `Your Parley code is ${code}. It expires in ${Math.round(opts.codeTtlMs / 60000)} minutes.`);
+    } catch (err) {
+      req.log.error({ err: err instanceof Error ? err.message : String(err) }, 'SMS provider failed');
+      throw new ParleyError('E_UNAVAILABLE', 'the SMS provider did not accept the message; retry later');
+    }
     return reply.status(202).send({ expiresInSec: Math.round(opts.codeTtlMs / 1000) });
   });
 
