@@ -64,6 +64,7 @@ async function relay(s: RelaySpec): Promise<RelayResult> {
   }
   const read = s.flavor === 'parley' ? readParley : readRaw;
   const hist = new Hist();
+  const ackHist = new Hist();
   const sent = [0, 0];
   const received = [0, 0];
   let acked = 0;
@@ -101,15 +102,18 @@ async function relay(s: RelaySpec): Promise<RelayResult> {
 
   let phase = PHASE_WARMUP;
   let running = false;
-  const onAck = (e: Live): void => {
+  const onAck = (e: Live, t: number, ph: number): void => {
     acked++;
+    if (ph === PHASE_MEASURE) ackHist.add(performance.now() - t);
     if (running && s.rate === undefined) pump(e);
   };
   const sendOne = (e: Live): void => {
     e.seq++;
-    const payload = s.flavor === 'parley' ? parleyPayload(s.payloadBytes, phase, e.to) : rawPayload(s.payloadBytes, phase, e.seq);
-    sent[phase === PHASE_MEASURE ? 1 : 0]!++;
-    e.pub.publish(e.topic, payload, 1, () => onAck(e));
+    const ph = phase;
+    const payload = s.flavor === 'parley' ? parleyPayload(s.payloadBytes, ph, e.to) : rawPayload(s.payloadBytes, ph, e.seq);
+    sent[ph === PHASE_MEASURE ? 1 : 0]!++;
+    const t = performance.now();
+    e.pub.publish(e.topic, payload, 1, () => onAck(e, t, ph));
   };
   function pump(e: Live): void {
     if (e.pub.closed) return;
@@ -152,15 +156,17 @@ async function relay(s: RelaySpec): Promise<RelayResult> {
     await until(() => received[0]! >= sent[0]!, performance.now() + s.drainTimeoutMs);
   }
   emit({ event: 'measure-start', t: Date.now() });
+  const cpu0 = process.cpuUsage();
   const tStart = performance.now();
   const publishMs = await runPhase(PHASE_MEASURE, s.durationMs);
   const drained = await until(() => received[1]! >= sent[1]!, performance.now() + s.drainTimeoutMs);
   const elapsedMs = (drained ? lastRecvAt : performance.now()) - tStart;
   emit({ event: 'measure-end', t: Date.now() });
+  const cpu = process.cpuUsage(cpu0);
   await Promise.all(live.flatMap((e) => [e.pub.end(), e.sub.end()]));
   return {
     sent: sent[1]!, acked, received: received[1]!, duplicates, skipped, publishMs, elapsedMs,
-    latency: hist.toJSON(), warmupSent: sent[0]!, warmupReceived: received[0]!, otherEnvelopes: other,
+    cpuMs: (cpu.user + cpu.system) / 1000, latency: hist.toJSON(), ackLatency: ackHist.toJSON(), warmupSent: sent[0]!, warmupReceived: received[0]!, otherEnvelopes: other,
   };
 }
 

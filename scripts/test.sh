@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# `npm test`: static checks (types, lint, import cycles) and the whole vitest suite (unit,
-# contract, integration, browser, reliability), ending with the line `N passed, N failed`.
+# `npm test`: static checks (types, lint, import cycles), the whole vitest suite (unit, contract,
+# integration, browser, reliability) and the benchmarks' quick smoke run (side by side with
+# Mosquitto; figures go to bench/results/, not docs/), ending with the line `N passed, N failed`.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-bash scripts/ensure-deps.sh --test || exit 1
+bash scripts/ensure-deps.sh --test --bench || exit 1
 
 passed=0
 failed=0
@@ -19,6 +20,8 @@ mkdir -p .test-results
 check typecheck npx tsc -p .
 check lint npx eslint --max-warnings 0 .
 check import-cycles npx dpdm --no-warning --no-tree --exit-code circular:1 -T client-sdk/src/index.ts broker/src/index.ts services/src/main.ts
+
+check bench-smoke node --conditions=parley-source --import tsx bench/run.ts --quick
 
 rm -f .test-results/vitest.json
 npx vitest run "$@"

@@ -63,7 +63,11 @@ export interface RelayResult {
   publishMs: number;
   /** measure-start to the last message received (or the drain deadline). */
   elapsedMs: number;
+  /** The load generator's own CPU time over the measured window. */
+  cpuMs: number;
   latency: HistData;
+  /** Publish to PUBACK (for Parley: the sent tick, once the message is durable in Redis). */
+  ackLatency: HistData;
   warmupSent: number;
   warmupReceived: number;
   /** Non-`msg` envelopes seen by Parley publishers (stored, receipt). */

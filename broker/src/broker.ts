@@ -13,6 +13,9 @@ import {
 import { decideSubscribe, decidePublish } from './acl.js';
 import { Batcher, type BatcherOptions } from './batcher.js';
 import { SINK_TOPIC, filterServerBound } from './mq-filter.js';
+import { watchBusReconnects } from './bus-resync.js';
+import { createLimits, type BrokerLimits } from './limits.js';
+import { holdLive, releaseLive } from './ordered-replay.js';
 import type {
   DeviceAuthenticator, IngestAck, IngestMessage, IngestRead, IngestSink, IngestSync, PresenceSink,
 } from './ingest.js';
@@ -32,6 +35,8 @@ export interface BrokerOptions {
   batch: Partial<BatcherOptions>;
   /** Seconds a client may stay connected without CONNECT completing. @defaultValue 10000 */
   connectTimeoutMs: number;
+  /** Per-client and per-node limits (see limits.ts). @defaultValue DEFAULT_LIMITS */
+  limits: Partial<BrokerLimits>;
 }
 
 export const DEFAULT_BROKER_OPTIONS: Readonly<BrokerOptions> = Object.freeze({
@@ -41,6 +46,7 @@ export const DEFAULT_BROKER_OPTIONS: Readonly<BrokerOptions> = Object.freeze({
   maxPayloadBytes: 65536,
   batch: {},
   connectTimeoutMs: 10_000,
+  limits: {},
 });
 
 export interface BrokerDeps {
@@ -80,20 +86,33 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
   const acks = new Batcher<IngestAck>((items) => deps.ingest.acks(items), opts.batch);
   const reads = new Batcher<IngestRead>((items) => deps.ingest.reads(items), opts.batch);
   const syncs = new Batcher<IngestSync>((items) => deps.ingest.syncs(items), opts.batch);
+  // Limits (limits.ts): hooked in below at authenticate, authorizePublish, authorizeForward, the
+  // `ack` and `clientError` events and aedes.handle.
+  const limits = createLimits(opts.limits, () => aedes, log);
 
   const aedes: Aedes = await Aedes.createBroker({
     ...(opts.id ? { id: opts.id } : {}),
     persistence: deps.persistence,
     mq: filterServerBound(deps.mq),
     connectTimeout: opts.connectTimeoutMs,
+    drainTimeout: limits.options.drainTimeoutMs,
+    authorizeForward(client, packet) {
+      limits.forwarded(client, packet);
+      return packet;
+    },
     authenticate(client, username, password, done) {
+      // Live messages wait until the queued ones are replayed (ordered-replay.ts; released on clientReady).
+      holdLive(client);
       const fail = (code: 4 | 5 | 3): void => {
+        // Logged without the password; brute force shows up here (and then as code 5).
+        log.warn({ clientId: client.id, ip: (client.conn as { remoteAddress?: string } | undefined)?.remoteAddress, returnCode: code }, 'MQTT login refused');
         const err = Object.assign(new Error('not authorized'), { returnCode: code });
         done(err as Parameters<typeof done>[0], null);
       };
       const token = password ? password.toString('utf8') : '';
       // [MQTT-3.1.3-...] the username must name the device the clientId claims to be.
       if (!username || username !== client.id || !token) return fail(4);
+      if (!limits.admit(client)) return fail(3);
       const ip = (client.conn as { remoteAddress?: string } | undefined)?.remoteAddress;
       deps.auth.authenticate(client.id, token, ip).then(
         (r) => {
@@ -124,6 +143,8 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
       if (!client) return done(null); // the broker's own publishes (wills are not used by Parley)
       const session = sessions.get(client);
       if (!session) return done(new Error('no session'));
+      // Over its publish rate: disconnected without a PUBACK (limits.ts logs it).
+      if (!limits.allowPublish(client)) return done(new Error('publish rate limit exceeded'));
       const decision = decidePublish(client.id, packet.topic);
       packet.retain = false; // nothing a device sends is ever retained
       if (!decision.allow) {
@@ -195,6 +216,7 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
   }
 
   aedes.on('ack', (packet: PublishPacket | PubrelPacket | undefined, client: Client) => {
+    limits.acked(client);
     if (!packet || !client || packet.cmd !== 'publish') return;
     const t = parseTopic(packet.topic);
     if (!t || t.kind !== 'inbox') return;
@@ -211,15 +233,29 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
     });
   });
 
+  /** Devices connected to this node, for the resync after a bus loss. */
+  const connected = new Map<string, Session>();
   aedes.on('clientReady', (client: Client) => {
+    releaseLive(client);
     const s = sessions.get(client);
-    if (s) deps.presence?.connected(client.id, s.userId);
+    if (!s) return;
+    connected.set(client.id, s);
+    deps.presence?.connected(client.id, s.userId);
   });
   aedes.on('clientDisconnect', (client: Client) => {
     const s = sessions.get(client);
-    if (s) deps.presence?.disconnected(client.id, s.userId);
+    if (!s) return;
+    if (connected.get(client.id) === s) connected.delete(client.id);
+    deps.presence?.disconnected(client.id, s.userId);
+  });
+  watchBusReconnects(deps.mq, () => {
+    log.warn({ devices: connected.size }, 'cluster bus reconnected: resyncing the devices connected here');
+    for (const [d, s] of connected) {
+      syncs.add({ d, u: s.userId, t: Date.now() }).catch((err: unknown) => log.warn({ err }, 'resync request failed'));
+    }
   });
   aedes.on('clientError', (client: Client, err: Error) => {
+    limits.clientError(client, err);
     log.debug({ clientId: client?.id, err: err.message }, 'client error');
   });
   aedes.on('connectionError', (_client: Client, err: Error) => {
@@ -248,7 +284,7 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
     get wsPort() { return boundWs; },
     async listen() {
       if (opts.mqttPort !== null) {
-        tcp = createTcpServer((socket) => aedes.handle(socket));
+        tcp = createTcpServer((socket) => aedes.handle(limits.guard(socket)));
         boundMqtt = await listenOn(tcp, opts.mqttPort);
       }
       if (opts.wsPort !== null) {
@@ -259,7 +295,7 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
         wss.on('connection', (ws, req) => {
           const stream = createWebSocketStream(ws);
           stream.on('error', () => ws.terminate());
-          aedes.handle(stream, req);
+          aedes.handle(limits.guard(stream), req);
         });
         boundWs = await listenOn(http, opts.wsPort);
       }

@@ -9,6 +9,7 @@ import { ParleyError } from '@parley/client-sdk';
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
 const port = z.coerce.number().int().min(0).max(65535);
 const positiveInt = z.coerce.number().int().positive();
+const nonNegativeInt = z.coerce.number().int().min(0);
 
 const ROLES = ['broker', 'api', 'workers'] as const;
 export type Role = (typeof ROLES)[number];
@@ -54,6 +55,13 @@ const schema = z.object({
   PARLEY_BATCH_MAX: positiveInt.default(500),
   PARLEY_BATCH_DELAY_MS: z.coerce.number().min(0).default(1),
   PARLEY_TRUST_PROXY: bool.default(false),
+  // Broker limits (broker/src/limits.ts); 0 turns a limit off where docs/CONFIG.md says so.
+  PARLEY_MAX_CONNECTIONS: nonNegativeInt.default(10_000),
+  PARLEY_MAX_PACKET_BYTES: positiveInt.optional(),
+  PARLEY_PUBLISH_RATE: nonNegativeInt.default(1000),
+  PARLEY_PUBLISH_BURST: positiveInt.default(10_000),
+  PARLEY_MAX_INFLIGHT: nonNegativeInt.default(1000),
+  PARLEY_DRAIN_TIMEOUT_MS: nonNegativeInt.default(10_000),
 });
 
 export interface Config {
@@ -85,6 +93,15 @@ export interface Config {
   batchMax: number;
   batchDelayMs: number;
   trustProxy: boolean;
+  /** Per-node and per-client broker limits (broker/src/limits.ts). */
+  brokerLimits: {
+    maxConnections: number;
+    maxPacketBytes: number;
+    publishRatePerSec: number;
+    publishBurst: number;
+    maxInflight: number;
+    drainTimeoutMs: number;
+  };
 }
 
 /** Parses an environment; throws ParleyError(E_CONFIG) naming every bad variable. */
@@ -132,6 +149,16 @@ export function parseConfig(env: Record<string, string | undefined>): Readonly<C
     batchMax: e.PARLEY_BATCH_MAX,
     batchDelayMs: e.PARLEY_BATCH_DELAY_MS,
     trustProxy: e.PARLEY_TRUST_PROXY,
+    brokerLimits: Object.freeze({
+      maxConnections: e.PARLEY_MAX_CONNECTIONS,
+      // Twice the payload limit by default, so a payload somewhat over it still gets the polite
+      // E_PAYLOAD_TOO_LARGE answer; only far larger packets close the connection.
+      maxPacketBytes: e.PARLEY_MAX_PACKET_BYTES ?? 2 * e.PARLEY_MAX_PAYLOAD_BYTES + 1024,
+      publishRatePerSec: e.PARLEY_PUBLISH_RATE,
+      publishBurst: e.PARLEY_PUBLISH_BURST,
+      maxInflight: e.PARLEY_MAX_INFLIGHT,
+      drainTimeoutMs: e.PARLEY_DRAIN_TIMEOUT_MS,
+    }),
   };
   return Object.freeze(cfg);
 }

@@ -107,12 +107,17 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
 
     const retentionSec = Math.ceil(cfg.retentionMs / 1000);
     const newPersistence = () => {
-      const p = redisPersistence({ ...conn, maxSessionDelivery: 1_000_000, packetTTL: () => retentionSec });
+      // Auto-pipelining: concurrent publishes share socket writes (aedes-persistence-redis awaits
+      // each of its commands, so without it every command is its own write and round trip).
+      const p = redisPersistence({ ...conn, enableAutoPipelining: true, maxSessionDelivery: 1_000_000, packetTTL: () => retentionSec });
       closers.push(() => p.destroy());
       return p;
     };
     const newMq = () => {
-      const mq = new (MQEmitterRedis as unknown as new (o: object) => { close(cb: () => void): void })({ ...conn });
+      const mq = new (MQEmitterRedis as unknown as new (o: object) => { close(cb: () => void): void; state: { on(ev: 'error', fn: (err: Error) => void): void } })({ ...conn });
+      // mqemitter-redis re-emits its connections' errors on `state`; unhandled, the first
+      // ECONNREFUSED while Redis restarts would crash the process. ioredis reconnects by itself.
+      mq.state.on('error', (err) => log.warn({ err: err.message }, 'cluster bus (Redis pub/sub) error'));
       return mq;
     };
 
@@ -143,7 +148,7 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
       };
       broker = await createBrokerNode(
         { persistence: newPersistence(), mq: newMq(), auth, ingest: queueIngestSink(queues), presence, logger: log.child({ role: 'broker' }) },
-        { host: cfg.host, mqttPort: cfg.mqttPort, wsPort: cfg.wsPort, maxPayloadBytes: cfg.maxPayloadBytes, batch: { maxItems: cfg.batchMax, maxDelayMs: cfg.batchDelayMs } },
+        { host: cfg.host, mqttPort: cfg.mqttPort, wsPort: cfg.wsPort, maxPayloadBytes: cfg.maxPayloadBytes, batch: { maxItems: cfg.batchMax, maxDelayMs: cfg.batchDelayMs }, limits: cfg.brokerLimits },
       );
       const b = broker;
       closers.push(() => b.close());

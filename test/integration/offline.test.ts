@@ -98,4 +98,19 @@ describe('offline delivery', () => {
     await until(() => b.synced.length > 0, 10_000, 'synced');
     expect(b.synced[0]?.count).toBe(50);
   });
+
+  it('resyncs the devices of a node whose cluster-bus connection to Redis dropped', async () => {
+    const { bob, url, a } = await bobAway();
+    const b = device(url, bob);
+    await b.client.connect(); // bob's session exists: no sync of its own
+    expect(b.synced).toEqual([]);
+    // Drop every pub/sub connection: publishes on the bus are lost until they reconnect.
+    const r = new Redis(redis.url);
+    await r.call('CLIENT', 'KILL', 'TYPE', 'pubsub');
+    r.disconnect();
+    // The broker notices its bus came back and has the workers resend what bob has not acknowledged.
+    await until(() => b.synced.length === 1, 15_000, 'resync after the bus reconnected');
+    await a.client.send(bob.userId, 'after the blip');
+    await until(() => b.messages.some((m) => m.text === 'after the blip'), 10_000, 'message after the blip');
+  });
 });

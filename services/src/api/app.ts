@@ -3,7 +3,7 @@
  * look-up, message status and history. Built without listening so tests can use inject() or an
  * ephemeral port. Every error answer is `{ error: { code, message, detail? } }` from the catalogue.
  */
-import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyRequest } from 'fastify';
+import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import { z } from 'zod';
 import type { Logger } from 'pino';
 import { ParleyError, isChatId, msgIdOf, newId, parseMsgId, type Body } from '@parley/client-sdk';
@@ -84,6 +84,24 @@ export function createApi(deps: ApiDeps, opts: ApiOptions): FastifyInstance {
     bodyLimit: opts.bodyLimit,
     trustProxy: opts.trustProxy,
     logController: new LogController({ disableRequestLogging: true }),
+    // Errors Fastify answers before any route or the error handler (found by
+    // test/reliability/fuzz-input.test.ts): a bad percent-encoding, an over-long path parameter,
+    // and unparseable HTTP. They get catalogue bodies too.
+    frameworkErrors: (err, _req, reply) => {
+      const pe = new ParleyError('E_BAD_REQUEST', err.message);
+      return (reply as unknown as FastifyReply).status(pe.status).send(pe.toJSON());
+    },
+    clientErrorHandler: (err: Error & { code?: string }, socket) => {
+      if (err.code === 'ECONNRESET' || socket.destroyed) return;
+      const detail = err.code === 'HPE_HEADER_OVERFLOW' ? 'HTTP headers too large'
+        : err.code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'request timeout' : 'malformed HTTP request';
+      const pe = new ParleyError('E_BAD_REQUEST', detail);
+      const body = JSON.stringify(pe.toJSON());
+      if (socket.writable) {
+        socket.write(`HTTP/1.1 ${pe.status} Bad Request\r\nContent-Length: ${Buffer.byteLength(body)}\r\nContent-Type: application/json\r\nConnection: close\r\n\r\n${body}`);
+      }
+      socket.destroy(err);
+    },
   });
 
   // JSON only: a text/plain body would otherwise reach the handlers as a string.

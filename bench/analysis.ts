@@ -1,0 +1,275 @@
+/**
+ * The "gaps and where the time and bytes go" section of docs/BENCHMARKS.md. The reasoning is
+ * fixed (it follows from Parley's code path, read in services/, broker/ and
+ * node_modules/aedes-persistence-redis); the numbers come from the run being reported, so the text
+ * stays true when the figures move. A paragraph whose figures are missing is left out.
+ */
+import { int, kib, ms, num } from './lib/format.js';
+import type { RunRecord } from './lib/report.js';
+
+interface Outcome {
+  label: string;
+  kind: string;
+  rate: number;
+  pubRate: number;
+  received: number;
+  cpuMs: Record<string, number>;
+  cpuPerMsgUs: number;
+  serverCpuMs?: number;
+  elapsedMs: number;
+  latency: { p50: number; p99: number };
+  ackLatency?: { p50: number; p99: number };
+  redis?: { total: number; perMsg: number; byCommand: Array<[string, number]>; netIn: number; netOut: number };
+}
+
+const data = (records: RunRecord[], name: string): Record<string, unknown> | undefined =>
+  records.find((r) => r.scenario.name === name)?.report?.data;
+
+const outcomes = (records: RunRecord[], name: string): Outcome[] => (data(records, name)?.outcomes as Outcome[] | undefined) ?? [];
+
+const per = (o: Outcome, cmd: string): number => (o.redis?.byCommand.find(([c]) => c === cmd)?.[1] ?? 0) / o.received;
+
+const fin = (...v: Array<number | undefined>): boolean => v.every((x) => typeof x === 'number' && Number.isFinite(x));
+
+/** Redis commands aedes-persistence-redis and mqemitter-redis issue per QoS 1 envelope for one subscriber. */
+const SESSION_CMDS_PER_ENVELOPE = 10;
+
+export function analysis(records: RunRecord[]): string {
+  const out: string[] = ['## Analysis: the gaps, and where the time and bytes go', ''];
+  const relay = outcomes(records, 'relay');
+  const steady = outcomes(records, 'latency');
+  const cost = outcomes(records, 'cost');
+  const rMosq = relay.find((o) => o.kind === 'mosquitto');
+  const rAedes = relay.find((o) => o.kind === 'aedes');
+  const rParley = relay.find((o) => o.label === 'Parley');
+  const sParley = steady.find((o) => o.label === 'Parley') ?? cost.find((o) => o.label === 'Parley');
+  const sLow = steady.find((o) => o.label.startsWith('Parley @'));
+  const sMosq = steady.find((o) => o.kind === 'mosquitto') ?? cost.find((o) => o.label === 'Mosquitto');
+
+  // 1. Throughput.
+  if (rParley && rMosq) {
+    const jobsSat = per(rParley, 'incr');
+    const jobsSteady = sParley ? per(sParley, 'incr') : NaN;
+    const roles = Object.entries(rParley.cpuMs).filter(([r]) => r !== 'api').map(([r, v]) => `${r} ${num((v * 1000) / rParley.received, 0)} µs`).join(', ');
+    const busy = (rParley.serverCpuMs ?? NaN) / rParley.elapsedMs;
+    out.push('### Throughput: CPU per message, behind an early PUBACK', '');
+    out.push(
+      `In scenario 1 Parley's broker accepted (PUBACKed) ${int(rParley.pubRate)} msg/s but delivered ` +
+      `${int(rParley.rate)} msg/s; the difference waited in the \`persist\` queue, and the end-to-end latency ` +
+      `(p50 ${ms(rParley.latency.p50)} ms) is that queue. Nothing pushes back: the PUBACK only waits for the ` +
+      'ingest job to be in Redis, so under overload the queue, and the latency, grow without bound. Plain ' +
+      `Aedes relayed ${int(rAedes?.rate)} msg/s and Mosquitto ${int(rMosq.rate)} msg/s on the same machine with ` +
+      'the same load generator, so neither the MQTT layer nor the load generator is the limit.',
+      '',
+      `The limit is CPU. At full load Parley used ${num(rParley.cpuPerMsgUs, 0)} µs of server CPU per delivered ` +
+      `message (${roles}), ${num(rParley.cpuPerMsgUs / rMosq.cpuPerMsgUs, 0)}× Mosquitto's ${num(rMosq.cpuPerMsgUs, 0)} µs` +
+      (fin(busy) ? `; its processes were busy ${Math.round(busy * 100)}% of one core in all` : '') +
+      ', on a 2-core machine that also ran the load generator and other people\'s work. The group ' +
+      'commit did its job there: adding a BullMQ job runs one INCR (its id), and Redis counted ' +
+      (fin(jobsSat) ? `${num(jobsSat, 3)} per delivered message (≈ ${int(1 / jobsSat)} messages per job, \`persist\` and \`acks\` together)` : 'few') +
+      ', so the per-job cost is amortised and what remains is per-message work: each delivered message is ' +
+      'about two and a quarter QoS 1 envelopes, and each envelope costs about ten Redis commands, a ' +
+      'msgpack encode and decode, an MQTT write and a PUBACK (see "CPU and Redis work per message" below). ' +
+      (fin(jobsSteady) ? `At a steady 1,000 msg/s the batches are smaller (${num(jobsSteady, 2)} jobs per message), so the job overhead adds to that. ` : '') +
+      'The `persist` queue runs one job at a time across the cluster (per-chat order), so more worker ' +
+      'processes would not raise this ceiling either.',
+      '',
+    );
+  }
+
+  // 2. Latency.
+  if (sParley) {
+    out.push('### Latency at 1,000 msg/s', '');
+    const overloaded = sParley.rate < 950;
+    out.push(
+      (overloaded
+        ? `At 1,000 msg/s Parley delivered ${int(sParley.rate)} msg/s over the measured window on this machine: ` +
+          'the offered load was above what the pipeline sustained here, so the queue grew for the whole run ' +
+          `and p50 (${ms(sParley.latency.p50)} ms) measures the backlog, not the pipeline. `
+        : `At 1,000 msg/s Parley kept up (p50 ${ms(sParley.latency.p50)} ms, p99 ${ms(sParley.latency.p99)} ms). `) +
+      (sParley.ackLatency ? `The sent tick (PUBACK) came after p50 ${ms(sParley.ackLatency.p50)} ms, p99 ${ms(sParley.ackLatency.p99)} ms. ` : '') +
+      (sLow
+        ? `At ${sLow.label.replace(/^Parley @ /, '')}, which it sustains, the pipeline's own latency is p50 ` +
+          `${ms(sLow.latency.p50)} ms, p99 ${ms(sLow.latency.p99)} ms` +
+          (sLow.ackLatency ? ` (PUBACK p50 ${ms(sLow.ackLatency.p50)} ms)` : '') +
+          (sMosq ? `, against Mosquitto's p50 ${ms(sMosq.latency.p50)} ms at 1,000 msg/s` : '') + '. '
+        : '') +
+      'A message crosses at least eight sequential Redis round trips and two processes before the ' +
+      'recipient has it: the group-commit wait (≤ 1 ms) and the job add (the PUBACK), the worker\'s job ' +
+      'fetch, the SQLite transaction, the four-command enqueue per envelope, the mqemitter-redis ' +
+      'PUBLISH to the broker node, and the broker\'s SET of the packet before it writes it to the socket. ' +
+      'Each hop is cheap alone; on a busy 2-core machine each also waits for a CPU.' +
+      (sMosq?.ackLatency && sMosq.ackLatency.p50 > 5 && sMosq.latency.p50 < 1
+        ? ` (Mosquitto's own PUBACK p50 of ${ms(sMosq.ackLatency.p50)} ms is Nagle's algorithm as well: this run ` +
+          'uses Mosquitto\'s defaults, where `set_tcp_nodelay` is off, so a 4-byte PUBACK can wait for the ' +
+          'publisher\'s delayed ACK; its deliveries, which the subscriber answers at once, are not delayed.)'
+        : ''),
+      '',
+    );
+  }
+
+  // 2b. Packets split on the wire (Nagle + delayed ACK).
+  const wd = data(records, 'wire') as { splitPackets?: number; stalledPackets?: number; brokerPackets?: number; worstSpreadMs?: number; exchangeMs?: number } | undefined;
+  const nagle = !!wd?.stalledPackets;
+  if (wd && nagle) {
+    out.push('### A 40 ms stall on the broker\'s packets', '');
+    out.push(
+      `In scenario 5, ${wd.splitPackets} of the ${wd.brokerPackets} packets the broker sent arrived in more than one ` +
+      `TCP segment, ${wd.stalledPackets} of them with the rest following up to ${ms(wd.worstSpreadMs)} ms after the first byte. ` +
+      'mqtt-packet (Aedes\' writer) writes one MQTT packet as several small `stream.write` calls and relies on ' +
+      '`cork()`/`uncork()` to hand them to the socket as one `writev`. In the tree measured here each ' +
+      'connection is wrapped (the framing guard in broker/src/limits.ts) in a `Duplex` that has no `_writev`, ' +
+      'so on uncork every piece becomes its own `socket.write`; accepted sockets keep Nagle\'s algorithm on ' +
+      '(Node\'s default), so the first piece leaves at once and the rest waits for the client\'s delayed ACK ' +
+      '(40 ms on Linux). The PUBACK (the sent tick) and each `msg`, `stored` and `receipt` can pay it: at low ' +
+      'rates this stall, not the pipeline, is most of Parley\'s latency (a Redis MONITOR trace of one message ' +
+      'at rest showed the worker\'s last command about 12 ms after the publish, and the device receiving it ' +
+      'about 40 ms after that). The fix is small: ' +
+      '`socket.setNoDelay(true)` on accepted sockets, and a `_writev` in the guard that passes the chunks on ' +
+      'in one write.',
+      '',
+    );
+  }
+
+  // 3. CPU and Redis per message.
+  const c = cost.find((o) => o.label === 'Parley') ?? sParley;
+  const cm = cost.find((o) => o.label === 'Mosquitto') ?? sMosq;
+  if (c?.redis && cm) {
+    const env = per(c, 'rpush');
+    const jobs = per(c, 'incr');
+    const session = Math.min(c.redis.perMsg, env * SESSION_CMDS_PER_ENVELOPE);
+    const roles = Object.entries(c.cpuMs).filter(([r]) => r !== 'api').map(([r, v]) => `${r} ${num((v * 1000) / c.received, 0)} µs`).join(', ');
+    out.push('### CPU and Redis work per message', '');
+    out.push(
+      `Parley spent ${num(c.cpuPerMsgUs, 0)} µs of server CPU per delivered message (${roles}) against ` +
+      `Mosquitto's ${num(cm.cpuPerMsgUs, 1)} µs, and issued ${num(c.redis.perMsg, 1)} Redis commands per message ` +
+      `(${int(c.redis.netIn / c.received)} bytes into Redis and ${int(c.redis.netOut / c.received)} out). Where the commands come from:`,
+      '',
+      `- **Session queues: about ${num(session, 0)} per message.** Every QoS 1 envelope to a device with a ` +
+      'persistent session costs about ten commands in aedes-persistence-redis and mqemitter-redis: MSET, ' +
+      'EXPIRE, EXPIRE, RPUSH and PUBLISH to enqueue it, SET when the broker sends it, GET, LREM, DECR and ' +
+      `DEL when the device PUBACKs it; and a delivered message causes ${num(env, 2)} envelopes (RPUSH per ` +
+      'message): the `msg` to the recipient, the `stored` notice to the sender, and the delivered `receipt` ' +
+      'to the sender (coalesced when one ack batch covers several messages).',
+      `- **BullMQ: the rest, about ${num(Math.max(0, c.redis.perMsg - session), 0)} per message**, for ` +
+      `${num(jobs, 2)} jobs per message (ingest \`persist\` jobs and \`acks\` jobs for the delivered ticks), ` +
+      (jobs > 0 ? `so about ${num(Math.max(0, c.redis.perMsg - session) / jobs, 0)} commands per job: ` : '') +
+      'adding, starting and completing a job are Lua scripts (EVALSHA) whose HMSET, HINCRBY, XADD, ZADD, ' +
+      'lock SET and DEL count here too, plus the workers\' polling.',
+      '- Every one of these is its own request and, from Node, its own socket write: ioredis is not ' +
+      'auto-pipelining and aedes-persistence-redis awaits each command before the next.',
+      '',
+      'CPU profiles of the three Parley processes taken for this report (`BENCH_CPU_PROF=<dir>` on a run at ' +
+      '500 msg/s offered, summarised with `bench/profile-top.ts --from 14` to leave out start-up; the ' +
+      'profiler slows everything, so read shares, not times) say where the CPU goes:',
+      '',
+      '- **broker**: socket writes (`writeUtf8String` + `writeBuffer`: Redis commands and MQTT packets) ' +
+      '34% of its busy time; aedes-persistence-redis, msgpack-lite and hashlru (the session queue code) ' +
+      'about 17%; garbage collection 7%. Aedes and Parley\'s own broker code are a few percent each.',
+      '- **workers**: SQLite about 36% (better-sqlite3\'s `sqliteTransaction`, 21%, which includes COMMIT ' +
+      'and WAL checkpoints, plus the store\'s per-batch look-ups `listDevicesOfUsers`, `getMembers` and ' +
+      '`getUser`); socket writes 21%; aedes-persistence-redis, BullMQ, ioredis and mqemitter-redis about 20%.',
+      '',
+    );
+  }
+
+  // 4. Drain.
+  const drain = (data(records, 'drain')?.outcomes as Array<{ label: string; kind: string; drainMs: number; received: number }> | undefined) ?? [];
+  const dP = drain.find((d) => d.kind === 'parley');
+  const dM = drain.find((d) => d.kind === 'mosquitto');
+  if (dP && dM && fin(dP.drainMs, dM.drainMs)) {
+    out.push('### Offline drain', '');
+    out.push(
+      `Parley drained ${int(dP.received)} queued messages in ${ms(dP.drainMs)} ms (${int(dP.received / (dP.drainMs / 1000))} msg/s), ` +
+      `Mosquitto in ${ms(dM.drainMs)} ms. aedes-persistence-redis streams a session's queue with one LRANGE and ` +
+      'then one GET per queued packet, awaited one at a time, and each PUBACK then runs GET, LREM, DECR and ' +
+      'DEL and becomes part of an `acks` job that moves the delivered watermark. Mosquitto sends from memory.',
+      '',
+    );
+  }
+
+  // 5. Memory.
+  const conns = (data(records, 'connections')?.outcomes as Array<{ label: string; kind: string; perConn: number; redisPerConn?: number; established: number }> | undefined) ?? [];
+  const cP = conns.find((x) => x.kind === 'parley');
+  const cA = conns.find((x) => x.kind === 'aedes');
+  const cM = conns.find((x) => x.kind === 'mosquitto');
+  if (cP && cM) {
+    out.push('### Memory per connection', '');
+    out.push(
+      `At ${int(cP.established)} idle connections Parley's broker grew by ${kib(cP.perConn)} per connection ` +
+      `(plain Aedes ${kib(cA?.perConn)}, Mosquitto ${kib(cM.perConn)})` +
+      (cP.redisPerConn !== undefined ? `, and Redis by ${kib(cP.redisPerConn)} (the persistent session and its subscription)` : '') +
+      '. Parley\'s connection is an Aedes client: a `net.Socket` with its stream buffers, an mqtt-packet ' +
+      'parser, the Aedes `Client` with its queues and keep-alive timer, and Parley\'s session record; Mosquitto ' +
+      'keeps a C struct of about a kilobyte. ' +
+      (cA && Math.abs(cP.perConn - cA.perConn) / cA.perConn < 0.25
+        ? 'The difference between Parley and plain Aedes is within the noise of a garbage-collected heap measured by RSS.'
+        : cA && cP.perConn > cA.perConn
+          ? `Parley holds ${kib(cP.perConn - cA.perConn)} more per connection than plain Aedes, although plain ` +
+            'Aedes keeps its sessions and subscriptions in its own heap and Parley keeps them in Redis: that is ' +
+            'Parley\'s own state per connection (in the tree measured here, a second stream, the framing ' +
+            'guard\'s `Duplex` with its own read and write buffers, around every socket; the session, presence ' +
+            'and in-flight records). A heap snapshot of a broker holding a few thousand idle devices would say ' +
+            'which dominates.'
+          : 'Parley needs less than plain Aedes here because its sessions and subscriptions live in Redis.'),
+      '',
+    );
+  }
+
+  // 6. Bytes.
+  const w = data(records, 'wire') as { total: number; totalJson: number; topicBytes: number; packets: Array<{ what: string; bytes: number; topic?: string }> } | undefined;
+  if (w && fin(w.total)) {
+    const storedBytes = w.packets.filter((p) => p.what.includes('stored')).reduce((s, p) => s + p.bytes + 4, 0);
+    const receipts = w.packets.filter((p) => p.what.includes('receipt (')).length;
+    const topicPublishes = w.packets.filter((p) => p.topic).length;
+    const prefixSaving = w.packets.filter((p) => p.topic?.startsWith('inbox/')).length * 4 +
+      w.packets.filter((p) => p.topic?.startsWith('outbox/')).length * 5 + w.packets.filter((p) => p.topic?.startsWith('receipts/')).length * 7;
+    out.push('### Bytes on the wire', '');
+    out.push(
+      `One 20-character message with its three ticks took ${w.total} bytes of MQTT (${w.totalJson} with JSON ` +
+      `envelopes: CBOR positional arrays already save ${int(w.totalJson - w.total)} bytes). Of the ${w.total}: ` +
+      `${w.topicBytes} bytes are topic names in ${topicPublishes} PUBLISH packets (MQTT 3.1.1 has no topic aliases), ` +
+      `the \`stored\` notice and its PUBACK are ${storedBytes} bytes, and the ${receipts} \`receipt\` envelopes ` +
+      'each repeat the chat id (14 bytes), the reader\'s user id (14) and a millisecond timestamp (9). Getting ' +
+      `to 350 bytes needs about ${w.total - 350} bytes less, for example: drop the \`stored\` envelope when the ` +
+      `delivered receipt can carry the seq (−${storedBytes}), one-letter topic prefixes \`i/\`, \`o/\`, \`r/\` ` +
+      `(−${prefixSaving}), and no \`by\` in receipts of 1:1 chats, where it is implied (−${receipts * 14}).`,
+      '',
+    );
+  }
+
+  // Suggestions.
+  out.push('### What would close the gaps', '');
+  if (nagle) {
+    out.push(
+      '0. **Stop splitting packets on the wire** (the 40 ms stall above): `setNoDelay(true)` on every ' +
+      'accepted socket and a `_writev` in the framing guard. Cheapest fix with the largest latency effect.',
+    );
+  }
+  out.push(
+    '1. **Cut the Redis work per envelope; this is the throughput lever.** Pipeline it: ioredis ' +
+    '`enableAutoPipelining` on the persistence, emitter and BullMQ connections, and an inbox publisher ' +
+    'that enqueues a whole batch in one MULTI/pipeline (SET … EX + RPUSH per envelope, one PUBLISH per ' +
+    'node) instead of four awaited round trips each, and clears acknowledged packets in batches. That ' +
+    'removes most of the socket writes that lead both profiles, and most of the round trips on the ' +
+    'latency path.',
+    '2. **Fewer envelopes per message.** Each QoS 1 envelope costs about ten Redis commands, a write and a ' +
+    'PUBACK; the `stored` notice could ride on the delivered receipt or go QoS 0 on `live/` (the seq is ' +
+    'recoverable by `sync`), and delivered receipts could be coalesced over a short window per chat. This ' +
+    'helps CPU, Redis and bytes at once.',
+    '3. **Cheaper store work per batch.** Cache chat members and their devices in the worker (invalidated ' +
+    'on membership and device changes) instead of `getMembers` + `listDevicesOfUsers` for every batch and ' +
+    'every receipt, and keep one transaction per job for messages and deliveries together.',
+    '4. **Batch where the backlog is, and push back.** Let the `persist` worker take every waiting ingest ' +
+    'batch at once (e.g. `XREADGROUP COUNT 500` on a stream instead of one BullMQ job per batch) so a ' +
+    'backlog is stored in one transaction; or let the broker\'s Batcher keep one write in flight per queue ' +
+    'and collect the next batch meanwhile, so batches grow with load. The same for `acks`. And bound the ' +
+    'backlog: hold PUBACKs while the `persist` queue is deeper than a few seconds of work, so overload ' +
+    'slows senders down instead of growing latency without limit.',
+    '5. **Drain in chunks.** Reading a session queue with MGET over LRANGE pages would turn the offline ' +
+    'drain from one round trip per message into one per page.',
+    '6. **Shorter wire format** as in the bytes paragraph above (topic prefixes, implied fields in 1:1 receipts).',
+    '',
+  );
+  return out.join('\n');
+}
