@@ -240,6 +240,7 @@ export async function startParley(tmp: string, o: ParleyOptions): Promise<Parley
     // The idle-connections scenario measures how many connections one process holds: lift the
     // per-node admission limit (default 10,000). Every other limit keeps its default.
     PARLEY_MAX_CONNECTIONS: '0',
+    PARLEY_PUBLISH_RATE: '0',
     ...o.env,
   };
   const started: ChildProcess[] = [];

@@ -284,7 +284,11 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
     get wsPort() { return boundWs; },
     async listen() {
       if (opts.mqttPort !== null) {
-        tcp = createTcpServer((socket) => aedes.handle(limits.guard(socket)));
+        tcp = createTcpServer((socket) => {
+          // Small MQTT packets must not wait for the peer's delayed ACK (Nagle).
+          socket.setNoDelay(true);
+          aedes.handle(limits.guard(socket));
+        });
         boundMqtt = await listenOn(tcp, opts.mqttPort);
       }
       if (opts.wsPort !== null) {
