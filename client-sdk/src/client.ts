@@ -458,7 +458,9 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
         refused = new ParleyError('E_ACL_DENIED', `subscribe ${this.#inbox} refused`, this.#inbox);
         this.#error(refused);
       } else if (!sessionPresent) {
-        // The broker lost (or never had) our session: ask for everything undelivered, first.
+        // The broker lost (or never had) our session: ask for everything undelivered, first,
+        // and hold chats we know nothing of until it is done (older messages come after newer).
+        this.#sequencer.holdUnknownChats(Math.max(10_000, this.options.gapTimeoutMs * 5));
         this.#publish(this.#outbox, encode({ kind: 'sync' }), true).catch((e: unknown) => {
           if (!(e instanceof ParleyError && e.code === 'E_CLOSED')) this.#error(toParleyError(e, 'E_INTERNAL'));
         });

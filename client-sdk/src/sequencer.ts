@@ -126,6 +126,8 @@ export class Sequencer<M extends Sequenced = MsgEnvelope> {
   readonly #gapTimeoutMs: number;
   readonly #maxBuffered: number;
   readonly #timers: TimerFunctions;
+  #holding = false;
+  #holdTimer: unknown = undefined;
   readonly #chats = new Map<string, ChatState<M>>();
   readonly #pending = new Set<Promise<unknown>>();
   #disposed = false;
@@ -140,10 +142,43 @@ export class Sequencer<M extends Sequenced = MsgEnvelope> {
     this.#timers = options.timers ?? DEFAULT_TIMERS;
   }
 
+  /**
+   * A full sync is under way (the broker had no session for this device): older messages will
+   * arrive from the store *after* newer live ones. Until the full `synced` (or `maxHoldMs`), a
+   * chat with no known lastSeq holds what arrives instead of taking the first seq as its start —
+   * otherwise the older ones would then be dropped as duplicates.
+   */
+  holdUnknownChats(maxHoldMs: number): void {
+    this.#holding = true;
+    if (this.#holdTimer !== undefined) this.#timers.clearTimeout(this.#holdTimer);
+    this.#holdTimer = this.#timers.setTimeout(() => this.#releaseHeld(), maxHoldMs);
+  }
+
+  #releaseHeld(): void {
+    if (!this.#holding) return;
+    this.#holding = false;
+    if (this.#holdTimer !== undefined) this.#timers.clearTimeout(this.#holdTimer);
+    this.#holdTimer = undefined;
+    for (const [chatId, c] of this.#chats) {
+      if (!c.loaded || c.lastSeq !== undefined || c.buffer.size === 0) continue;
+      this.#run(chatId, (chat) => {
+        if (chat.lastSeq !== undefined || chat.buffer.size === 0) return;
+        chat.lastSeq = Math.min(...chat.buffer.keys()) - 1;
+        this.#prune(chat);
+        this.#flush(chat);
+        this.#settle(chatId, chat);
+      });
+    }
+  }
+
   /** Feeds a message (a `msg` envelope) received on the inbox. */
   onMsg(msg: M): void {
     this.#run(msg.chatId, (c) => {
       if (c.lastSeq !== undefined && msg.seq <= c.lastSeq) return; // duplicate
+      if (c.lastSeq === undefined && this.#holding) {
+        c.buffer.set(msg.seq, msg);
+        return;
+      }
       if (c.lastSeq === undefined) {
         this.#emit(c, msg);
         this.#prune(c);
@@ -194,7 +229,10 @@ export class Sequencer<M extends Sequenced = MsgEnvelope> {
    * messages are delivered across the hole. Otherwise the gap timer asks again later.
    */
   onSynced(chatId?: string, count = 0): void {
-    if (chatId === undefined) return;
+    if (chatId === undefined) {
+      this.#releaseHeld();
+      return;
+    }
     const c = this.#chats.get(chatId);
     if (!c) return;
     this.#run(chatId, (chat) => {
@@ -222,6 +260,7 @@ export class Sequencer<M extends Sequenced = MsgEnvelope> {
   /** Stops the timers; later input is ignored. */
   dispose(): void {
     this.#disposed = true;
+    if (this.#holdTimer !== undefined) this.#timers.clearTimeout(this.#holdTimer);
     for (const c of this.#chats.values()) this.#clearGapTimer(c);
   }
 

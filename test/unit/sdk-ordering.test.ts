@@ -157,6 +157,30 @@ describe('Sequencer: gaps', () => {
     expect(t.syncs).toHaveLength(4);
   });
 
+  it('during a full sync holds chats it knows nothing of, so older resent messages are not dropped', () => {
+    const t = setup();
+    t.seq.holdUnknownChats(10_000);
+    t.msg(5); // live, newer
+    t.msg(3); // resent from the store, older
+    t.msg(4);
+    expect(t.seqs()).toEqual([]);
+    t.seq.onSynced(); // the full sync is done
+    expect(t.seqs()).toEqual([3, 4, 5]);
+    t.msg(6);
+    expect(t.seqs()).toEqual([3, 4, 5, 6]);
+  });
+
+  it('releases held chats after maxHoldMs when the full synced never comes', () => {
+    const t = setup();
+    t.seq.holdUnknownChats(10_000);
+    t.msg(8);
+    t.msg(7);
+    t.timers.advance(9_999);
+    expect(t.seqs()).toEqual([]);
+    t.timers.advance(1);
+    expect(t.seqs()).toEqual([7, 8]);
+  });
+
   it('a partly filled gap keeps its timer and asks from the new lastSeq', () => {
     const t = setup();
     t.msg(1);
