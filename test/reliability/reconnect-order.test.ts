@@ -10,7 +10,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestPlatform, until, type TestPlatform } from '../helpers/platform.js';
-import { closeAll, device } from '../helpers/sdk.js';
+import { closeAll, device, statusOf } from '../helpers/sdk.js';
 import { sleep } from './helpers.js';
 
 let tp: TestPlatform;
@@ -68,6 +68,11 @@ describe('reconnecting with a queue while new messages arrive', () => {
       const want = Array.from({ length: last - shown }, (_, i) => shown + 1 + i);
       if (JSON.stringify(seqs) !== JSON.stringify(want)) problems.push(`cycle ${cycle}: expected ${shown + 1}..${last}, shown ${seqs[0]}..${seqs.at(-1)} (${seqs.length})`);
       shown = last;
+      // Close only once the broker has processed Bob's PUBACK of the last message (Alice sees it
+      // delivered): a message whose PUBACK is still in flight at close is rightly redelivered,
+      // and a new SDK instance with no state would show it again.
+      const lastId = b.messages.at(-1)!.msgId;
+      await until(() => ['delivered', 'read'].includes(statusOf(a, lastId) ?? ''), 20_000, 'delivered tick of the last message');
       await b.client.close();
     }
     expect(problems).toEqual([]);
