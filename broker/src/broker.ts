@@ -11,7 +11,7 @@ import {
   ParleyError, decode, encode, inboxTopic, parseTopic, type ErrorCode, type Envelope,
 } from '@parley/client-sdk';
 import { decideSubscribe, decidePublish } from './acl.js';
-import { Batcher, type BatcherOptions } from './batcher.js';
+import { Batcher, BatcherClosedError, type BatcherOptions } from './batcher.js';
 import { SINK_TOPIC, filterServerBound } from './mq-filter.js';
 import { watchBusReconnects } from './bus-resync.js';
 import { createLimits, type BrokerLimits } from './limits.js';
@@ -194,7 +194,8 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
       accepted.then(
         () => done(null),
         (err: unknown) => {
-          log.error({ err, clientId: client.id }, 'ingest failed; closing connection without PUBACK');
+          if (err instanceof BatcherClosedError) log.debug({ clientId: client.id }, 'publish during shutdown; closing connection without PUBACK');
+          else log.error({ err, clientId: client.id }, 'ingest failed; closing connection without PUBACK');
           done(err instanceof Error ? err : new Error(String(err)));
         },
       );
@@ -228,8 +229,11 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
     }
     if (env.kind !== 'msg') return;
     acks.add({ d: client.id, c: env.chatId, s: env.seq, t: Date.now() }).catch((err: unknown) => {
-      // Lost delivered ticks heal: the delivery stays undelivered and is resent on the next sync.
-      log.warn({ err }, 'could not record delivery ack');
+      // Lost delivered ticks heal: the delivery stays undelivered and is resent on the next sync
+      // (the SDK drops it as a duplicate, and its PUBACK then records the tick). During shutdown
+      // Aedes still reports PUBACKs whose session clean-up was under way: expected, not a warning.
+      if (err instanceof BatcherClosedError) log.debug({ clientId: client.id }, 'delivery ack after shutdown began; recorded on the next sync');
+      else log.warn({ err }, 'could not record delivery ack');
     });
   });
 

@@ -1,6 +1,6 @@
 export { createBrokerNode, DEFAULT_BROKER_OPTIONS, type BrokerDeps, type BrokerNode, type BrokerOptions } from './broker.js';
 export { createLimits, DEFAULT_LIMITS, type BrokerLimits, type Limits } from './limits.js';
-export { Batcher, type BatcherOptions } from './batcher.js';
+export { Batcher, BatcherClosedError, type BatcherOptions } from './batcher.js';
 export { decidePublish, decideSubscribe } from './acl.js';
 export { filterServerBound, SINK_TOPIC } from './mq-filter.js';
 export type {

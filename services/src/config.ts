@@ -54,6 +54,7 @@ const schema = z.object({
   PARLEY_WORKER_CONCURRENCY: positiveInt.default(8),
   PARLEY_BATCH_MAX: positiveInt.default(500),
   PARLEY_BATCH_DELAY_MS: z.coerce.number().min(0).default(1),
+  PARLEY_BATCH_IN_FLIGHT: positiveInt.default(1),
   PARLEY_TRUST_PROXY: bool.default(false),
   // Broker limits (broker/src/limits.ts); 0 turns a limit off where docs/CONFIG.md says so.
   PARLEY_MAX_CONNECTIONS: nonNegativeInt.default(10_000),
@@ -92,6 +93,7 @@ export interface Config {
   workerConcurrency: number;
   batchMax: number;
   batchDelayMs: number;
+  batchInFlight: number;
   trustProxy: boolean;
   /** Per-node and per-client broker limits (broker/src/limits.ts). */
   brokerLimits: {
@@ -148,6 +150,7 @@ export function parseConfig(env: Record<string, string | undefined>): Readonly<C
     workerConcurrency: e.PARLEY_WORKER_CONCURRENCY,
     batchMax: e.PARLEY_BATCH_MAX,
     batchDelayMs: e.PARLEY_BATCH_DELAY_MS,
+    batchInFlight: e.PARLEY_BATCH_IN_FLIGHT,
     trustProxy: e.PARLEY_TRUST_PROXY,
     brokerLimits: Object.freeze({
       maxConnections: e.PARLEY_MAX_CONNECTIONS,

@@ -148,7 +148,7 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
       };
       broker = await createBrokerNode(
         { persistence: newPersistence(), mq: newMq(), auth, ingest: queueIngestSink(queues), presence, logger: log.child({ role: 'broker' }) },
-        { host: cfg.host, mqttPort: cfg.mqttPort, wsPort: cfg.wsPort, maxPayloadBytes: cfg.maxPayloadBytes, batch: { maxItems: cfg.batchMax, maxDelayMs: cfg.batchDelayMs }, limits: cfg.brokerLimits },
+        { host: cfg.host, mqttPort: cfg.mqttPort, wsPort: cfg.wsPort, maxPayloadBytes: cfg.maxPayloadBytes, batch: { maxItems: cfg.batchMax, maxDelayMs: cfg.batchDelayMs, maxInFlight: cfg.batchInFlight }, limits: cfg.brokerLimits },
       );
       const b = broker;
       closers.push(() => b.close());

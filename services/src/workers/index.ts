@@ -1,7 +1,7 @@
 /**
  * The worker role: one processor per job name and a small table that maps names to processors.
  */
-import { Worker, type Job } from 'bullmq';
+import { Worker, type Job, type Queue } from 'bullmq';
 import { JOB, QUEUE, type JobData, type QueueSettings, type Queues } from '../queues.js';
 import type { WorkerContext } from './context.js';
 import { processPersist } from './persist.js';
@@ -29,13 +29,49 @@ export interface WorkerOptions {
    * the ordered `persist` queue until then. @defaultValue 5000
    */
   lockDurationMs: number;
+  /**
+   * A `persist` job also takes up to this many messages from the jobs waiting behind it, so a
+   * backlog is stored in one transaction instead of one job (and its fixed cost) at a time;
+   * 0 = one job at a time. @defaultValue 5000
+   */
+  persistDrainItems: number;
 }
 
 export const DEFAULT_WORKER_OPTIONS: Readonly<WorkerOptions> = Object.freeze({
   concurrency: 8,
   cleanupEveryMs: 3_600_000,
   lockDurationMs: 5000,
+  persistDrainItems: 5000,
 });
+
+/**
+ * Processes a `persist` job together with the oldest jobs waiting behind it (in acceptance order),
+ * then removes those from the queue. Safe because `persist` runs one job at a time across the
+ * cluster: while this job is active no worker can take a waiting one. If this fails, the taken
+ * jobs are still waiting and run again; if the process dies after storing but before removing
+ * them, running them again is harmless (the store deduplicates by clientMsgId and only delivers
+ * what was not queued yet).
+ */
+async function persistWithBacklog(ctx: WorkerContext, queue: Queue, job: Job, maxItems: number): Promise<void> {
+  const items = [...(job.data as JobData['persist']).items];
+  const taken: string[] = [];
+  if (items.length < maxItems) {
+    // Each job holds up to one group-commit batch; look at as many jobs as could fit.
+    const waiting = await queue.getJobs(['wait'], 0, Math.min(200, maxItems) - 1, true);
+    for (const w of waiting) {
+      if (w.name !== JOB.persist || !w.id || w.id === job.id) continue;
+      const more = (w.data as JobData['persist']).items;
+      if (items.length + more.length > maxItems) break;
+      items.push(...more);
+      taken.push(w.id);
+    }
+  }
+  await processPersist(ctx, items);
+  if (taken.length) {
+    await Promise.all(taken.map((id) => queue.remove(id)));
+    ctx.log.debug({ jobs: taken.length + 1, messages: items.length }, 'persist drained a backlog');
+  }
+}
 
 export interface Workers {
   close(): Promise<void>;
@@ -53,6 +89,8 @@ export async function startWorkers(
     if (!p) throw new Error(`no processor for job ${job.name}`);
     await p(ctx, job);
   };
+  const runPersist = (job: Job): Promise<void> =>
+    job.name === JOB.persist && opts.persistDrainItems > 0 ? persistWithBacklog(ctx, queues.persist, job, opts.persistDrainItems) : run(job);
   const common = {
     connection: settings.connection,
     prefix: settings.prefix,
@@ -63,7 +101,7 @@ export async function startWorkers(
   // One persist job at a time across the whole cluster keeps each chat's seq in acceptance order.
   await queues.persist.setGlobalConcurrency(1);
   const workers = [
-    new Worker(QUEUE.persist, run, { ...common, concurrency: 1 }),
+    new Worker(QUEUE.persist, runPersist, { ...common, concurrency: 1 }),
     new Worker(QUEUE.events, run, { ...common, concurrency: opts.concurrency }),
     new Worker(QUEUE.maintenance, run, { ...common, concurrency: 1 }),
   ];
