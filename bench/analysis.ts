@@ -4,8 +4,58 @@
  * node_modules/aedes-persistence-redis); the numbers come from the run being reported, so the text
  * stays true when the figures move. A paragraph whose figures are missing is left out.
  */
+import { readFileSync } from 'node:fs';
 import { int, kib, ms, num } from './lib/format.js';
+import { FIGURE_ROWS, keyFigures, type Baseline, type KeyFigures } from './lib/history.js';
 import type { RunRecord } from './lib/report.js';
+
+const BASELINE_FILE = new URL('./baseline.json', import.meta.url);
+
+function loadBaseline(): Baseline | null {
+  try {
+    return JSON.parse(readFileSync(BASELINE_FILE, 'utf8')) as Baseline;
+  } catch {
+    return null;
+  }
+}
+
+const fmtFigure = (v: number | undefined, f: (typeof FIGURE_ROWS)[number]['fmt']): string =>
+  v === undefined || !Number.isFinite(v) ? '' : f === 'int' ? int(v) : f === 'ms' ? ms(v) : f === 'x' ? `${v.toFixed(2)}×` : num(v, 1);
+
+/** The "Before and after" section: this run's key figures next to bench/baseline.json's. */
+export function beforeAfter(records: RunRecord[], base: Baseline | null = loadBaseline()): string {
+  if (!base) return '';
+  const now: KeyFigures = keyFigures(records);
+  const rows = FIGURE_ROWS.filter((r) => now[r.key] !== undefined && base.figures[r.key] !== undefined);
+  if (!rows.length) return '';
+  const out = ['### Before and after the changes to the durable path', ''];
+  out.push(
+    `The figures of the run reported on ${base.date} (${base.tree}) next to this run's. Changed since:`,
+    '',
+    ...base.changes.map((c) => `- ${c}`),
+    '',
+    '| figure | before | this run | change |',
+    '|---|---:|---:|---|',
+  );
+  for (const r of rows) {
+    const b = base.figures[r.key]!;
+    const a = now[r.key]!;
+    const better = r.lowerIsBetter ? a < b : a > b;
+    const factor = b === 0 || a === 0 ? '' : r.lowerIsBetter ? b / a : a / b;
+    const change = a === b ? 'same'
+      : typeof factor === 'number' && Math.abs(Math.log(factor)) > Math.log(1.1)
+        ? `${better ? 'better' : 'worse'} (${(factor >= 1 ? factor : 1 / factor).toFixed(factor >= 10 || factor <= 0.1 ? 0 : 1)}×)`
+        : 'about the same';
+    out.push(`| ${r.what} | ${fmtFigure(b, r.fmt)} | ${fmtFigure(a, r.fmt)} | ${change} |`);
+  }
+  out.push(
+    '',
+    'Absolute figures move with the load of this shared machine; the rows that divide by Mosquitto ' +
+    'compare two brokers measured minutes apart in the same run.',
+    '',
+  );
+  return out.join('\n');
+}
 
 interface Outcome {
   label: string;
@@ -36,6 +86,8 @@ const SESSION_CMDS_PER_ENVELOPE = 10;
 
 export function analysis(records: RunRecord[]): string {
   const out: string[] = ['## Analysis: the gaps, and where the time and bytes go', ''];
+  const ba = beforeAfter(records);
+  if (ba) out.push(ba);
   const relay = outcomes(records, 'relay');
   const steady = outcomes(records, 'latency');
   const cost = outcomes(records, 'cost');
@@ -54,10 +106,12 @@ export function analysis(records: RunRecord[]): string {
     const busy = (rParley.serverCpuMs ?? NaN) / rParley.elapsedMs;
     out.push('### Throughput: CPU per message, behind an early PUBACK', '');
     out.push(
-      `In scenario 1 Parley's broker accepted (PUBACKed) ${int(rParley.pubRate)} msg/s but delivered ` +
-      `${int(rParley.rate)} msg/s; the difference waited in the \`persist\` queue, and the end-to-end latency ` +
-      `(p50 ${ms(rParley.latency.p50)} ms) is that queue. Nothing pushes back: the PUBACK only waits for the ` +
-      'ingest job to be in Redis, so under overload the queue, and the latency, grow without bound. Plain ' +
+      `In scenario 1 Parley's broker accepted (PUBACKed) ${int(rParley.pubRate)} msg/s and delivered ` +
+      `${int(rParley.rate)} msg/s; what was accepted but not yet delivered waited in the \`persist\` queue, and the ` +
+      `end-to-end latency (p50 ${ms(rParley.latency.p50)} ms) is mostly that queue. It is bounded: once the oldest ` +
+      'waiting `persist` job is older than 2 s the brokers hold sent ticks (back-pressure, ' +
+      'services/src/ingest-gate.ts), so each publisher\'s window of 50 unacknowledged messages slows it down ' +
+      'instead of the queue growing for as long as the overload lasts. Plain ' +
       `Aedes relayed ${int(rAedes?.rate)} msg/s and Mosquitto ${int(rMosq.rate)} msg/s on the same machine with ` +
       'the same load generator, so neither the MQTT layer nor the load generator is the limit.',
       '',
@@ -71,8 +125,9 @@ export function analysis(records: RunRecord[]): string {
       'about two and a quarter QoS 1 envelopes, and each envelope costs about ten Redis commands, a ' +
       'msgpack encode and decode, an MQTT write and a PUBACK (see "CPU and Redis work per message" below). ' +
       (fin(jobsSteady) ? `At a steady 1,000 msg/s the batches are smaller (${num(jobsSteady, 2)} jobs per message), so the job overhead adds to that. ` : '') +
-      'The `persist` queue runs one job at a time across the cluster (per-chat order), so more worker ' +
-      'processes would not raise this ceiling either.',
+      'The `persist` queue runs one job at a time across the cluster (per-chat order); its worker takes ' +
+      'the jobs waiting behind the one it runs into the same transaction (up to 2,000 messages), so the ' +
+      'queue is not the limit, but more worker processes would not raise this ceiling either.',
       '',
     );
   }
@@ -156,19 +211,22 @@ export function analysis(records: RunRecord[]): string {
       (jobs > 0 ? `so about ${num(Math.max(0, c.redis.perMsg - session) / jobs, 0)} commands per job: ` : '') +
       'adding, starting and completing a job are Lua scripts (EVALSHA) whose HMSET, HINCRBY, XADD, ZADD, ' +
       'lock SET and DEL count here too, plus the workers\' polling.',
-      '- Every one of these is its own request and, from Node, its own socket write: ioredis is not ' +
-      'auto-pipelining and aedes-persistence-redis awaits each command before the next.',
+      '- aedes-persistence-redis\' client auto-pipelines (commands issued in one event-loop turn share a ' +
+      'socket write), which removed most of the socket writes that led the first profiles; but every ' +
+      'command is still one Redis executes, and the persistence awaits some in sequence (the GET before ' +
+      'the LREM when a PUBACK arrives).',
       '',
-      'CPU profiles of the three Parley processes taken for this report (`BENCH_CPU_PROF=<dir>` on a run at ' +
-      '500 msg/s offered, summarised with `bench/profile-top.ts --from 14` to leave out start-up; the ' +
-      'profiler slows everything, so read shares, not times) say where the CPU goes:',
+      'CPU profiles of the split layout at full load (`BENCH_CPU_PROF=<dir> npm run bench -- --only relay`, ' +
+      'summarised with `bench/profile-top.ts --from 8` to leave out start-up; the profiler slows ' +
+      'everything, so read shares, not times) say where the CPU goes now:',
       '',
-      '- **broker**: socket writes (`writeUtf8String` + `writeBuffer`: Redis commands and MQTT packets) ' +
-      '34% of its busy time; aedes-persistence-redis, msgpack-lite and hashlru (the session queue code) ' +
-      'about 17%; garbage collection 7%. Aedes and Parley\'s own broker code are a few percent each.',
-      '- **workers**: SQLite about 36% (better-sqlite3\'s `sqliteTransaction`, 21%, which includes COMMIT ' +
-      'and WAL checkpoints, plus the store\'s per-batch look-ups `listDevicesOfUsers`, `getMembers` and ' +
-      '`getUser`); socket writes 21%; aedes-persistence-redis, BullMQ, ioredis and mqemitter-redis about 20%.',
+      '- **broker**: garbage collection 37% of its busy time; aedes-persistence-redis 12%, msgpack-lite ' +
+      '(its packet encoding) 8% and hashlru 3%: the session queue code; Buffer copies and socket writes ' +
+      'about 20%. Aedes and Parley\'s own broker code are 2–3% each.',
+      '- **workers**: garbage collection 32%; the SQLite transactions (messages and delivery rows, inside ' +
+      '`appendMessages`, `markQueued` and `markDelivered`) about 17%; aedes-persistence-redis, ' +
+      'mqemitter-redis and msgpack-lite (enqueueing each envelope through the headless Aedes) about 19%; ' +
+      'BullMQ under 2%: with batches that grow with the load the job machinery no longer shows.',
       '',
     );
   }
@@ -247,12 +305,12 @@ export function analysis(records: RunRecord[]): string {
     );
   }
   out.push(
-    '1. **Cut the Redis work per envelope; this is the throughput lever.** Pipeline it: ioredis ' +
-    '`enableAutoPipelining` on the persistence, emitter and BullMQ connections, and an inbox publisher ' +
-    'that enqueues a whole batch in one MULTI/pipeline (SET … EX + RPUSH per envelope, one PUBLISH per ' +
-    'node) instead of four awaited round trips each, and clears acknowledged packets in batches. That ' +
-    'removes most of the socket writes that lead both profiles, and most of the round trips on the ' +
-    'latency path.',
+    '1. **Cut the work per envelope; this is the throughput lever.** Every QoS 1 envelope goes through ' +
+    'aedes-persistence-redis: about ten Redis commands, a msgpack-lite encode and decode and their ' +
+    'garbage (a third of both processes\' CPU is the garbage collector). A session store written for ' +
+    'this path would keep the packet as the raw MQTT bytes (no msgpack), enqueue a whole batch of ' +
+    'envelopes in one pipeline (SET … EX + RPUSH per envelope, one PUBLISH per node) from the worker ' +
+    'without a headless Aedes, and clear acknowledged packets in batches.',
     '2. **Fewer envelopes per message.** Each QoS 1 envelope costs about ten Redis commands, a write and a ' +
     'PUBACK; the `stored` notice could ride on the delivered receipt or go QoS 0 on `live/` (the seq is ' +
     'recoverable by `sync`), and delivered receipts could be coalesced over a short window per chat. This ' +
@@ -260,12 +318,10 @@ export function analysis(records: RunRecord[]): string {
     '3. **Cheaper store work per batch.** Cache chat members and their devices in the worker (invalidated ' +
     'on membership and device changes) instead of `getMembers` + `listDevicesOfUsers` for every batch and ' +
     'every receipt, and keep one transaction per job for messages and deliveries together.',
-    '4. **Batch where the backlog is, and push back.** Let the `persist` worker take every waiting ingest ' +
-    'batch at once (e.g. `XREADGROUP COUNT 500` on a stream instead of one BullMQ job per batch) so a ' +
-    'backlog is stored in one transaction; or let the broker\'s Batcher keep one write in flight per queue ' +
-    'and collect the next batch meanwhile, so batches grow with load. The same for `acks`. And bound the ' +
-    'backlog: hold PUBACKs while the `persist` queue is deeper than a few seconds of work, so overload ' +
-    'slows senders down instead of growing latency without limit.',
+    '4. **Shard the ordered consumer.** Batching now follows the load on both sides (done: see "Before ' +
+    'and after" below), but one `persist` consumer still orders the whole cluster\'s ingest; sharding ' +
+    'the queue by chat hash keeps per-chat order and lets several worker processes (and cores) store ' +
+    'and publish in parallel.',
     '5. **Drain in chunks.** Reading a session queue with MGET over LRANGE pages would turn the offline ' +
     'drain from one round trip per message into one per page.',
     '6. **Shorter wire format** as in the bytes paragraph above (topic prefixes, implied fields in 1:1 receipts).',

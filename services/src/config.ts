@@ -55,6 +55,9 @@ const schema = z.object({
   PARLEY_BATCH_MAX: positiveInt.default(500),
   PARLEY_BATCH_DELAY_MS: z.coerce.number().min(0).default(1),
   PARLEY_BATCH_IN_FLIGHT: positiveInt.default(1),
+  PARLEY_ACK_DELAY_MS: z.coerce.number().min(0).default(20),
+  PARLEY_INGEST_MAX_BACKLOG_MS: z.coerce.number().int().min(0).default(2000),
+  PARLEY_INGEST_MAX_HOLD_MS: positiveInt.default(10_000),
   PARLEY_TRUST_PROXY: bool.default(false),
   // Broker limits (broker/src/limits.ts); 0 turns a limit off where docs/CONFIG.md says so.
   PARLEY_MAX_CONNECTIONS: nonNegativeInt.default(10_000),
@@ -94,6 +97,9 @@ export interface Config {
   batchMax: number;
   batchDelayMs: number;
   batchInFlight: number;
+  ackDelayMs: number;
+  /** Back-pressure on new messages (services/src/ingest-gate.ts). */
+  ingestGate: { maxBacklogMs: number; maxHoldMs: number };
   trustProxy: boolean;
   /** Per-node and per-client broker limits (broker/src/limits.ts). */
   brokerLimits: {
@@ -151,6 +157,8 @@ export function parseConfig(env: Record<string, string | undefined>): Readonly<C
     batchMax: e.PARLEY_BATCH_MAX,
     batchDelayMs: e.PARLEY_BATCH_DELAY_MS,
     batchInFlight: e.PARLEY_BATCH_IN_FLIGHT,
+    ackDelayMs: e.PARLEY_ACK_DELAY_MS,
+    ingestGate: { maxBacklogMs: e.PARLEY_INGEST_MAX_BACKLOG_MS, maxHoldMs: e.PARLEY_INGEST_MAX_HOLD_MS },
     trustProxy: e.PARLEY_TRUST_PROXY,
     brokerLimits: Object.freeze({
       maxConnections: e.PARLEY_MAX_CONNECTIONS,

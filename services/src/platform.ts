@@ -17,6 +17,7 @@ import { startRedisServer, type RedisServer } from './redis/spawn.js';
 import { openStore } from './store/index.js';
 import type { Store } from './store/types.js';
 import { openQueues, queueIngestSink, type QueueSettings, type Queues } from './queues.js';
+import { createIngestGate } from './ingest-gate.js';
 import { createInboxPublisher, type InboxPublisher } from './delivery/publisher.js';
 import { startWorkers, type Workers } from './workers/index.js';
 import { createApi } from './api/app.js';
@@ -146,9 +147,14 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
           void redis.multi().del(`${KEY_PREFIX}:online:${deviceId}`).set(`${KEY_PREFIX}:lastseen:${userId}`, String(Date.now())).exec().catch(() => undefined);
         },
       };
+      const brokerLog = log.child({ role: 'broker' });
+      const gate = createIngestGate(queues.persist, cfg.ingestGate, (over, ageMs) => {
+        if (over) brokerLog.warn({ backlogMs: ageMs }, 'persist backlog over the limit: holding sent ticks (back-pressure)');
+        else brokerLog.info({ backlogMs: ageMs }, 'persist backlog back under the limit');
+      });
       broker = await createBrokerNode(
-        { persistence: newPersistence(), mq: newMq(), auth, ingest: queueIngestSink(queues), presence, logger: log.child({ role: 'broker' }) },
-        { host: cfg.host, mqttPort: cfg.mqttPort, wsPort: cfg.wsPort, maxPayloadBytes: cfg.maxPayloadBytes, batch: { maxItems: cfg.batchMax, maxDelayMs: cfg.batchDelayMs, maxInFlight: cfg.batchInFlight }, limits: cfg.brokerLimits },
+        { persistence: newPersistence(), mq: newMq(), auth, ingest: queueIngestSink(queues, gate), presence, logger: brokerLog },
+        { host: cfg.host, mqttPort: cfg.mqttPort, wsPort: cfg.wsPort, maxPayloadBytes: cfg.maxPayloadBytes, batch: { maxItems: cfg.batchMax, maxDelayMs: cfg.batchDelayMs, maxInFlight: cfg.batchInFlight }, ackDelayMs: cfg.ackDelayMs, limits: cfg.brokerLimits },
       );
       const b = broker;
       closers.push(() => b.close());

@@ -8,6 +8,7 @@
  * - `maintenance`: the repeatable cleanup job.
  */
 import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
+import type { IngestGate } from './ingest-gate.js';
 import type { IngestAck, IngestMessage, IngestRead, IngestSink, IngestSync } from '../../broker/src/index.js';
 
 export const QUEUE = { persist: 'persist', events: 'events', maintenance: 'maintenance' } as const;
@@ -55,10 +56,16 @@ export function openQueues(s: QueueSettings): Queues {
   };
 }
 
-/** The broker's ingest, as BullMQ jobs: one job per group-commit batch. */
-export function queueIngestSink(q: Queues): IngestSink {
+/**
+ * The broker's ingest, as BullMQ jobs: one job per group-commit batch. New messages pass the
+ * back-pressure `gate` first (services/src/ingest-gate.ts); receipts and syncs never wait.
+ */
+export function queueIngestSink(q: Queues, gate?: IngestGate): IngestSink {
   return {
-    async messages(items) { await q.persist.add(JOB.persist, { items } satisfies JobData['persist']); },
+    async messages(items) {
+      await gate?.wait();
+      await q.persist.add(JOB.persist, { items } satisfies JobData['persist']);
+    },
     async acks(items) { await q.events.add(JOB.acks, { items } satisfies JobData['acks']); },
     async reads(items) { await q.events.add(JOB.reads, { items } satisfies JobData['reads']); },
     async syncs(items) { await q.events.add(JOB.sync, { items } satisfies JobData['sync']); },

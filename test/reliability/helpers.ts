@@ -7,7 +7,7 @@
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createServer as createHttpServer, type Server as HttpServer } from 'node:http';
 import { connect as netConnect, createServer as createNetServer, type AddressInfo, type Socket } from 'node:net';
-import { closeSync, mkdtempSync, openSync, readFileSync, unlinkSync, writeSync } from 'node:fs';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync, unlinkSync, writeSync } from 'node:fs';
 import { Writable } from 'node:stream';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
@@ -15,6 +15,7 @@ import { fileURLToPath } from 'node:url';
 import mqttPacket, { type IConnackPacket, type IConnectPacket, type Packet } from 'mqtt-packet';
 import { pino, type Logger } from 'pino';
 import { REDACT } from '../../services/src/platform.js';
+import { freePort, startRedisServer, type RedisServer } from '../../services/src/redis/spawn.js';
 import { postJson, until } from '../helpers/platform.js';
 
 export { until, postJson };
@@ -194,6 +195,54 @@ export async function spawnRole(roles: string, env: Record<string, string>, name
   start();
   await rp.waitReady();
   return rp;
+}
+
+/** One Parley process with every role, its private Redis and an SMS webhook: see `startNode`. */
+export interface SingleNode {
+  dir: string;
+  redis: RedisServer;
+  sms: SmsWebhook;
+  node: RoleProcess;
+  mqttPort: number;
+  mqttUrl: string;
+  httpUrl: string;
+  /** Stops the node, Redis and the webhook, and removes the data directory. */
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts `broker,api,workers` in one child process on free loopback ports, with a private Redis
+ * and the SMS webhook, plus `env` (limits and the like) over those defaults.
+ */
+export async function startNode(prefix: string, env: Record<string, string>, opts: SpawnOptions & { name?: string } = {}): Promise<SingleNode> {
+  const dir = tempDir(prefix);
+  const redis = await startRedisServer({ dir: join(dir, 'redis') });
+  const sms = await startSmsWebhook();
+  const mqttPort = await freePort();
+  const http = await freePort();
+  let node: RoleProcess | undefined;
+  const stop = async (): Promise<void> => {
+    await node?.stop();
+    await redis.stop();
+    await sms.close();
+    rmSync(dir, { recursive: true, force: true });
+  };
+  try {
+    node = await spawnRole('broker,api,workers', {
+      PARLEY_DATA_DIR: dir,
+      PARLEY_REDIS_URL: redis.url,
+      PARLEY_MQTT_PORT: String(mqttPort),
+      PARLEY_WS_PORT: '0',
+      PARLEY_HTTP_PORT: String(http),
+      PARLEY_SMS: 'webhook',
+      PARLEY_SMS_WEBHOOK_URL: sms.url,
+      ...env,
+    }, opts.name ?? 'platform', opts);
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  return { dir, redis, sms, node, mqttPort, mqttUrl: `mqtt://127.0.0.1:${mqttPort}`, httpUrl: `http://127.0.0.1:${http}`, stop };
 }
 
 /** VmRSS of a process, in bytes (0 when it is gone). */

@@ -4,16 +4,13 @@
  * mutates valid packets. Afterwards the broker is still up, serves a good client, and its resident
  * memory grew by less than a bound. The broker's framing checks live in broker/src/limits.ts.
  */
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import mqttPacket, { type IConnackPacket, type Packet } from 'mqtt-packet';
 import mqtt from 'mqtt';
 import { decode, encode, inboxTopic, outboxTopic, type Envelope } from '@parley/client-sdk';
-import { freePort, startRedisServer, type RedisServer } from '../../services/src/redis/spawn.js';
 import {
-  connectPacket, phoneFor, prng, rawMqtt, registerVia, sleep, spawnRole, startSmsWebhook, tempDir, until,
-  type Account, type RawMqtt, type RoleProcess, type SmsWebhook,
+  connectPacket, phoneFor, prng, rawMqtt, registerVia, sleep, startNode, until,
+  type Account, type RawMqtt, type RoleProcess, type SingleNode,
 } from './helpers.js';
 
 const MAX_PACKET = 16 * 1024;
@@ -22,43 +19,28 @@ const FUZZ_SEED = 0x5eed;
 /** Growth of the broker's RSS over the corpus, the fuzzer and the oversized flood. */
 const RSS_BOUND = 64 * 1024 * 1024;
 
-let dir: string;
-let redis: RedisServer;
-let sms: SmsWebhook;
+let env: SingleNode;
 let broker: RoleProcess;
 let port: number;
 let a: Account;
 let b: Account;
 
 beforeAll(async () => {
-  dir = tempDir('malformed');
-  redis = await startRedisServer({ dir: join(dir, 'redis') });
-  sms = await startSmsWebhook();
-  port = await freePort();
-  const http = await freePort();
-  broker = await spawnRole('broker,api,workers', {
-    PARLEY_DATA_DIR: dir,
-    PARLEY_REDIS_URL: redis.url,
-    PARLEY_MQTT_PORT: String(port),
-    PARLEY_WS_PORT: '0',
-    PARLEY_HTTP_PORT: String(http),
-    PARLEY_SMS: 'webhook',
-    PARLEY_SMS_WEBHOOK_URL: sms.url,
+  env = await startNode('malformed', {
     PARLEY_LOG_LEVEL: 'error',
     PARLEY_MAX_PAYLOAD_BYTES: '4096',
     PARLEY_MAX_PACKET_BYTES: String(MAX_PACKET),
     // The fuzzer logs in thousands of times from one address with mangled credentials.
     PARLEY_LOGIN_FAILURES_PER_MIN: '1000000',
-  }, 'broker');
-  a = await registerVia(`http://127.0.0.1:${http}`, sms, phoneFor(301));
-  b = await registerVia(`http://127.0.0.1:${http}`, sms, phoneFor(301));
+  }, { name: 'broker' });
+  broker = env.node;
+  port = env.mqttPort;
+  a = await registerVia(env.httpUrl, env.sms, phoneFor(301));
+  b = await registerVia(env.httpUrl, env.sms, phoneFor(301));
 }, 60_000);
 
 afterAll(async () => {
-  await broker?.stop();
-  await redis?.stop();
-  await sms?.close();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await env?.stop();
 });
 
 // --- building blocks ------------------------------------------------------------------------

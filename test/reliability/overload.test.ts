@@ -6,16 +6,13 @@
  * keeps chatting throughout with a round trip under a generous bound (a correctness bound, not a
  * benchmark); the broker's memory stays bounded; and nothing queued for the slow device is lost.
  */
-import { rmSync } from 'node:fs';
-import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import mqtt from 'mqtt';
 import mqttPacket, { type IConnackPacket } from 'mqtt-packet';
 import { ParleyClient, decode, encode, inboxTopic, outboxTopic, type ChatMessage } from '@parley/client-sdk';
-import { freePort, startRedisServer, type RedisServer } from '../../services/src/redis/spawn.js';
 import {
-  connectPacket, exclusive, linkVia, phoneFor, rawDevice, rawMqtt, registerVia, sleep, spawnRole, startSmsWebhook, tempDir, until,
-  type Account, type RawMqtt, type RoleProcess, type SmsWebhook,
+  connectPacket, exclusive, linkVia, phoneFor, rawDevice, rawMqtt, registerVia, sleep, startNode, until,
+  type Account, type RawMqtt, type RoleProcess, type SingleNode, type SmsWebhook,
 } from './helpers.js';
 
 const LIMITS = {
@@ -30,10 +27,9 @@ const LATENCY_BOUND_MS = 2000;
 /** Growth of the broker's live memory (V8 heap in use + Buffers, after a full GC) over all the abuse. */
 const MEMORY_BOUND = 32 * 1024 * 1024;
 
-let dir: string;
-let redis: RedisServer;
-let sms: SmsWebhook;
+let env: SingleNode;
 let node: RoleProcess;
+let sms: SmsWebhook;
 let mqttUrl: string;
 let port: number;
 let httpUrl: string;
@@ -41,33 +37,14 @@ const clients: ParleyClient[] = [];
 const raws: RawMqtt[] = [];
 
 beforeAll(async () => {
-  dir = tempDir('overload');
-  redis = await startRedisServer({ dir: join(dir, 'redis') });
-  sms = await startSmsWebhook();
-  port = await freePort();
-  const http = await freePort();
-  node = await spawnRole('broker,api,workers', {
-    PARLEY_DATA_DIR: dir,
-    PARLEY_REDIS_URL: redis.url,
-    PARLEY_MQTT_PORT: String(port),
-    PARLEY_WS_PORT: '0',
-    PARLEY_HTTP_PORT: String(http),
-    PARLEY_SMS: 'webhook',
-    PARLEY_SMS_WEBHOOK_URL: sms.url,
-    PARLEY_LOG_LEVEL: 'warn',
-    ...LIMITS,
-  }, 'platform', { memoryProbe: true });
-  mqttUrl = `mqtt://127.0.0.1:${port}`;
-  httpUrl = `http://127.0.0.1:${http}`;
+  env = await startNode('overload', { PARLEY_LOG_LEVEL: 'warn', ...LIMITS }, { memoryProbe: true });
+  ({ node, sms, mqttUrl, httpUrl, mqttPort: port } = env);
 }, 60_000);
 
 afterAll(async () => {
   for (const r of raws) r.close();
   await Promise.all(clients.map((c) => c.close().catch(() => undefined)));
-  await node?.stop();
-  await redis?.stop();
-  await sms?.close();
-  if (dir) rmSync(dir, { recursive: true, force: true });
+  await env?.stop();
 });
 
 const sdk = async (acc: Account): Promise<{ client: ParleyClient; got: ChatMessage[] }> => {

@@ -1,7 +1,7 @@
 /**
  * The worker role: one processor per job name and a small table that maps names to processors.
  */
-import { Worker, type Job, type Queue } from 'bullmq';
+import { Job, Worker, type Queue } from 'bullmq';
 import { JOB, QUEUE, type JobData, type QueueSettings, type Queues } from '../queues.js';
 import type { WorkerContext } from './context.js';
 import { processPersist } from './persist.js';
@@ -10,6 +10,9 @@ import { processSync } from './sync.js';
 import { processCleanup } from './cleanup.js';
 
 type Processor = (ctx: WorkerContext, job: Job) => Promise<void>;
+
+/** Most waiting `persist` jobs read in one round trip when draining a backlog. */
+const DRAIN_PAGE_JOBS = 32;
 
 export const PROCESSORS: Readonly<Record<string, Processor>> = Object.freeze({
   [JOB.persist]: (ctx, job) => processPersist(ctx, (job.data as JobData['persist']).items),
@@ -32,7 +35,7 @@ export interface WorkerOptions {
   /**
    * A `persist` job also takes up to this many messages from the jobs waiting behind it, so a
    * backlog is stored in one transaction instead of one job (and its fixed cost) at a time;
-   * 0 = one job at a time. @defaultValue 5000
+   * 0 = one job at a time. @defaultValue 2000
    */
   persistDrainItems: number;
 }
@@ -41,7 +44,7 @@ export const DEFAULT_WORKER_OPTIONS: Readonly<WorkerOptions> = Object.freeze({
   concurrency: 8,
   cleanupEveryMs: 3_600_000,
   lockDurationMs: 5000,
-  persistDrainItems: 5000,
+  persistDrainItems: 2000,
 });
 
 /**
@@ -55,16 +58,28 @@ export const DEFAULT_WORKER_OPTIONS: Readonly<WorkerOptions> = Object.freeze({
 async function persistWithBacklog(ctx: WorkerContext, queue: Queue, job: Job, maxItems: number): Promise<void> {
   const items = [...(job.data as JobData['persist']).items];
   const taken: string[] = [];
-  if (items.length < maxItems) {
-    // Each job holds up to one group-commit batch; look at as many jobs as could fit.
-    const waiting = await queue.getJobs(['wait'], 0, Math.min(200, maxItems) - 1, true);
-    for (const w of waiting) {
-      if (w.name !== JOB.persist || !w.id || w.id === job.id) continue;
+  // Jobs are group-commit batches of similar size under load: read about as many as could fit,
+  // oldest first (ids only, then each job's data once), and stop at the first that does not.
+  let room = maxItems - items.length;
+  let offset = 0;
+  while (room > 0) {
+    const want = Math.min(DRAIN_PAGE_JOBS, Math.max(1, Math.ceil(room / Math.max(1, items.length / (taken.length + 1)))));
+    const ids = await queue.getRanges(['wait'], offset, offset + want - 1, true);
+    offset += ids.length;
+    const jobs = await Promise.all(ids.filter((id) => id !== job.id).map((id) => Job.fromId(queue, id)));
+    let full = false;
+    for (const w of jobs) {
+      if (!w?.id || w.name !== JOB.persist) continue;
       const more = (w.data as JobData['persist']).items;
-      if (items.length + more.length > maxItems) break;
+      if (more.length > room) {
+        full = true;
+        break;
+      }
       items.push(...more);
       taken.push(w.id);
+      room -= more.length;
     }
+    if (full || ids.length < want) break;
   }
   await processPersist(ctx, items);
   if (taken.length) {
