@@ -141,7 +141,12 @@ export function analysis(records: RunRecord[]): string {
         ? `At 1,000 msg/s Parley delivered ${int(sParley.rate)} msg/s over the measured window on this machine: ` +
           'the offered load was above what the pipeline sustained here, so the queue grew for the whole run ' +
           `and p50 (${ms(sParley.latency.p50)} ms) measures the backlog, not the pipeline. `
-        : `At 1,000 msg/s Parley kept up (p50 ${ms(sParley.latency.p50)} ms, p99 ${ms(sParley.latency.p99)} ms). `) +
+        : `At 1,000 msg/s Parley kept up (p50 ${ms(sParley.latency.p50)} ms, p99 ${ms(sParley.latency.p99)} ms)` +
+          (fin(sParley.serverCpuMs) && sParley.elapsedMs > 0
+            ? `, with its processes busy ${Math.round(((sParley.serverCpuMs ?? 0) / sParley.elapsedMs) * 100)}% of one core ` +
+              'in all on a 2-core machine that also runs the load generator: most of the gap to the 5 ms target is ' +
+              'each step waiting for a CPU, so it shrinks with the CPU per message (below). '
+            : '. ')) +
       (sParley.ackLatency ? `The sent tick (PUBACK) came after p50 ${ms(sParley.ackLatency.p50)} ms, p99 ${ms(sParley.ackLatency.p99)} ms. ` : '') +
       (sLow
         ? `At ${sLow.label.replace(/^Parley @ /, '')}, which it sustains, the pipeline's own latency is p50 ` +
@@ -150,7 +155,7 @@ export function analysis(records: RunRecord[]): string {
           (sMosq ? `, against Mosquitto's p50 ${ms(sMosq.latency.p50)} ms at 1,000 msg/s` : '') + '. '
         : '') +
       'A message crosses at least eight sequential Redis round trips and two processes before the ' +
-      'recipient has it: the group-commit wait (≤ 1 ms) and the job add (the PUBACK), the worker\'s job ' +
+      'recipient has it: the group-commit wait (1 ms, or until the previous write is done) and the job add (the PUBACK), the worker\'s job ' +
       'fetch, the SQLite transaction, the four-command enqueue per envelope, the mqemitter-redis ' +
       'PUBLISH to the broker node, and the broker\'s SET of the packet before it writes it to the socket. ' +
       'Each hop is cheap alone; on a busy 2-core machine each also waits for a CPU.' +
