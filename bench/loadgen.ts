@@ -186,7 +186,8 @@ async function drain(s: DrainSpec): Promise<DrainResult> {
   const pub = await connect(s.pub, s.flavor !== 'parley', (_t, payload) => {
     if (s.flavor !== 'parley') return;
     try {
-      if (decode(payload).kind === 'stored') stored++;
+      const env = decode(payload);
+      if (env.kind === 'stored') stored += 1 + (env.more?.length ?? 0);
     } catch { /* not an envelope */ }
   });
   if (s.pubInbox) await pub.subscribe(s.pubInbox, 1);

@@ -19,7 +19,7 @@
 // The default import: mqtt.js' browser ESM build has no named exports.
 import mqtt from 'mqtt';
 import type { IClientOptions, IConnackPacket, MqttClient } from 'mqtt';
-import { decode, encode, type Body, type Envelope, type MsgEnvelope, type ReceiptEnvelope } from './codec.js';
+import { decode, encode, type Body, type Envelope, type MsgEnvelope, type ReceiptEnvelope, type StoredEnvelope } from './codec.js';
 import { ParleyError, type ErrorCode } from './errors.js';
 import { isChatId, isClientMsgId, isId, isMsgId, msgIdOf, newClientMsgId } from './ids.js';
 import { inboxTopic, liveTopic, outboxTopic, receiptTopic } from './topics.js';
@@ -582,24 +582,9 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
         this.#sequencer.onMsg(env);
         return;
       case 'stored': {
-        if (this.#stored.get(env.clientMsgId)?.seq === env.seq) return; // resent after a retry
-        const info: StoredInfo = {
-          clientMsgId: env.clientMsgId, msgId: msgIdOf(env.chatId, env.seq), chatId: env.chatId, seq: env.seq, ts: env.ts,
-        };
-        remember(this.#stored, env.clientMsgId, info);
-        this.#unstored.delete(env.clientMsgId);
-        const waiters = this.#storedWaiters.get(env.clientMsgId);
-        if (waiters) {
-          this.#storedWaiters.delete(env.clientMsgId);
-          for (const w of waiters) {
-            if (w.timer !== undefined) clearTimeout(w.timer);
-            w.resolve(info);
-          }
-        }
-        this.emit('stored', info);
-        const tick = this.#ticks.track(env.chatId, env.seq, env.clientMsgId);
-        if (tick) this.emit('status', tick);
-        this.#sequencer.onStored(env);
+        this.#onStored(env);
+        // A batch answered in one envelope: each further message as if it had its own.
+        for (const m of env.more ?? []) this.#onStored({ kind: 'stored', clientMsgId: m.clientMsgId, chatId: env.chatId, seq: m.seq, ts: env.ts });
         return;
       }
       case 'receipt':
@@ -630,6 +615,28 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
       default:
         this.#error(new ParleyError('E_BAD_ENVELOPE', `unexpected ${env.kind} envelope on the inbox`));
     }
+  }
+
+  /** One message of this device stored with its seq: resolves waiters, emits `stored` and its tick. */
+  #onStored(env: StoredEnvelope): void {
+    if (this.#stored.get(env.clientMsgId)?.seq === env.seq) return; // resent after a retry
+    const info: StoredInfo = {
+      clientMsgId: env.clientMsgId, msgId: msgIdOf(env.chatId, env.seq), chatId: env.chatId, seq: env.seq, ts: env.ts,
+    };
+    remember(this.#stored, env.clientMsgId, info);
+    this.#unstored.delete(env.clientMsgId);
+    const waiters = this.#storedWaiters.get(env.clientMsgId);
+    if (waiters) {
+      this.#storedWaiters.delete(env.clientMsgId);
+      for (const w of waiters) {
+        if (w.timer !== undefined) clearTimeout(w.timer);
+        w.resolve(info);
+      }
+    }
+    this.emit('stored', info);
+    const tick = this.#ticks.track(env.chatId, env.seq, env.clientMsgId);
+    if (tick) this.emit('status', tick);
+    this.#sequencer.onStored(env);
   }
 
   /**

@@ -34,8 +34,19 @@ export interface SendEnvelope { kind: 'send'; clientMsgId: string; to: string; b
 export interface MsgEnvelope {
   kind: 'msg'; chatId: string; seq: number; from: string; ts: number; body: Body; fromDevice: string;
 }
-/** server -> sending device: the message is stored with this seq (follows the PUBACK = sent tick). */
-export interface StoredEnvelope { kind: 'stored'; clientMsgId: string; chatId: string; seq: number; ts: number }
+/**
+ * server -> sending device: the message is stored with this seq (follows the PUBACK = sent tick).
+ * `more` lists further messages of the same device in the same chat that were stored in the same
+ * batch at the same time: one envelope (and one PUBACK) answers a burst instead of one each.
+ */
+export interface StoredEnvelope {
+  kind: 'stored'; clientMsgId: string; chatId: string; seq: number; ts: number;
+  more?: StoredMore[] | undefined;
+}
+export interface StoredMore { clientMsgId: string; seq: number }
+
+/** Most `more` entries in one `stored` envelope (keeps it far below any payload limit). */
+export const MAX_STORED_MORE = 500;
 /** server -> devices: `by` has `status` for every message of the chat up to `seq`. */
 export interface ReceiptEnvelope {
   kind: 'receipt'; chatId: string; seq: number; status: ReceiptStatus; by: string; ts: number;
@@ -70,7 +81,9 @@ export function encode(env: Envelope): Uint8Array {
   switch (env.kind) {
     case 'send': fields = [KIND.send, env.clientMsgId, env.to, env.body]; break;
     case 'msg': fields = [KIND.msg, env.chatId, env.seq, env.from, env.ts, env.body, env.fromDevice]; break;
-    case 'stored': fields = [KIND.stored, env.clientMsgId, env.chatId, env.seq, env.ts]; break;
+    case 'stored':
+      fields = [KIND.stored, env.clientMsgId, env.chatId, env.seq, env.ts, env.more?.length ? env.more.flatMap((m) => [m.clientMsgId, m.seq]) : undefined];
+      break;
     case 'receipt': fields = [KIND.receipt, env.chatId, env.seq, RECEIPT_STATUS[env.status], env.by, env.ts]; break;
     case 'error': fields = [KIND.error, env.code, env.detail, env.ref]; break;
     case 'read': fields = [KIND.read]; break;
@@ -109,9 +122,19 @@ export function decode(payload: Uint8Array): Envelope {
     case KIND.msg:
       if (!isChatId(a) || !isSeq(b) || !isUserId(c) || !isTs(d) || !isBody(e) || !isId(f)) throw bad('msg fields');
       return { kind: 'msg', chatId: a, seq: b, from: c, ts: d, body: e, fromDevice: f };
-    case KIND.stored:
+    case KIND.stored: {
       if (!isClientMsgId(a) || !isChatId(b) || !isSeq(c) || !isTs(d)) throw bad('stored fields');
-      return { kind: 'stored', clientMsgId: a, chatId: b, seq: c, ts: d };
+      if (e === undefined || e === null) return { kind: 'stored', clientMsgId: a, chatId: b, seq: c, ts: d };
+      // `more` is flat: clientMsgId, seq, clientMsgId, seq, ...
+      if (!Array.isArray(e) || e.length === 0 || e.length % 2 !== 0 || e.length > 2 * MAX_STORED_MORE) throw bad('stored more');
+      const more: StoredMore[] = [];
+      for (let i = 0; i < e.length; i += 2) {
+        const [m, q] = [e[i] as unknown, e[i + 1] as unknown];
+        if (!isClientMsgId(m) || !isSeq(q)) throw bad('stored more');
+        more.push({ clientMsgId: m, seq: q });
+      }
+      return { kind: 'stored', clientMsgId: a, chatId: b, seq: c, ts: d, more };
+    }
     case KIND.receipt: {
       const status = typeof c === 'number' ? STATUS_BY_CODE[c] : undefined;
       if (!isChatId(a) || !isSeq(b) || !status || !isUserId(d) || !isTs(e)) throw bad('receipt fields');

@@ -1,5 +1,9 @@
 import { describe, expect, it } from 'vitest';
-import { decode, encode, type Envelope, ParleyError } from '@parley/client-sdk';
+import { Encoder } from 'cbor-x';
+import { KIND, MAX_STORED_MORE, decode, encode, type Envelope, ParleyError } from '@parley/client-sdk';
+
+const cbor = new Encoder({ useRecords: false, tagUint8Array: false });
+const CHAT = 'cAAAAAAAAAAAA';
 
 describe('codec', () => {
   it('round-trips a send envelope', () => {
@@ -8,5 +12,31 @@ describe('codec', () => {
   });
   it('rejects garbage', () => {
     expect(() => decode(new Uint8Array([0xff, 0x00]))).toThrow(ParleyError);
+  });
+
+  describe('stored', () => {
+    it('round-trips one message, in the five positional fields of v1', () => {
+      const env: Envelope = { kind: 'stored', clientMsgId: 'k1', chatId: CHAT, seq: 7, ts: 1000 };
+      const bytes = encode(env);
+      expect(decode(bytes)).toEqual(env);
+      expect([...bytes]).toEqual([...cbor.encode([KIND.stored, 'k1', CHAT, 7, 1000])]);
+    });
+    it('round-trips a batch answered in one envelope (`more`)', () => {
+      const env: Envelope = {
+        kind: 'stored', clientMsgId: 'k1', chatId: CHAT, seq: 7, ts: 1000,
+        more: [{ clientMsgId: 'k2', seq: 8 }, { clientMsgId: 'k3', seq: 10 }],
+      };
+      expect(decode(encode(env))).toEqual(env);
+      // Each further message costs its id and seq only.
+      const single = encode({ kind: 'stored', clientMsgId: 'k1', chatId: CHAT, seq: 7, ts: 1000 }).length;
+      expect(encode(env).length).toBeLessThan(single + 2 * 6);
+    });
+    it('rejects a malformed `more`', () => {
+      const bad = (more: unknown): Uint8Array => new Uint8Array(cbor.encode([KIND.stored, 'k1', CHAT, 7, 1000, more]));
+      for (const more of [[], ['k2'], ['k2', 0], ['k2', -1], ['', 3], [5, 'k2'], 'k2', { k2: 3 },
+        Array.from({ length: MAX_STORED_MORE + 1 }, (_, i) => [`k${i}`, i + 1]).flat()]) {
+        expect(() => decode(bad(more)), JSON.stringify(more).slice(0, 40)).toThrow(ParleyError);
+      }
+    });
   });
 });

@@ -4,7 +4,7 @@
  * seqs of a chat follow the order the brokers accepted the messages in.
  */
 import {
-  decode, isChatId, isUserId, newId, type ErrorCode, type Envelope, type SendEnvelope,
+  MAX_STORED_MORE, decode, isChatId, isUserId, newId, type ErrorCode, type Envelope, type SendEnvelope, type StoredEnvelope,
 } from '@parley/client-sdk';
 import type { IngestMessage } from '../../../broker/src/index.js';
 import type { Chat, DeliveryKey, NewMessage } from '../store/types.js';
@@ -89,10 +89,10 @@ export async function processPersist(ctx: WorkerContext, items: IngestMessage[])
   const results = batch.length ? await store.appendMessages(batch) : [];
 
   const queued: DeliveryKey[] = [];
+  // One `stored` per sending device and chat answers all of its messages in this batch (same ts).
+  const stored = new Map<string, StoredEnvelope>();
   for (const r of results) {
     const m = r.message;
-    // Recipients first, then the sender's `stored`: by the time the sender sees its seq, the
-    // message is already waiting in every recipient's queue.
     for (const rcpt of r.pending) {
       out.push({
         deviceId: rcpt.deviceId,
@@ -100,11 +100,17 @@ export async function processPersist(ctx: WorkerContext, items: IngestMessage[])
       });
       queued.push({ chatId: m.chatId, seq: m.seq, deviceId: rcpt.deviceId });
     }
-    out.push({
-      deviceId: m.senderDeviceId,
-      env: { kind: 'stored', clientMsgId: m.clientMsgId, chatId: m.chatId, seq: m.seq, ts: m.ts },
-    });
+    const key = `${m.senderDeviceId}|${m.chatId}|${m.ts}`;
+    const st = stored.get(key);
+    if (st && (st.more?.length ?? 0) < MAX_STORED_MORE) (st.more ??= []).push({ clientMsgId: m.clientMsgId, seq: m.seq });
+    else {
+      if (st) out.push({ deviceId: m.senderDeviceId, env: st }); // full: out it goes, a new one starts
+      stored.set(key, { kind: 'stored', clientMsgId: m.clientMsgId, chatId: m.chatId, seq: m.seq, ts: m.ts });
+    }
   }
+  // Recipients first, then the senders' `stored`: by the time a sender sees its seq, the message
+  // is already waiting in every recipient's queue.
+  for (const [key, env] of stored) out.push({ deviceId: key.slice(0, key.indexOf('|')), env });
   await publisher.publishAll(out);
   if (queued.length) await store.markQueued(queued);
 }
