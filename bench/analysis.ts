@@ -212,8 +212,9 @@ export function analysis(records: RunRecord[]): string {
       'persistent session costs about ten commands in aedes-persistence-redis and mqemitter-redis: MSET, ' +
       'EXPIRE, EXPIRE, RPUSH and PUBLISH to enqueue it, SET when the broker sends it, GET, LREM, DECR and ' +
       `DEL when the device PUBACKs it; and a delivered message causes ${num(env, 2)} envelopes (RPUSH per ` +
-      'message): the `msg` to the recipient, the `stored` notice to the sender, and the delivered `receipt` ' +
-      'to the sender (coalesced when one ack batch covers several messages).',
+      'message): the `msg` to the recipient, the `stored` notice to the sender (one per sending device and ' +
+      'chat per `persist` batch, so a burst shares one), and the delivered `receipt` to the sender (one per ' +
+      'chat per `acks` batch, which gathers for 20 ms).',
       `- **BullMQ: the rest, about ${num(Math.max(0, c.redis.perMsg - session), 0)} per message**, for ` +
       `${num(jobs, 2)} jobs per message (ingest \`persist\` jobs and \`acks\` jobs for the delivered ticks), ` +
       (jobs > 0 ? `so about ${num(Math.max(0, c.redis.perMsg - session) / jobs, 0)} commands per job: ` : '') +
@@ -319,10 +320,11 @@ export function analysis(records: RunRecord[]): string {
     'this path would keep the packet as the raw MQTT bytes (no msgpack), enqueue a whole batch of ' +
     'envelopes in one pipeline (SET … EX + RPUSH per envelope, one PUBLISH per node) from the worker ' +
     'without a headless Aedes, and clear acknowledged packets in batches.',
-    '2. **Fewer envelopes per message.** Each QoS 1 envelope costs about ten Redis commands, a write and a ' +
-    'PUBACK; the `stored` notice could ride on the delivered receipt or go QoS 0 on `live/` (the seq is ' +
-    'recoverable by `sync`), and delivered receipts could be coalesced over a short window per chat. This ' +
-    'helps CPU, Redis and bytes at once.',
+    '2. **Fewer envelopes per message at moderate rates.** Bursts already share their `stored` notice and ' +
+    'delivered receipts (see "Before and after"); at a steady rate spread over many chats each message ' +
+    'still costs its own `stored` and often its own receipt. The `stored` notice could ride on the ' +
+    'delivered receipt or go QoS 0 on `live/` (the SDK would then need `sync` to return its own messages ' +
+    'to recover a lost one). This helps CPU, Redis and bytes at once.',
     '3. **Cheaper store work per batch.** Cache chat members and their devices in the worker (invalidated ' +
     'on membership and device changes) instead of `getMembers` + `listDevicesOfUsers` for every batch and ' +
     'every receipt, and keep one transaction per job for messages and deliveries together.',
