@@ -104,7 +104,7 @@ const USAGE = `
 ## Running the benchmarks
 
 \`\`\`bash
-npm run bench                      # full run (about 10-15 minutes on 2 cores): writes docs/BENCHMARKS.md and docs/bench-*.svg
+npm run bench                      # full run (about 7-12 minutes on 2 cores): writes docs/BENCHMARKS.md and docs/bench-*.svg
 npm run bench -- --quick           # smoke run (under 2 minutes; CI): writes bench/results/ (gitignored)
 npm run bench -- --quick --write   # quick run that still writes docs/
 npm run bench -- --only relay,wire # some scenarios only (names: relay, latency, drain, connections, wire, cost)
