@@ -35,4 +35,32 @@ describe('raw MQTT pipeline', () => {
     await ca.endAsync();
     await cb.endAsync();
   });
+
+  it('answers a burst with stored notices that give every message its seq once, sharing envelopes', async () => {
+    const a = await tp.register();
+    const b = await tp.register();
+    const ca = await connect(tp.mqttUrl, a.deviceId, a.token);
+    const stored: Array<Extract<Envelope, { kind: 'stored' }>> = [];
+    ca.on('message', (_t, p) => {
+      const e = decode(p);
+      if (e.kind === 'stored') stored.push(e);
+    });
+    await ca.subscribeAsync(inboxTopic(a.deviceId), { qos: 1 });
+    const ids = Array.from({ length: 20 }, (_, i) => `burst${i}`);
+    // Corked: all twenty PUBLISH packets leave in one write, so the broker reads them together.
+    const stream = (ca as unknown as { stream: { cork(): void; uncork(): void } }).stream;
+    stream.cork();
+    const acks = ids.map((id) => ca.publishAsync(outboxTopic(a.deviceId), Buffer.from(encode({ kind: 'send', clientMsgId: id, to: b.userId, body: id })), { qos: 1 }));
+    stream.uncork();
+    await Promise.all(acks);
+    const answered = (): Array<[string, number]> =>
+      stored.flatMap((e) => [[e.clientMsgId, e.seq] as [string, number], ...(e.more ?? []).map((m) => [m.clientMsgId, m.seq] as [string, number])]);
+    await until(() => answered().length >= ids.length, 10_000, 'a seq for every message');
+    const got = answered();
+    expect(got.map(([id]) => id).sort()).toEqual([...ids].sort());
+    // Seqs follow the order of publishing, and a burst shares its stored envelopes.
+    expect(got.sort((x, y) => x[1] - y[1]).map(([id]) => id)).toEqual(ids);
+    expect(stored.length).toBeLessThan(ids.length);
+    await ca.endAsync();
+  });
 });

@@ -77,13 +77,16 @@ export async function processPersist(ctx: WorkerContext, items: IngestMessage[])
     devicesOf.set(chatId, devices.map((d) => ({ deviceId: d.deviceId, userId: d.userId })));
   }
 
+  // One timestamp for the whole batch: it was stored in one transaction, and one `stored` per
+  // device and chat can then answer all of that device's messages in it.
+  const ts = ctx.now();
   const batch: NewMessage[] = resolved.map(({ item, env, chat }) => ({
     chatId: chat.chatId,
     senderUserId: item.u,
     senderDeviceId: item.d,
     clientMsgId: env.clientMsgId,
     body: env.body,
-    ts: ctx.now(),
+    ts,
     recipients: (devicesOf.get(chat.chatId) ?? []).filter((d) => d.deviceId !== item.d),
   }));
   const results = batch.length ? await store.appendMessages(batch) : [];
