@@ -63,7 +63,8 @@ export function beforeAfter(records: RunRecord[], base: Baseline | null = loadBa
       'Redis commands per message at a steady 1,000 msg/s rose: there the ingest batches hold only two or ' +
       'three messages (a batch leaves 1 ms after its first message, or as soon as the previous write is ' +
       'done), the `persist` worker reads and removes the waiting jobs it takes into its transaction, and ' +
-      'delivered receipts now reach the sender for every ack batch instead of piling up behind a backlog. ' +
+      'fewer messages share a delivered receipt when deliveries arrive spread out rather than in the ' +
+      'bursts a backlog makes. ' +
       'The server CPU per message fell all the same; the ratio to Mosquitto moved with Mosquitto\'s own ' +
       'figure, which varies between runs on this machine.',
       '',
