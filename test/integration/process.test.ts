@@ -1,10 +1,11 @@
 /**
  * The platform as `npm start` runs it: one process from services/src/main.ts. It prints where it
  * listens, the console SMS adapter logs the code, SIGTERM shuts it down cleanly (exit 0) without
- * losing what was acknowledged, and a restart on the same data dir serves the queued messages.
+ * losing what was acknowledged, a restart on the same data dir serves the queued messages, and
+ * Ctrl-C (SIGINT to the process group) stops it and its private Redis promptly.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, describe, expect, it } from 'vitest';
@@ -21,10 +22,12 @@ interface Running {
   exited: Promise<number | null>;
 }
 
-async function startMain(env: Record<string, string>): Promise<Running> {
+/** `ownGroup`: its own process group, as a shell runs a foreground command (Ctrl-C signals the group). */
+async function startMain(env: Record<string, string>, ownGroup = false): Promise<Running> {
   const child = spawn(process.execPath, ['--conditions=parley-source', '--import', 'tsx', 'services/src/main.ts'], {
     env: { ...process.env, ...env },
     stdio: ['ignore', 'pipe', 'pipe'],
+    detached: ownGroup,
   });
   children.add(child);
   let out = '';
@@ -88,13 +91,22 @@ describe('the platform process', () => {
     p1.child.kill('SIGTERM');
     expect(await p1.exited).toBe(0);
 
-    const p2 = await startMain(env);
+    const p2 = await startMain(env, true);
     const b = device(mqttUrl, bob);
     await b.client.connect();
     await until(() => b.messages.length >= 100, 30_000, 'queued messages after restart');
     expect(b.messages.map((m) => m.text)).toEqual(Array.from({ length: 100 }, (_, i) => `t${i}`));
     await b.client.close();
-    p2.child.kill('SIGINT');
+    // Ctrl-C in a terminal: SIGINT to the whole process group. The private redis-server is not in
+    // it, so it is not killed under the platform's feet; the platform stops it last, and promptly.
+    const redisPid = Number(readFileSync(join(dataDir, 'redis', 'redis.pid'), 'utf8'));
+    const t0 = Date.now();
+    process.kill(-p2.child.pid!, 'SIGINT');
     expect(await p2.exited).toBe(0);
+    expect(Date.now() - t0).toBeLessThan(10_000);
+    expect(p2.output()).not.toContain('ECONNREFUSED');
+    expect(existsSync(`/proc/${redisPid}`)).toBe(false);
+    // Redis was stopped by the platform (SHUTDOWN), not by the terminal's signal.
+    expect(readFileSync(join(dataDir, 'redis', 'redis.log'), 'utf8')).not.toContain('Received SIGINT');
   });
 });

@@ -3,7 +3,7 @@
  * the data dir so queued messages survive a restart; tests give it a temp dir and remove it.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdirSync, writeFileSync, rmSync, existsSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { Redis } from 'ioredis';
@@ -48,9 +48,51 @@ function exited(child: ChildProcess): Promise<void> {
   return new Promise((res) => child.once('exit', () => res()));
 }
 
+/** Running servers of this process: killed if the process exits without stopping them. */
+const running = new Set<ChildProcess>();
+let exitHookInstalled = false;
+
+function killOnExit(child: ChildProcess): void {
+  running.add(child);
+  child.once('exit', () => running.delete(child));
+  if (exitHookInstalled) return;
+  exitHookInstalled = true;
+  // Covers process.exit() and fatal errors; not SIGKILL of this process (the pidfile check
+  // below cleans that up on the next start with the same directory).
+  process.on('exit', () => {
+    // SIGTERM: Redis flushes its AOF and exits on its own after this process is gone.
+    for (const c of running) c.kill('SIGTERM');
+  });
+}
+
+/**
+ * A redis-server left running on this directory by a process that was killed, found through its
+ * pidfile, and recognised by its working directory (Redis runs in its `dir`), so a reused pid is
+ * never someone else's server.
+ */
+async function stopStale(dir: string): Promise<void> {
+  const pidfile = join(dir, 'redis.pid');
+  if (!existsSync(pidfile)) return;
+  const pid = Number(readFileSync(pidfile, 'utf8').trim());
+  if (!Number.isSafeInteger(pid) || pid <= 1) return;
+  const ours = ((): boolean => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('redis-server') && readlinkSync(`/proc/${pid}/cwd`) === dir;
+    } catch {
+      return false; // not running (or not Linux: nothing to do safely)
+    }
+  })();
+  if (!ours) return;
+  process.kill(pid, 'SIGTERM');
+  // A referenced timer: at start-up nothing else may keep the event loop alive yet.
+  for (let i = 0; i < 100 && existsSync(`/proc/${pid}`); i++) await new Promise((r) => setTimeout(r, 50));
+}
+
 export async function startRedisServer(opts: RedisServerOptions): Promise<RedisServer> {
   const dir = resolve(opts.dir);
   mkdirSync(dir, { recursive: true });
+  const pidfile = join(dir, 'redis.pid');
+  await stopStale(dir);
   const port = opts.port && opts.port > 0 ? opts.port : await freePort();
   const conf = join(dir, 'redis.conf');
   // AOF: appendfsync everysec loses at most ~1 s of acknowledged writes on a machine crash (not on
@@ -65,6 +107,7 @@ export async function startRedisServer(opts: RedisServerOptions): Promise<RedisS
       `appendfsync ${opts.appendfsync ?? 'everysec'}`,
       'save ""',
       'daemonize no',
+      `pidfile ${pidfile}`,
       'protected-mode yes',
       'maxmemory-policy noeviction',
       'loglevel warning',
@@ -72,7 +115,11 @@ export async function startRedisServer(opts: RedisServerOptions): Promise<RedisS
     ].join('\n') + '\n',
   );
   const binary = opts.binary ?? 'redis-server';
-  const child = spawn(binary, [conf], { stdio: 'ignore' });
+  // Its own process group: Ctrl-C in a terminal signals the whole foreground group, and Redis
+  // must outlive the platform's shutdown (the last batches and acks still go to it), so only this
+  // process stops it, last, with SHUTDOWN.
+  const child = spawn(binary, [conf], { stdio: 'ignore', detached: true });
+  killOnExit(child);
   const spawnError = new Promise<never>((_, rej) =>
     child.once('error', (err) => rej(new Error(`cannot start ${binary}: ${err.message}`))),
   );
