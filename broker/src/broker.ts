@@ -8,16 +8,17 @@ import { Aedes, type Client, type PublishPacket, type PubrelPacket } from 'aedes
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { Logger } from 'pino';
 import {
-  ParleyError, decode, encode, inboxTopic, parseTopic, type ErrorCode, type Envelope,
+  ParleyError, decode, encode, inboxTopic, isUserId, parseTopic, type ErrorCode, type Envelope,
 } from '@parley/client-sdk';
 import { decideSubscribe, decidePublish } from './acl.js';
 import { Batcher, BatcherClosedError, type BatcherOptions } from './batcher.js';
 import { SINK_TOPIC, filterServerBound } from './mq-filter.js';
 import { watchBusReconnects } from './bus-resync.js';
 import { createLimits, type BrokerLimits } from './limits.js';
-import { holdLive, releaseLive } from './ordered-replay.js';
+import { connectedClient } from './aedes-internals.js';
+import { createDeliveryAgent, type DeliveryAgentOptions } from './delivery-agent.js';
 import type {
-  DeviceAuthenticator, IngestAck, IngestMessage, IngestRead, IngestSink, IngestSync, PresenceSink,
+  DeviceAuthenticator, IngestAck, IngestMessage, IngestRead, IngestSink, PositionReader, PresenceSink,
 } from './ingest.js';
 
 export interface BrokerOptions {
@@ -43,6 +44,8 @@ export interface BrokerOptions {
   connectTimeoutMs: number;
   /** Per-client and per-node limits (see limits.ts). @defaultValue DEFAULT_LIMITS */
   limits: Partial<BrokerLimits>;
+  /** The delivery agent (delivery-agent.ts). @defaultValue DEFAULT_AGENT_OPTIONS */
+  delivery: Partial<DeliveryAgentOptions>;
 }
 
 export const DEFAULT_BROKER_OPTIONS: Readonly<BrokerOptions> = Object.freeze({
@@ -54,11 +57,17 @@ export const DEFAULT_BROKER_OPTIONS: Readonly<BrokerOptions> = Object.freeze({
   ackDelayMs: 20,
   connectTimeoutMs: 10_000,
   limits: {},
+  delivery: {},
 });
 
 export interface BrokerDeps {
-  /** aedes-persistence-redis (shared by every node and by the workers' publisher). */
+  /**
+   * aedes-persistence-redis (shared by every node and by the workers' publisher), wrapped by
+   * `positionalPersistence` so chat messages never get a Redis copy per device.
+   */
   persistence: unknown;
+  /** Where the delivery agent reads stored messages and watermarks. */
+  positions: PositionReader;
   /** mqemitter-redis (the cluster bus). */
   mq: object;
   auth: DeviceAuthenticator;
@@ -92,7 +101,7 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
   const messages = new Batcher<IngestMessage>((items) => deps.ingest.messages(items), opts.batch);
   const acks = new Batcher<IngestAck>((items) => deps.ingest.acks(items), { ...opts.batch, maxDelayMs: opts.ackDelayMs });
   const reads = new Batcher<IngestRead>((items) => deps.ingest.reads(items), opts.batch);
-  const syncs = new Batcher<IngestSync>((items) => deps.ingest.syncs(items), opts.batch);
+  const agent = createDeliveryAgent(deps.positions, log, opts.delivery);
   // Limits (limits.ts): hooked in below at authenticate, authorizePublish, authorizeForward, the
   // `ack` and `clientError` events and aedes.handle.
   const limits = createLimits(opts.limits, () => aedes, log);
@@ -108,8 +117,9 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
       return packet;
     },
     authenticate(client, username, password, done) {
-      // Live messages wait until the queued ones are replayed (ordered-replay.ts; released on clientReady).
-      holdLive(client);
+      // The agent takes the client's deliveries over before Aedes restores its subscriptions; live
+      // chat messages wait until the catch-up from the store (started on clientReady) is done.
+      agent.attach(client);
       const fail = (code: 4 | 5 | 3): void => {
         // Logged without the password; brute force shows up here (and then as code 5).
         log.warn({ clientId: client.id, ip: (client.conn as { remoteAddress?: string } | undefined)?.remoteAddress, returnCode: code }, 'MQTT login refused');
@@ -184,13 +194,13 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
           return done(null);
         }
         if (env.kind === 'send') {
-          accepted = messages.add({ d: client.id, u: session.userId, p: payload.toString('base64'), t: now });
+          const k = isUserId(env.to) ? (env.to < session.userId ? `${env.to}|${session.userId}` : `${session.userId}|${env.to}`) : env.to;
+          accepted = messages.add({ d: client.id, u: session.userId, k, p: payload.toString('base64'), t: now });
         } else if (env.kind === 'sync') {
-          accepted = syncs.add({
-            d: client.id, u: session.userId, t: now,
-            ...(env.chatId ? { c: env.chatId } : {}),
-            ...(env.after !== undefined ? { a: env.after } : {}),
-          });
+          // Answered from the store by this node's delivery agent; nothing to make durable.
+          packet.topic = SINK_TOPIC;
+          agent.sync(client, env.chatId, env.after);
+          return done(null);
         } else {
           refuse(client, packet, 'E_BAD_ENVELOPE', `a device may not send ${env.kind} envelopes`);
           return done(null);
@@ -247,7 +257,7 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
   /** Devices connected to this node, for the resync after a bus loss. */
   const connected = new Map<string, Session>();
   aedes.on('clientReady', (client: Client) => {
-    releaseLive(client);
+    agent.ready(client);
     const s = sessions.get(client);
     if (!s) return;
     connected.set(client.id, s);
@@ -260,10 +270,8 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
     deps.presence?.disconnected(client.id, s.userId);
   });
   watchBusReconnects(deps.mq, () => {
-    log.warn({ devices: connected.size }, 'cluster bus reconnected: resyncing the devices connected here');
-    for (const [d, s] of connected) {
-      syncs.add({ d, u: s.userId, t: Date.now() }).catch((err: unknown) => log.warn({ err }, 'resync request failed'));
-    }
+    log.warn({ devices: connected.size }, 'cluster bus reconnected: the devices connected here catch up from the store');
+    agent.resyncAll();
   });
   aedes.on('clientError', (client: Client, err: Error) => {
     limits.clientError(client, err);
@@ -316,7 +324,7 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
       }
     },
     disconnect(deviceId) {
-      const c = (aedes as unknown as { clients: Record<string, Client | undefined> }).clients[deviceId];
+      const c = connectedClient(aedes, deviceId);
       if (!c) return false;
       c.close();
       return true;
@@ -336,7 +344,7 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
       await Promise.all([tcpClosed, httpClosed]);
       // In-flight ingest batches still reach Redis: their publishes were not acknowledged, and
       // the clients will resend them with the same clientMsgId, which the store deduplicates.
-      await Promise.all([messages.close(), acks.close(), reads.close(), syncs.close()]);
+      await Promise.all([messages.close(), acks.close(), reads.close()]);
     },
   };
   return node;

@@ -1,13 +1,22 @@
 /**
- * What the broker hands to the services: small records, made durable in batches before the
- * publishes that carried them are acknowledged. Field names are one letter because these records
- * sit in Redis (BullMQ job data) until a worker takes them.
+ * The broker's ports. What it hands to the services: small records, made durable in batches
+ * before the publishes that carried them are acknowledged (field names are one letter because
+ * these records sit in Redis, as BullMQ job data, until a worker takes them). What it reads: the
+ * stored messages and watermarks it delivers from (`PositionReader`).
  */
+import type { Body } from '@parley/client-sdk';
+
 export interface IngestMessage {
   /** sending device (clientId) */
   d: string;
   /** sending user */
   u: string;
+  /**
+   * The ordering key: the chat (a chatId, or for a 1:1 message the two userIds, sorted, joined by
+   * '|'). Messages with one key are stored in the order the broker accepted them; different keys
+   * are stored in parallel.
+   */
+  k: string;
   /** the `send` envelope exactly as received, base64 */
   p: string;
   /** broker receive time (ms) */
@@ -30,20 +39,30 @@ export interface IngestRead {
   t: number;
 }
 
-/** A device asked for what it has not received (all chats, or one chat after a seq). */
-export interface IngestSync {
-  d: string;
-  u: string;
-  c?: string;
-  a?: number;
-  t: number;
-}
-
 export interface IngestSink {
   messages(items: IngestMessage[]): Promise<void>;
   acks(items: IngestAck[]): Promise<void>;
   reads(items: IngestRead[]): Promise<void>;
-  syncs(items: IngestSync[]): Promise<void>;
+}
+
+/** A stored chat message, as the delivery agent reads it. */
+export interface StoredChatMessage {
+  chatId: string;
+  seq: number;
+  senderUserId: string;
+  senderDeviceId: string;
+  body: Body;
+  ts: number;
+}
+
+/** What the delivery agent reads from the store (a subset of the services' ProgressStore). */
+export interface PositionReader {
+  /** Where the device stands in the chat; null when it is not a recipient there. */
+  progress(deviceId: string, chatId: string): Promise<{ deliveredSeq: number } | null>;
+  /** What the device has not acknowledged, over all its chats, in (chatId, seq) order, after `after`. */
+  pending(deviceId: string, after: { chatId: string; seq: number } | null, limit: number): Promise<StoredChatMessage[]>;
+  /** The device's messages of one chat in (afterSeq, beforeSeq). */
+  pendingInChat(deviceId: string, chatId: string, afterSeq: number, beforeSeq: number, limit: number): Promise<StoredChatMessage[]>;
 }
 
 export type AuthResult = { ok: true; userId: string } | { ok: false; reason: 'bad' | 'limited' | 'unavailable' };

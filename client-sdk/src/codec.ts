@@ -103,6 +103,20 @@ const optional = <T>(v: unknown, check: (x: unknown) => x is T): v is T | null |
 const orUndef = <T>(v: T | null | undefined): T | undefined => (v === null ? undefined : v);
 
 /** Decodes and validates a payload; throws ParleyError(E_BAD_ENVELOPE) on anything malformed. */
+const KIND_NAME = Object.fromEntries(Object.entries(KIND).map(([k, v]) => [v, k])) as Record<number, Envelope['kind']>;
+
+/**
+ * The kind of an encoded envelope from its first two bytes (a CBOR array head of up to 23 items,
+ * then the kind as a small unsigned integer), without decoding it; null when it is not one. The
+ * broker sorts every packet it forwards with this, so it must stay cheap.
+ */
+export function peekKind(payload: Uint8Array): Envelope['kind'] | null {
+  if (payload.length < 2) return null;
+  const head = payload[0]!;
+  if (head < 0x81 || head > 0x97) return null;
+  return KIND_NAME[payload[1]!] ?? null;
+}
+
 export function decode(payload: Uint8Array): Envelope {
   if (payload.length === 0) throw bad('empty payload');
   let raw: unknown;

@@ -52,6 +52,8 @@ const schema = z.object({
   PARLEY_LOGIN_FAILURES_PER_MIN: positiveInt.default(20),
   PARLEY_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
   PARLEY_WORKER_CONCURRENCY: positiveInt.default(8),
+  PARLEY_PERSIST_SHARDS: positiveInt.max(64).default(8),
+  PARLEY_FANOUT_CHUNK: positiveInt.max(10_000).default(128),
   PARLEY_BATCH_MAX: positiveInt.default(500),
   PARLEY_BATCH_DELAY_MS: z.coerce.number().min(0).default(1),
   PARLEY_BATCH_IN_FLIGHT: positiveInt.default(1),
@@ -94,6 +96,13 @@ export interface Config {
   loginFailuresPerMin: number;
   logLevel: 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent';
   workerConcurrency: number;
+  /**
+   * How many ordered `persist` queues the chats are spread over (by a hash of the chat). Change it
+   * only with the queues drained: a chat's waiting jobs would otherwise sit in two queues.
+   */
+  persistShards: number;
+  /** Devices per fan-out job; chats with at most this many devices are delivered inline. */
+  fanoutChunk: number;
   batchMax: number;
   batchDelayMs: number;
   batchInFlight: number;
@@ -154,6 +163,8 @@ export function parseConfig(env: Record<string, string | undefined>): Readonly<C
     loginFailuresPerMin: e.PARLEY_LOGIN_FAILURES_PER_MIN,
     logLevel: e.PARLEY_LOG_LEVEL,
     workerConcurrency: e.PARLEY_WORKER_CONCURRENCY,
+    persistShards: e.PARLEY_PERSIST_SHARDS,
+    fanoutChunk: e.PARLEY_FANOUT_CHUNK,
     batchMax: e.PARLEY_BATCH_MAX,
     batchDelayMs: e.PARLEY_BATCH_DELAY_MS,
     batchInFlight: e.PARLEY_BATCH_IN_FLIGHT,

@@ -43,7 +43,7 @@ export async function oldestWaitingAgeMs(queue: Queue, now = Date.now()): Promis
 export type BacklogListener = (over: boolean, ageMs: number) => void;
 
 export function createIngestGate(
-  queue: Queue,
+  queues: readonly Queue[],
   options: Partial<IngestGateOptions> = {},
   onChange: BacklogListener = () => undefined,
   now: () => number = Date.now,
@@ -55,8 +55,9 @@ export function createIngestGate(
   let checking: Promise<void> | null = null;
 
   const refresh = (): Promise<void> => {
-    checking ??= oldestWaitingAgeMs(queue, now())
-      .then((age) => {
+    checking ??= Promise.all(queues.map((q) => oldestWaitingAgeMs(q, now())))
+      .then((ages) => {
+        const age = Math.max(0, ...ages);
         const was = over;
         over = age > opts.maxBacklogMs;
         if (over !== was) onChange(over, age);

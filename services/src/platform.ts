@@ -11,12 +11,14 @@ import { pino, type Logger } from 'pino';
 import redisPersistence from 'aedes-persistence-redis';
 import MQEmitterRedis from 'mqemitter-redis';
 import type { FastifyInstance } from 'fastify';
-import { createBrokerNode, type BrokerNode, type PresenceSink } from '../../broker/src/index.js';
+import {
+  createBrokerNode, isPositionalPacket, positionalPersistence, type BrokerNode, type PresenceSink,
+} from '../../broker/src/index.js';
 import type { Config } from './config.js';
 import { startRedisServer, type RedisServer } from './redis/spawn.js';
 import { openStore } from './store/index.js';
 import type { Store } from './store/types.js';
-import { openQueues, queueIngestSink, type QueueSettings, type Queues } from './queues.js';
+import { JOB, openQueues, queueIngestSink, type QueueSettings, type Queues } from './queues.js';
 import { createIngestGate } from './ingest-gate.js';
 import { createInboxPublisher, type InboxPublisher } from './delivery/publisher.js';
 import { startWorkers, type Workers } from './workers/index.js';
@@ -100,7 +102,9 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
     );
     closers.push(() => store.close());
 
-    const queueSettings: QueueSettings = { connection: { ...conn, maxRetriesPerRequest: null }, prefix: KEY_PREFIX };
+    const queueSettings: QueueSettings = {
+      connection: { ...conn, maxRetriesPerRequest: null }, prefix: KEY_PREFIX, persistShards: cfg.persistShards,
+    };
     const queues: Queues = openQueues(queueSettings);
     closers.push(() => queues.close());
     const limiter = redisRateLimiter(redis, KEY_PREFIX);
@@ -112,7 +116,8 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
       // each of its commands, so without it every command is its own write and round trip).
       const p = redisPersistence({ ...conn, enableAutoPipelining: true, maxSessionDelivery: 1_000_000, packetTTL: () => retentionSec });
       closers.push(() => p.destroy());
-      return p;
+      // Chat messages get no Redis copy per device: devices catch up from the store by watermark.
+      return positionalPersistence(p, isPositionalPacket);
     };
     const newMq = () => {
       const mq = new (MQEmitterRedis as unknown as new (o: object) => { close(cb: () => void): void; state: { on(ev: 'error', fn: (err: Error) => void): void } })({ ...conn });
@@ -131,7 +136,13 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
       publisher = await createInboxPublisher({ persistence: newPersistence(), mq: newMq() });
       closers.push(() => publisher!.close());
       workers = await startWorkers(
-        { store, publisher, log: log.child({ role: 'workers' }), now: Date.now, retentionMs: cfg.retentionMs },
+        {
+          store, publisher, log: log.child({ role: 'workers' }), now: Date.now, retentionMs: cfg.retentionMs,
+          fanoutChunk: cfg.fanoutChunk,
+          enqueueFanout: async (jobs) => {
+            await queues.fanout.addBulk(jobs.map((data) => ({ name: JOB.fanout, data })));
+          },
+        },
         queueSettings, queues, { concurrency: cfg.workerConcurrency },
       );
       closers.push(() => workers!.close());
@@ -153,7 +164,7 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
         else brokerLog.info({ backlogMs: ageMs }, 'persist backlog back under the limit');
       });
       broker = await createBrokerNode(
-        { persistence: newPersistence(), mq: newMq(), auth, ingest: queueIngestSink(queues, gate), presence, logger: brokerLog },
+        { persistence: newPersistence(), mq: newMq(), positions: store, auth, ingest: queueIngestSink(queues, gate), presence, logger: brokerLog },
         { host: cfg.host, mqttPort: cfg.mqttPort, wsPort: cfg.wsPort, maxPayloadBytes: cfg.maxPayloadBytes, batch: { maxItems: cfg.batchMax, maxDelayMs: cfg.batchDelayMs, maxInFlight: cfg.batchInFlight }, ackDelayMs: cfg.ackDelayMs, limits: cfg.brokerLimits },
       );
       const b = broker;

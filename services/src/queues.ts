@@ -1,24 +1,36 @@
 /**
  * BullMQ queues: names, job payloads, and the IngestSink the broker writes through.
  *
- * - `persist`: batches of new messages. Processed with global concurrency 1 so seqs follow the
- *   order in which brokers accepted the messages (each job is a whole group-commit batch, so one
- *   consumer is not a throughput limit: see docs/BENCHMARKS.md).
- * - `events`: delivered acks, read receipts and sync requests; order-independent, concurrent.
+ * - `persist-0` … `persist-<N-1>`: batches of new messages, spread over N ordered queues by a
+ *   hash of the chat (`IngestMessage.k`). Each queue runs with global concurrency 1, so a chat's
+ *   seqs follow the order its messages were accepted in, while different chats are stored by
+ *   different workers at once (docs/ARCHITECTURE.md, "Ordering").
+ * - `fanout`: deliveries of stored messages to a large chat's devices, one bounded chunk of
+ *   devices per job, concurrent; a big group never holds up the ordered queues.
+ * - `events`: delivered acks and read receipts; order-independent, concurrent.
  * - `maintenance`: the repeatable cleanup job.
  */
 import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
 import type { IngestGate } from './ingest-gate.js';
-import type { IngestAck, IngestMessage, IngestRead, IngestSink, IngestSync } from '../../broker/src/index.js';
+import type { IngestAck, IngestMessage, IngestRead, IngestSink } from '../../broker/src/index.js';
 
-export const QUEUE = { persist: 'persist', events: 'events', maintenance: 'maintenance' } as const;
-export const JOB = { persist: 'persist', acks: 'acks', reads: 'reads', sync: 'sync', cleanup: 'cleanup' } as const;
+export const QUEUE = { persist: 'persist', fanout: 'fanout', events: 'events', maintenance: 'maintenance' } as const;
+export const JOB = { persist: 'persist', fanout: 'fanout', acks: 'acks', reads: 'reads', cleanup: 'cleanup' } as const;
+
+/** A chunk of a fan-out: messages `fromSeq..toSeq` of a chat to its devices after `afterDevice`. */
+export interface FanoutJob {
+  chatId: string;
+  fromSeq: number;
+  toSeq: number;
+  /** The chunk starts after this deviceId ('' = the first). */
+  afterDevice: string;
+}
 
 export interface JobData {
   persist: { items: IngestMessage[] };
+  fanout: FanoutJob;
   acks: { items: IngestAck[] };
   reads: { items: IngestRead[] };
-  sync: { items: IngestSync[] };
   cleanup: Record<string, never>;
 }
 
@@ -26,6 +38,8 @@ export interface QueueSettings {
   connection: ConnectionOptions;
   /** Redis key prefix of every queue. @defaultValue 'parley' */
   prefix: string;
+  /** How many ordered persist queues. @defaultValue 8 */
+  persistShards: number;
 }
 
 /** Failed jobs retry with back-off; completed ones are dropped at once (the store is the record). */
@@ -37,37 +51,59 @@ export const JOB_OPTIONS: JobsOptions = Object.freeze({
 });
 
 export interface Queues {
-  persist: Queue;
+  /** The ordered persist queues, by shard. */
+  persist: readonly Queue[];
+  fanout: Queue;
   events: Queue;
   maintenance: Queue;
   close(): Promise<void>;
 }
 
+export const persistQueueName = (shard: number): string => `${QUEUE.persist}-${shard}`;
+
+/** FNV-1a over the ordering key: stable across processes and releases, spreads chat ids evenly. */
+export function shardOf(key: string, shards: number): number {
+  let h = 0x811c9dc5;
+  for (let i = 0; i < key.length; i++) {
+    h ^= key.charCodeAt(i);
+    h = Math.imul(h, 0x01000193);
+  }
+  return (h >>> 0) % shards;
+}
+
 export function openQueues(s: QueueSettings): Queues {
   const mk = (name: string): Queue => new Queue(name, { connection: s.connection, prefix: s.prefix, defaultJobOptions: JOB_OPTIONS });
-  const persist = mk(QUEUE.persist);
+  const persist = Array.from({ length: s.persistShards }, (_, i) => mk(persistQueueName(i)));
+  const fanout = mk(QUEUE.fanout);
   const events = mk(QUEUE.events);
   const maintenance = mk(QUEUE.maintenance);
   return {
-    persist, events, maintenance,
+    persist, fanout, events, maintenance,
     async close() {
-      await Promise.all([persist.close(), events.close(), maintenance.close()]);
+      await Promise.all([...persist, fanout, events, maintenance].map((q) => q.close()));
     },
   };
 }
 
 /**
- * The broker's ingest, as BullMQ jobs: one job per group-commit batch. New messages pass the
- * back-pressure `gate` first (services/src/ingest-gate.ts); receipts and syncs never wait.
+ * The broker's ingest, as BullMQ jobs: one job per group-commit batch and shard. New messages
+ * pass the back-pressure `gate` first (services/src/ingest-gate.ts); receipts never wait.
  */
 export function queueIngestSink(q: Queues, gate?: IngestGate): IngestSink {
   return {
     async messages(items) {
       await gate?.wait();
-      await q.persist.add(JOB.persist, { items } satisfies JobData['persist']);
+      const byShard = new Map<number, IngestMessage[]>();
+      for (const item of items) {
+        const shard = shardOf(item.k, q.persist.length);
+        const list = byShard.get(shard);
+        if (list) list.push(item);
+        else byShard.set(shard, [item]);
+      }
+      await Promise.all([...byShard].map(([shard, list]) =>
+        q.persist[shard]!.add(JOB.persist, { items: list } satisfies JobData['persist'])));
     },
     async acks(items) { await q.events.add(JOB.acks, { items } satisfies JobData['acks']); },
     async reads(items) { await q.events.add(JOB.reads, { items } satisfies JobData['reads']); },
-    async syncs(items) { await q.events.add(JOB.sync, { items } satisfies JobData['sync']); },
   };
 }

@@ -31,16 +31,23 @@ export interface RedisServer {
   kill(): Promise<void>;
 }
 
+/**
+ * A port that is free now, for a server that binds it later (a private Redis, a process restarted
+ * on the same port). Chosen at random below Linux's ephemeral range (32768-60999), where the OS
+ * never hands out ports for `listen(0)` or outgoing connections, so nothing else on the machine
+ * takes it in between (a port from `listen(0)` could be given to another socket the next moment).
+ */
 export async function freePort(host = '127.0.0.1'): Promise<number> {
-  return new Promise((res, rej) => {
-    const srv = createServer();
-    srv.once('error', rej);
-    srv.listen(0, host, () => {
-      const addr = srv.address();
-      const p = typeof addr === 'object' && addr ? addr.port : 0;
-      srv.close(() => res(p));
+  for (let attempt = 0; ; attempt++) {
+    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const ok = await new Promise<boolean>((res) => {
+      const srv = createServer();
+      srv.once('error', () => res(false));
+      srv.listen(port, host, () => srv.close(() => res(true)));
     });
-  });
+    if (ok) return port;
+    if (attempt > 200) throw new Error('no free port found');
+  }
 }
 
 function exited(child: ChildProcess): Promise<void> {

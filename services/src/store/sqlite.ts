@@ -19,22 +19,23 @@ import {
   type Chat,
   type ChatKind,
   type DeliveryAck,
-  type DeliveryKey,
   type Device,
+  type DeviceProgress,
   type ExpireResult,
   type Member,
+  type MemberRole,
   type MessageStatus,
   type NewMessage,
   type PendingRegistration,
   type Store,
   type StoredMessage,
-  type UndeliveredQuery,
   type User,
   type WatermarkChange,
 } from './types.js';
 
-const SCHEMA_VERSION = 1;
+const SCHEMA_VERSION = 2;
 
+/** v1 (release 0.1): one delivery row per message per recipient device. Kept to create, then migrate. */
 const SCHEMA_V1 = `
 CREATE TABLE IF NOT EXISTS users (
   user_id    TEXT PRIMARY KEY,
@@ -100,20 +101,79 @@ CREATE TABLE IF NOT EXISTS deliveries (
   device_id    TEXT NOT NULL,
   user_id      TEXT NOT NULL,
   state        TEXT NOT NULL CHECK (state IN ('pending', 'queued')),
-  -- 1 on rows for the sender's own other devices: they never hold the sender's watermark back.
   own          INTEGER NOT NULL DEFAULT 0,
   delivered_at INTEGER,
   read_at      INTEGER,
   PRIMARY KEY (chat_id, seq, device_id),
   FOREIGN KEY (chat_id, seq) REFERENCES messages (chat_id, seq) ON DELETE CASCADE
 ) WITHOUT ROWID;
--- undelivered(): one device's rows not yet delivered, in (chat, seq) order.
-CREATE INDEX IF NOT EXISTS deliveries_undelivered ON deliveries (device_id, delivered_at, chat_id, seq);
--- markRead(): one user's rows in one chat from a seq on.
-CREATE INDEX IF NOT EXISTS deliveries_user ON deliveries (chat_id, user_id, seq);
--- Delivered watermarks: one user's rows for others' messages in one chat from a seq on (covering).
-CREATE INDEX IF NOT EXISTS deliveries_watermark ON deliveries (chat_id, user_id, own, seq, delivered_at);
 `;
+
+/**
+ * v2: store once, deliver by position. `device_chats` holds one watermark per (device, chat) and
+ * `marks` the history of each member's delivered/read watermark (one row per move, for the times
+ * in status queries). The v1 delivery rows are folded into both, then dropped.
+ */
+const SCHEMA_V2 = `
+CREATE TABLE IF NOT EXISTS device_chats (
+  device_id     TEXT NOT NULL,
+  chat_id       TEXT NOT NULL,
+  user_id       TEXT NOT NULL,
+  since_seq     INTEGER NOT NULL,
+  delivered_seq INTEGER NOT NULL,
+  delivered_at  INTEGER,
+  PRIMARY KEY (device_id, chat_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS device_chats_chat ON device_chats (chat_id, device_id);
+CREATE INDEX IF NOT EXISTS device_chats_user ON device_chats (chat_id, user_id);
+
+-- kind 1 = delivered, 2 = read; one row per watermark move of a member.
+CREATE TABLE IF NOT EXISTS marks (
+  chat_id TEXT NOT NULL,
+  user_id TEXT NOT NULL,
+  kind    INTEGER NOT NULL,
+  seq     INTEGER NOT NULL,
+  at      INTEGER NOT NULL,
+  PRIMARY KEY (chat_id, user_id, kind, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS marks_at ON marks (at);
+CREATE INDEX IF NOT EXISTS members_user_chat ON members (user_id, chat_id);
+`;
+
+/** v1 -> v2: each device's watermark is the seq before its first undelivered row. */
+const MIGRATE_V1_V2 = `
+INSERT OR IGNORE INTO device_chats (device_id, chat_id, user_id, since_seq, delivered_seq, delivered_at)
+SELECT d.device_id, m.chat_id, m.user_id, x.since_seq,
+       COALESCE((SELECT MIN(r.seq) - 1 FROM deliveries r
+                  WHERE r.chat_id = m.chat_id AND r.device_id = d.device_id AND r.delivered_at IS NULL),
+                (SELECT MAX(r.seq) FROM deliveries r WHERE r.chat_id = m.chat_id AND r.device_id = d.device_id),
+                x.since_seq),
+       (SELECT MAX(r.delivered_at) FROM deliveries r WHERE r.chat_id = m.chat_id AND r.device_id = d.device_id)
+  FROM members m
+  JOIN devices d ON d.user_id = m.user_id AND d.revoked_at IS NULL
+  JOIN (SELECT m2.chat_id AS chat_id, d2.device_id AS device_id,
+               COALESCE((SELECT MIN(r.seq) - 1 FROM deliveries r WHERE r.chat_id = m2.chat_id AND r.device_id = d2.device_id),
+                        c.last_seq) AS since_seq
+          FROM members m2 JOIN devices d2 ON d2.user_id = m2.user_id JOIN chats c ON c.chat_id = m2.chat_id) x
+    ON x.chat_id = m.chat_id AND x.device_id = d.device_id;
+
+-- Own rows (a user's message on that user's other devices) did not move the v1 member watermark,
+-- so one above it is kept too: without its mark, its time would be lost.
+INSERT OR IGNORE INTO marks (chat_id, user_id, kind, seq, at)
+SELECT r.chat_id, r.user_id, 1, r.seq, MIN(r.delivered_at) FROM deliveries r
+  JOIN members m ON m.chat_id = r.chat_id AND m.user_id = r.user_id
+ WHERE r.delivered_at IS NOT NULL AND (r.seq <= m.delivered_seq OR r.own = 1)
+ GROUP BY r.chat_id, r.user_id, r.seq;
+INSERT OR IGNORE INTO marks (chat_id, user_id, kind, seq, at)
+SELECT r.chat_id, r.user_id, 2, r.seq, MIN(r.read_at) FROM deliveries r
+  JOIN members m ON m.chat_id = r.chat_id AND m.user_id = r.user_id
+ WHERE r.read_at IS NOT NULL AND r.seq <= m.read_seq
+ GROUP BY r.chat_id, r.user_id, r.seq;
+
+DROP TABLE deliveries;
+`;
+
+const MARK = { delivered: 1, read: 2 } as const;
 
 interface UserRow { user_id: string; phone: string; created_at: number }
 interface DeviceRow {
@@ -122,14 +182,14 @@ interface DeviceRow {
 interface RegRow { phone: string; code_hash: string; expires_at: number; attempts: number; created_at: number }
 interface ChatRow { chat_id: string; kind: ChatKind; created_at: number; last_seq: number }
 interface MemberRow {
-  chat_id: string; user_id: string; role: 'member' | 'admin'; joined_at: number; delivered_seq: number; read_seq: number;
+  chat_id: string; user_id: string; role: MemberRole; joined_at: number; delivered_seq: number; read_seq: number;
 }
 interface MessageRow {
   chat_id: string; seq: number; sender_user_id: string; sender_device_id: string; client_msg_id: string;
   body: Buffer | string; body_is_text: number; ts: number;
 }
-interface RecipientRow { device_id: string; user_id: string }
-interface StatusRow { user_id: string; device_id: string; delivered_at: number | null; read_at: number | null }
+interface ProgressRow { device_id: string; chat_id: string; user_id: string; since_seq: number; delivered_seq: number }
+interface StatusRow { user_id: string; device_id: string; delivered: number; read: number }
 
 const toUser = (r: UserRow): User => ({ userId: r.user_id, phone: r.phone, createdAt: r.created_at });
 const toDevice = (r: DeviceRow): Device => ({
@@ -143,6 +203,9 @@ const toChat = (r: ChatRow): Chat => ({ chatId: r.chat_id, kind: r.kind, created
 const toMember = (r: MemberRow): Member => ({
   chatId: r.chat_id, userId: r.user_id, role: r.role, joinedAt: r.joined_at, deliveredSeq: r.delivered_seq,
   readSeq: r.read_seq,
+});
+const toProgress = (r: ProgressRow): DeviceProgress => ({
+  deviceId: r.device_id, chatId: r.chat_id, userId: r.user_id, sinceSeq: r.since_seq, deliveredSeq: r.delivered_seq,
 });
 
 /** Text is stored as TEXT, bytes as a BLOB; `body_is_text` says which type to give back. */
@@ -176,6 +239,10 @@ export function createSqliteStore(opts: { file: string }): Store {
   const migrate = db.transaction(() => {
     const version = db.pragma('user_version', { simple: true }) as number;
     if (version < 1) db.exec(SCHEMA_V1);
+    if (version < 2) {
+      db.exec(SCHEMA_V2);
+      db.exec(MIGRATE_V1_V2);
+    }
     if (version < SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
   });
 
@@ -203,6 +270,16 @@ export function createSqliteStore(opts: { file: string }): Store {
          ORDER BY user_id, created_at, device_id`),
       revokeDevice: db.prepare<[number, string]>(
         'UPDATE devices SET revoked_at = ? WHERE device_id = ? AND revoked_at IS NULL'),
+      dropDeviceChats: db.prepare<[string]>('DELETE FROM device_chats WHERE device_id = ?'),
+      // A new device joins each of its user's chats at the chat's current end.
+      joinUserChats: db.prepare<[string, string]>(
+        `INSERT OR IGNORE INTO device_chats (device_id, chat_id, user_id, since_seq, delivered_seq)
+         SELECT ?, c.chat_id, m.user_id, c.last_seq, c.last_seq
+           FROM members m JOIN chats c ON c.chat_id = m.chat_id WHERE m.user_id = ?`),
+      // Every active device of one member joins a chat at a seq.
+      joinMemberDevices: db.prepare<[string, number, number, string]>(
+        `INSERT OR IGNORE INTO device_chats (device_id, chat_id, user_id, since_seq, delivered_seq)
+         SELECT device_id, ?, user_id, ?, ? FROM devices WHERE user_id = ? AND revoked_at IS NULL`),
 
       putReg: db.prepare<[string, string, number, number]>(
         `INSERT OR REPLACE INTO pending_registrations (phone, code_hash, expires_at, attempts, created_at)
@@ -214,6 +291,8 @@ export function createSqliteStore(opts: { file: string }): Store {
 
       insDirectChat: db.prepare<[string, string, number]>(
         `INSERT OR IGNORE INTO chats (chat_id, kind, direct_key, created_at, last_seq) VALUES (?, 'direct', ?, ?, 0)`),
+      insGroupChat: db.prepare<[string, number]>(
+        `INSERT OR IGNORE INTO chats (chat_id, kind, direct_key, created_at, last_seq) VALUES (?, 'group', NULL, ?, 0)`),
       chatByDirectKey: db.prepare<[string], ChatRow>(
         'SELECT chat_id, kind, created_at, last_seq FROM chats WHERE direct_key = ?'),
       chatById: db.prepare<[string], ChatRow>('SELECT chat_id, kind, created_at, last_seq FROM chats WHERE chat_id = ?'),
@@ -221,6 +300,9 @@ export function createSqliteStore(opts: { file: string }): Store {
         'INSERT OR IGNORE INTO members (chat_id, user_id, role, joined_at) VALUES (?, ?, ?, ?)'),
       members: db.prepare<[string], MemberRow>('SELECT * FROM members WHERE chat_id = ? ORDER BY joined_at, user_id'),
       member: db.prepare<[string, string], MemberRow>('SELECT * FROM members WHERE chat_id = ? AND user_id = ?'),
+      chatDevices: db.prepare<[string, string, number], { device_id: string; user_id: string }>(
+        `SELECT dc.device_id, dc.user_id FROM device_chats dc JOIN devices d ON d.device_id = dc.device_id
+          WHERE dc.chat_id = ? AND dc.device_id > ? AND d.revoked_at IS NULL ORDER BY dc.device_id LIMIT ?`),
 
       msgByClientId: db.prepare<[string, string], MessageRow>(
         'SELECT * FROM messages WHERE sender_device_id = ? AND client_msg_id = ?'),
@@ -229,64 +311,57 @@ export function createSqliteStore(opts: { file: string }): Store {
       insMsg: db.prepare<[string, number, string, string, string, string | Buffer, number, number]>(
         `INSERT INTO messages (chat_id, seq, sender_user_id, sender_device_id, client_msg_id, body, body_is_text, ts)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
-      insDelivery: db.prepare<[string, number, string, string, number]>(
-        `INSERT OR IGNORE INTO deliveries (chat_id, seq, device_id, user_id, state, own) VALUES (?, ?, ?, ?, 'pending', ?)`),
-      pendingOf: db.prepare<[string, number], RecipientRow>(
-        `SELECT device_id, user_id FROM deliveries WHERE chat_id = ? AND seq = ? AND state = 'pending'
-         ORDER BY device_id`),
+      // The sender never receives its own message: when it was caught up, its watermark passes it.
+      passOwn: db.prepare<[number, number, string, string, number]>(
+        `UPDATE device_chats SET delivered_seq = ?, delivered_at = COALESCE(delivered_at, ?)
+          WHERE device_id = ? AND chat_id = ? AND delivered_seq = ?`),
 
-      markQueued: db.prepare<[string, number, string]>(
-        `UPDATE deliveries SET state = 'queued' WHERE chat_id = ? AND seq = ? AND device_id = ? AND state = 'pending'`),
-      markDelivered: db.prepare<[number, string, number, string], { user_id: string }>(
-        `UPDATE deliveries SET delivered_at = ?
-         WHERE chat_id = ? AND seq = ? AND device_id = ? AND delivered_at IS NULL RETURNING user_id`),
-      /*
-       * The delivered watermark of (chat @chat, user @user) currently at @w: one less than the first seq
-       * above @w whose rows for that user are all undelivered, or else the user's highest seq.
-       * Only messages of others count (own = 0): a user's own messages sent to their other
-       * devices never hold their watermark back. Walks deliveries_watermark from the current
-       * watermark, so it reads only the rows the watermark is about to pass (amortised O(1) per
-       * delivered row).
-       */
-      watermark: db.prepare<[{ chat: string; user: string; w: number }], { s: number | null }>(
-        `SELECT COALESCE(
-           (SELECT d.seq - 1 FROM deliveries d
-             WHERE d.chat_id = @chat AND d.user_id = @user AND d.own = 0 AND d.seq > @w AND d.delivered_at IS NULL
-               AND NOT EXISTS (SELECT 1 FROM deliveries e
-                                WHERE e.chat_id = d.chat_id AND e.user_id = d.user_id AND e.own = 0
-                                  AND e.seq = d.seq AND e.delivered_at IS NOT NULL)
-             ORDER BY d.seq LIMIT 1),
-           (SELECT MAX(seq) FROM deliveries WHERE chat_id = @chat AND user_id = @user AND own = 0)
-         ) AS s`),
+      progress: db.prepare<[string, string], ProgressRow>(
+        'SELECT * FROM device_chats WHERE device_id = ? AND chat_id = ?'),
+      // Catch-up: the device's chats in order, each from its watermark (messages' primary key).
+      pending: db.prepare<[string, string, string, string, number, number], MessageRow>(
+        `SELECT m.* FROM device_chats dc
+           JOIN messages m ON m.chat_id = dc.chat_id AND m.seq > dc.delivered_seq
+          WHERE dc.device_id = ? AND m.sender_device_id <> ?
+            AND (dc.chat_id > ? OR (dc.chat_id = ? AND m.seq > ?))
+          ORDER BY dc.chat_id, m.seq LIMIT ?`),
+      pendingInChat: db.prepare<[string, number, number, string, string, number], MessageRow>(
+        `SELECT m.* FROM messages m
+          WHERE m.chat_id = ? AND m.seq > ? AND m.seq < ? AND m.sender_device_id <> ?
+            AND m.seq > (SELECT since_seq FROM device_chats WHERE device_id = ? AND chat_id = m.chat_id)
+          ORDER BY m.seq LIMIT ?`),
+      raiseDevice: db.prepare<[number, number, string, string, number], { user_id: string }>(
+        `UPDATE device_chats SET delivered_seq = ?, delivered_at = ?
+          WHERE device_id = ? AND chat_id = ? AND delivered_seq < ? RETURNING user_id`),
+      bestDevice: db.prepare<[string, string], { s: number | null }>(
+        'SELECT MAX(delivered_seq) AS s FROM device_chats WHERE chat_id = ? AND user_id = ?'),
       raiseDelivered: db.prepare<[number, string, string, number]>(
         'UPDATE members SET delivered_seq = ? WHERE chat_id = ? AND user_id = ? AND delivered_seq < ?'),
-      markReadRows: db.prepare<[number, number, string, string, number, number]>(
-        `UPDATE deliveries INDEXED BY deliveries_user SET read_at = ?, delivered_at = COALESCE(delivered_at, ?)
-         WHERE chat_id = ? AND user_id = ? AND seq > ? AND seq <= ? AND read_at IS NULL`),
       raiseRead: db.prepare<[number, string, string, number]>(
         'UPDATE members SET read_seq = ? WHERE chat_id = ? AND user_id = ? AND read_seq < ?'),
+      insMark: db.prepare<[string, string, number, number, number]>(
+        'INSERT OR IGNORE INTO marks (chat_id, user_id, kind, seq, at) VALUES (?, ?, ?, ?, ?)'),
+      isRecipient: db.prepare<[string, string, number], { one: number }>(
+        `SELECT 1 AS one FROM device_chats dc JOIN messages m ON m.chat_id = dc.chat_id
+          WHERE dc.device_id = ? AND dc.chat_id = ? AND m.sender_device_id <> dc.device_id
+            AND m.seq = ? AND m.seq > dc.since_seq`),
 
-      hasDelivery: db.prepare<[string, number, string], { one: number }>(
-        'SELECT 1 AS one FROM deliveries WHERE chat_id = ? AND seq = ? AND device_id = ?'),
-      undeliveredAll: db.prepare<[string, string, string, number, number], MessageRow>(
-        `SELECT m.* FROM deliveries d JOIN messages m ON m.chat_id = d.chat_id AND m.seq = d.seq
-         WHERE d.device_id = ? AND d.delivered_at IS NULL
-           AND (d.chat_id > ? OR (d.chat_id = ? AND d.seq > ?))
-         ORDER BY d.chat_id, d.seq LIMIT ?`),
-      undeliveredChat: db.prepare<[string, string, number, number], MessageRow>(
-        `SELECT m.* FROM deliveries d JOIN messages m ON m.chat_id = d.chat_id AND m.seq = d.seq
-         WHERE d.device_id = ? AND d.delivered_at IS NULL AND d.chat_id = ? AND d.seq > ?
-         ORDER BY d.seq LIMIT ?`),
       history: db.prepare<[string, number, number], MessageRow>(
         'SELECT * FROM messages WHERE chat_id = ? AND seq > ? ORDER BY seq LIMIT ?'),
       message: db.prepare<[string, number], MessageRow>('SELECT * FROM messages WHERE chat_id = ? AND seq = ?'),
-      status: db.prepare<[string, number], StatusRow>(
-        `SELECT user_id, device_id, delivered_at, read_at FROM deliveries WHERE chat_id = ? AND seq = ?
-         ORDER BY user_id, device_id`),
+      status: db.prepare<[{ chat: string; seq: number; sender: string }], StatusRow>(
+        `SELECT dc.user_id, dc.device_id, dc.delivered_seq >= @seq AS delivered, m.read_seq >= @seq AS read
+           FROM device_chats dc
+           JOIN devices d ON d.device_id = dc.device_id AND d.revoked_at IS NULL
+           JOIN members m ON m.chat_id = dc.chat_id AND m.user_id = dc.user_id
+          WHERE dc.chat_id = @chat AND dc.device_id <> @sender AND dc.since_seq < @seq
+          ORDER BY dc.user_id, dc.device_id`),
+      // The first move of a member's watermark that covered a seq: when it was delivered / read.
+      markAt: db.prepare<[string, string, number, number], { at: number }>(
+        'SELECT at FROM marks WHERE chat_id = ? AND user_id = ? AND kind = ? AND seq >= ? ORDER BY seq LIMIT 1'),
 
-      expireDeliveries: db.prepare<[number]>(
-        'DELETE FROM deliveries WHERE (chat_id, seq) IN (SELECT chat_id, seq FROM messages WHERE ts < ?)'),
       expireMessages: db.prepare<[number]>('DELETE FROM messages WHERE ts < ?'),
+      expireMarks: db.prepare<[number]>('DELETE FROM marks WHERE at < ?'),
       expireRegs: db.prepare<[number]>('DELETE FROM pending_registrations WHERE expires_at < ?'),
     };
   }
@@ -297,14 +372,11 @@ export function createSqliteStore(opts: { file: string }): Store {
     return q;
   }
 
-  /** Moves (chat, user)'s delivered watermark forward if it can; returns the new value or null. */
-  function advanceDelivered(s: NonNullable<typeof q>, chatId: string, userId: string): number | null {
-    const m = s.member.get(chatId, userId);
-    if (!m) return null;
-    const next = s.watermark.get({ chat: chatId, user: userId, w: m.delivered_seq })?.s ?? null;
-    if (next === null || next <= m.delivered_seq) return null;
-    s.raiseDelivered.run(next, chatId, userId, next);
-    return next;
+  /** Raises a member's delivered watermark to `seq` and records the move; true when it moved. */
+  function raiseMemberDelivered(s: NonNullable<typeof q>, chatId: string, userId: string, seq: number, at: number): boolean {
+    if (s.raiseDelivered.run(seq, chatId, userId, seq).changes !== 1) return false;
+    s.insMark.run(chatId, userId, MARK.delivered, seq, at);
+    return true;
   }
 
   const tx = {
@@ -323,18 +395,38 @@ export function createSqliteStore(opts: { file: string }): Store {
       if (s.insDevice.run(d.deviceId, d.userId, d.tokenHash, d.name, d.createdAt).changes !== 1) {
         throw new StoreError('DUPLICATE', `device ${d.deviceId} already exists`);
       }
+      s.joinUserChats.run(d.deviceId, d.userId);
+    }),
+
+    revokeDevice: db.transaction((deviceId: string, at: number) => {
+      const s = st();
+      if (s.revokeDevice.run(at, deviceId).changes !== 1) return false;
+      s.dropDeviceChats.run(deviceId);
+      return true;
     }),
 
     directChat: db.transaction((a: string, b: string, newChatId: string, now: number) => {
       const s = st();
       const key = directKey(a, b);
       if (s.insDirectChat.run(newChatId, key, now).changes === 1) {
-        s.insMember.run(newChatId, a, 'member', now);
-        if (b !== a) s.insMember.run(newChatId, b, 'member', now);
+        for (const u of a === b ? [a] : [a, b]) {
+          s.insMember.run(newChatId, u, 'member', now);
+          s.joinMemberDevices.run(newChatId, 0, 0, u);
+        }
       }
       const row = s.chatByDirectKey.get(key);
       if (!row) throw new StoreError('DUPLICATE', `chat id ${newChatId} already taken`);
       return toChat(row);
+    }),
+
+    groupChat: db.transaction((chatId: string, members: Array<{ userId: string; role: MemberRole }>, now: number) => {
+      const s = st();
+      if (s.insGroupChat.run(chatId, now).changes !== 1) throw new StoreError('DUPLICATE', `chat id ${chatId} already taken`);
+      for (const m of members) {
+        s.insMember.run(chatId, m.userId, m.role, now);
+        s.joinMemberDevices.run(chatId, 0, 0, m.userId);
+      }
+      return toChat(s.chatById.get(chatId)!);
     }),
 
     append: db.transaction((batch: NewMessage[]): AppendResult[] => {
@@ -343,44 +435,31 @@ export function createSqliteStore(opts: { file: string }): Store {
       for (const m of batch) {
         const existing = s.msgByClientId.get(m.senderDeviceId, m.clientMsgId);
         if (existing) {
-          const pending = s.pendingOf.all(existing.chat_id, existing.seq).map((r) => ({ deviceId: r.device_id, userId: r.user_id }));
-          results.push({ message: toMessage(existing), created: false, pending });
+          results.push({ message: toMessage(existing), created: false });
           continue;
         }
         const seq = s.nextSeq.get(m.chatId)?.last_seq;
         if (seq === undefined) throw new StoreError('NOT_FOUND', `chat ${m.chatId} not found`);
         const body = bodyToColumn(m.body);
         s.insMsg.run(m.chatId, seq, m.senderUserId, m.senderDeviceId, m.clientMsgId, body.value, body.isText, m.ts);
-        const pending: Array<{ deviceId: string; userId: string }> = [];
-        for (const r of m.recipients) {
-          const own = r.userId === m.senderUserId ? 1 : 0;
-          if (s.insDelivery.run(m.chatId, seq, r.deviceId, r.userId, own).changes === 1) {
-            pending.push({ deviceId: r.deviceId, userId: r.userId });
-          }
-        }
+        s.passOwn.run(seq, m.ts, m.senderDeviceId, m.chatId, seq - 1);
         results.push({
           message: {
             chatId: m.chatId, seq, senderUserId: m.senderUserId, senderDeviceId: m.senderDeviceId,
             clientMsgId: m.clientMsgId, body: bodyFromColumn(body.value, body.isText), ts: m.ts,
           },
           created: true,
-          pending,
         });
       }
       return results;
     }),
 
-    markQueued: db.transaction((keys: DeliveryKey[]) => {
-      const s = st();
-      for (const k of keys) s.markQueued.run(k.chatId, k.seq, k.deviceId);
-    }),
-
     markDelivered: db.transaction((acks: DeliveryAck[]): WatermarkChange[] => {
       const s = st();
-      // (chat, user) -> latest ack time among the rows this call delivered.
+      // (chat, user) -> latest ack time among the devices this call moved.
       const affected = new Map<string, { chatId: string; userId: string; at: number }>();
       for (const a of acks) {
-        const row = s.markDelivered.get(a.at, a.chatId, a.seq, a.deviceId);
+        const row = s.raiseDevice.get(a.seq, a.at, a.deviceId, a.chatId, a.seq);
         if (!row) continue;
         const key = `${a.chatId}\u0000${row.user_id}`;
         const cur = affected.get(key);
@@ -389,20 +468,18 @@ export function createSqliteStore(opts: { file: string }): Store {
       }
       const changes: WatermarkChange[] = [];
       for (const { chatId, userId, at } of affected.values()) {
-        const seq = advanceDelivered(s, chatId, userId);
-        if (seq !== null) changes.push({ chatId, userId, seq, at });
+        const seq = s.bestDevice.get(chatId, userId)?.s ?? null;
+        if (seq !== null && raiseMemberDelivered(s, chatId, userId, seq, at)) changes.push({ chatId, userId, seq, at });
       }
       return changes;
     }),
 
     markRead: db.transaction((chatId: string, userId: string, upToSeq: number, at: number): WatermarkChange | null => {
       const s = st();
-      const m = s.member.get(chatId, userId);
-      if (!m || m.read_seq >= upToSeq) return null;
-      s.markReadRows.run(at, at, chatId, userId, m.read_seq, upToSeq);
-      s.raiseRead.run(upToSeq, chatId, userId, upToSeq);
-      // Read implies delivered: the rows just marked may let the delivered watermark move too.
-      advanceDelivered(s, chatId, userId);
+      if (s.raiseRead.run(upToSeq, chatId, userId, upToSeq).changes !== 1) return null;
+      s.insMark.run(chatId, userId, MARK.read, upToSeq, at);
+      // Read implies delivered.
+      raiseMemberDelivered(s, chatId, userId, upToSeq, at);
       return { chatId, userId, seq: upToSeq, at };
     }),
 
@@ -410,18 +487,31 @@ export function createSqliteStore(opts: { file: string }): Store {
       const s = st();
       const m = s.message.get(chatId, seq);
       if (!m) return null;
-      const recipients = s.status.all(chatId, seq).map((r) => ({
-        userId: r.user_id, deviceId: r.device_id, deliveredAt: r.delivered_at, readAt: r.read_at,
-      }));
+      const times = new Map<string, { d: number | null; r: number | null }>();
+      const timesOf = (userId: string) => {
+        let t = times.get(userId);
+        if (!t) {
+          t = {
+            d: s.markAt.get(chatId, userId, MARK.delivered, seq)?.at ?? null,
+            r: s.markAt.get(chatId, userId, MARK.read, seq)?.at ?? null,
+          };
+          times.set(userId, t);
+        }
+        return t;
+      };
+      const recipients = s.status.all({ chat: chatId, seq, sender: m.sender_device_id }).map((r) => {
+        const t = timesOf(r.user_id);
+        return { userId: r.user_id, deviceId: r.device_id, deliveredAt: r.delivered ? t.d : null, readAt: r.read ? t.r : null };
+      });
       return { message: toMessage(m), recipients };
     }),
 
     expire: db.transaction((before: number, now: number): ExpireResult => {
       const s = st();
-      const deliveries = s.expireDeliveries.run(before).changes;
       const messages = s.expireMessages.run(before).changes;
+      const marks = s.expireMarks.run(before).changes;
       const registrations = s.expireRegs.run(now).changes;
-      return { messages, deliveries, registrations };
+      return { messages, marks, registrations };
     }),
   };
 
@@ -470,7 +560,7 @@ export function createSqliteStore(opts: { file: string }): Store {
       return st().devicesOfUsers.all(JSON.stringify(userIds)).map(toDevice);
     },
     async revokeDevice(deviceId, at) {
-      return st().revokeDevice.run(at, deviceId).changes === 1;
+      return tx.revokeDevice.immediate(deviceId, at);
     },
 
     async putPendingRegistration(p) {
@@ -490,6 +580,9 @@ export function createSqliteStore(opts: { file: string }): Store {
     async getOrCreateDirectChat(userA, userB, newChatId, now) {
       return tx.directChat.immediate(userA, userB, newChatId, now);
     },
+    async createGroupChat(chatId, members, now) {
+      return tx.groupChat.immediate(chatId, members, now);
+    },
     async getChat(chatId) {
       const r = st().chatById.get(chatId);
       return r ? toChat(r) : null;
@@ -501,31 +594,13 @@ export function createSqliteStore(opts: { file: string }): Store {
       const r = st().member.get(chatId, userId);
       return r ? toMember(r) : null;
     },
+    async chatDevices(chatId, afterDeviceId, limit) {
+      return st().chatDevices.all(chatId, afterDeviceId, limit).map((r) => ({ deviceId: r.device_id, userId: r.user_id }));
+    },
 
     async appendMessages(batch) {
       if (batch.length === 0) return [];
       return tx.append.immediate(batch);
-    },
-    async markQueued(keys) {
-      if (keys.length === 0) return;
-      tx.markQueued.immediate(keys);
-    },
-    async markDelivered(acks) {
-      if (acks.length === 0) return [];
-      return tx.markDelivered.immediate(acks);
-    },
-    async markRead(chatId, userId, upToSeq, at) {
-      return tx.markRead.immediate(chatId, userId, upToSeq, at);
-    },
-    async hasDelivery(key) {
-      return st().hasDelivery.get(key.chatId, key.seq, key.deviceId) !== undefined;
-    },
-    async undelivered(deviceId, query: UndeliveredQuery) {
-      const s = st();
-      const rows = query.chatId !== undefined
-        ? s.undeliveredChat.all(deviceId, query.chatId, query.afterSeq ?? 0, query.limit)
-        : s.undeliveredAll.all(deviceId, query.after?.chatId ?? '', query.after?.chatId ?? '', query.after?.seq ?? 0, query.limit);
-      return rows.map(toMessage);
     },
     async history(chatId, afterSeq, limit) {
       return st().history.all(chatId, afterSeq, limit).map(toMessage);
@@ -534,8 +609,30 @@ export function createSqliteStore(opts: { file: string }): Store {
       const r = st().message.get(chatId, seq);
       return r ? toMessage(r) : null;
     },
+
+    async progress(deviceId, chatId) {
+      const r = st().progress.get(deviceId, chatId);
+      return r ? toProgress(r) : null;
+    },
+    async pending(deviceId, after, limit) {
+      const c = after?.chatId ?? '';
+      return st().pending.all(deviceId, deviceId, c, c, after?.seq ?? 0, limit).map(toMessage);
+    },
+    async pendingInChat(deviceId, chatId, afterSeq, beforeSeq, limit) {
+      return st().pendingInChat.all(chatId, afterSeq, beforeSeq, deviceId, deviceId, limit).map(toMessage);
+    },
+    async markDelivered(acks) {
+      if (acks.length === 0) return [];
+      return tx.markDelivered.immediate(acks);
+    },
+    async markRead(chatId, userId, upToSeq, at) {
+      return tx.markRead.immediate(chatId, userId, upToSeq, at);
+    },
+    async isRecipient(deviceId, chatId, seq) {
+      return st().isRecipient.get(deviceId, chatId, seq) !== undefined;
+    },
     async messageStatus(chatId, seq) {
-      // A deferred (read) transaction: the message and its rows come from one snapshot.
+      // A deferred (read) transaction: the message and its progress come from one snapshot.
       return tx.status(chatId, seq);
     },
     async expire(before, now) {

@@ -1,7 +1,13 @@
 /**
- * The Store port: everything Parley keeps durably. Two adapters implement it — SQLite
- * (better-sqlite3, the embedded default) and MongoDB (production) — and one contract suite
- * (test/contract/store.contract.ts) runs on both. Times are epoch milliseconds.
+ * The store ports: what Parley keeps durably, one port per aggregate. The services depend on the
+ * narrowest port they need (the broker's delivery agent only on `ProgressStore`, the API mostly
+ * on `AccountStore`); the composition root passes one adapter that implements them all. Two
+ * adapters exist — SQLite (better-sqlite3, the embedded default) and MongoDB (production) — and
+ * each port has its contract suite in test/contract/, run on both. Times are epoch milliseconds.
+ *
+ * Delivery model (v2, docs/ARCHITECTURE.md): a message is stored once per chat; what a device has
+ * received is one watermark per (device, chat), not a row per message per device. Offline
+ * catch-up, `sync`, read checks and status queries are answered from those watermarks.
  */
 import type { Body } from '@parley/client-sdk';
 
@@ -33,6 +39,7 @@ export interface PendingRegistration {
 }
 
 export type ChatKind = 'direct' | 'group';
+export type MemberRole = 'member' | 'admin';
 
 export interface Chat {
   chatId: string;
@@ -45,7 +52,7 @@ export interface Chat {
 export interface Member {
   chatId: string;
   userId: string;
-  role: 'member' | 'admin';
+  role: MemberRole;
   joinedAt: number;
   /** Every message of others up to here reached at least one of this user's devices. */
   deliveredSeq: number;
@@ -71,25 +78,19 @@ export interface NewMessage {
   clientMsgId: string;
   body: Body;
   ts: number;
-  /** Devices that must receive it (every device of every member but the sending one). */
-  recipients: Array<{ deviceId: string; userId: string }>;
 }
 
 export interface AppendResult {
   message: StoredMessage;
   /** false when (senderDeviceId, clientMsgId) was already stored: nothing was written. */
   created: boolean;
-  /** Recipient devices whose delivery row is still `pending` (not yet handed to the broker). */
-  pending: Array<{ deviceId: string; userId: string }>;
 }
 
-export interface DeliveryKey {
+/** A device received (PUBACKed) every message of the chat up to `seq` that was meant for it. */
+export interface DeliveryAck {
   chatId: string;
   seq: number;
   deviceId: string;
-}
-
-export interface DeliveryAck extends DeliveryKey {
   at: number;
 }
 
@@ -101,10 +102,23 @@ export interface WatermarkChange {
   at: number;
 }
 
+/** Where a device stands in one chat. */
+export interface DeviceProgress {
+  deviceId: string;
+  chatId: string;
+  userId: string;
+  /** The device gets the messages after this seq (the chat's last seq when the device or member joined). */
+  sinceSeq: number;
+  /** The device acknowledged every message meant for it up to here. */
+  deliveredSeq: number;
+}
+
 export interface RecipientStatus {
   userId: string;
   deviceId: string;
+  /** When the message first reached one of this user's devices; null while this device lacks it. */
   deliveredAt: number | null;
+  /** When this user read it (read is per user); null while unread. */
   readAt: number | null;
 }
 
@@ -113,19 +127,16 @@ export interface MessageStatus {
   recipients: RecipientStatus[];
 }
 
-export interface UndeliveredQuery {
-  /** Only this chat (otherwise every chat, ordered by chatId then seq). */
-  chatId?: string;
-  /** Only seq > afterSeq (with chatId). */
-  afterSeq?: number;
-  /** Without chatId: only rows after this (chatId, seq) position, to page through every chat. */
-  after?: { chatId: string; seq: number };
-  limit: number;
+/** A position in a device's catch-up: after this (chatId, seq). */
+export interface ChatCursor {
+  chatId: string;
+  seq: number;
 }
 
 export interface ExpireResult {
   messages: number;
-  deliveries: number;
+  /** Watermark history rows (delivered/read times) older than the retention. */
+  marks: number;
   registrations: number;
 }
 
@@ -137,11 +148,16 @@ export class StoreError extends Error {
   }
 }
 
-export interface Store {
-  /** Creates tables / collections and indexes. Idempotent. */
+export interface StoreLifecycle {
+  /** Creates tables / collections and indexes, and migrates older data. Idempotent. */
   init(): Promise<void>;
   close(): Promise<void>;
+  /** Deletes messages with ts < before and watermark history older than that, and expired pending registrations. */
+  expire(before: number, now: number): Promise<ExpireResult>;
+}
 
+/** Users, their devices, and pending phone registrations. */
+export interface AccountStore {
   /** Returns the user with this phone, creating it with `newUserId` when there is none. */
   getOrCreateUserByPhone(phone: string, newUserId: string, now: number): Promise<{ user: User; created: boolean }>;
   getUser(userId: string): Promise<User | null>;
@@ -149,7 +165,11 @@ export interface Store {
   /** Users for those phones that exist (contacts discovery); unknown phones are left out. */
   getUsersByPhones(phones: string[]): Promise<User[]>;
 
-  /** Adds a device; throws StoreError('DEVICE_LIMIT') when the user already has `maxActive` active ones. Atomic. */
+  /**
+   * Adds a device; throws StoreError('DEVICE_LIMIT') when the user already has `maxActive` active
+   * ones. Atomic. The device starts in each of the user's chats at that chat's last seq: it gets
+   * what is sent from now on (history is `history()`).
+   */
   addDevice(device: Omit<Device, 'revokedAt'>, maxActive: number): Promise<void>;
   /** Returns the device even when revoked (check `revokedAt`). */
   getDevice(deviceId: string): Promise<Device | null>;
@@ -166,42 +186,67 @@ export interface Store {
   /** Adds one failed attempt; returns the new count (0 when there is no pending registration). */
   bumpRegistrationAttempts(phone: string): Promise<number>;
   deletePendingRegistration(phone: string): Promise<void>;
+}
 
+/** Chats and their membership. */
+export interface ChatStore {
   /** The direct chat of two users (the same for (a, b) and (b, a); a may equal b), created with `newChatId` if missing. */
   getOrCreateDirectChat(userA: string, userB: string, newChatId: string, now: number): Promise<Chat>;
+  /**
+   * Creates a group chat with these members (throws StoreError('DUPLICATE') if the id is taken).
+   * Every active device of every member starts at seq 0.
+   */
+  createGroupChat(chatId: string, members: Array<{ userId: string; role: MemberRole }>, now: number): Promise<Chat>;
   getChat(chatId: string): Promise<Chat | null>;
   getMembers(chatId: string): Promise<Member[]>;
   getMember(chatId: string, userId: string): Promise<Member | null>;
+  /**
+   * Active devices of the chat's members, by deviceId, a page at a time: the fan-out walks a
+   * 1,024-member group in bounded chunks with this.
+   */
+  chatDevices(chatId: string, afterDeviceId: string, limit: number): Promise<Array<{ deviceId: string; userId: string }>>;
+}
 
+/** The messages of every chat, each stored once. */
+export interface MessageStore {
   /**
    * Stores a batch in one transaction, in order. Idempotent by (senderDeviceId, clientMsgId): a
    * message already stored is returned with created=false and is not stored again. Each new
-   * message gets its chat's next seq atomically and a `pending` delivery row per recipient.
+   * message gets its chat's next seq atomically.
    */
   appendMessages(batch: NewMessage[]): Promise<AppendResult[]>;
-  /** pending -> queued: the broker's persistence has the message for that device. */
-  markQueued(keys: DeliveryKey[]): Promise<void>;
-  /**
-   * Sets deliveredAt on those delivery rows (first time only; unknown keys are ignored), then
-   * advances each affected (chat, recipient user) delivered watermark to the highest seq S such
-   * that every message of that chat up to S that has delivery rows for that user has at least one
-   * of them delivered. Returns the watermarks that moved.
-   */
-  markDelivered(acks: DeliveryAck[]): Promise<WatermarkChange[]>;
-  /**
-   * Marks read (and delivered where not yet) every delivery row of `userId`'s devices in the chat
-   * with seq <= upToSeq, and raises the member's readSeq. Returns the change, or null when
-   * readSeq was already >= upToSeq or the user is not a member.
-   */
-  markRead(chatId: string, userId: string, upToSeq: number, at: number): Promise<WatermarkChange | null>;
-  /** Whether the message was addressed to that device (a delivery row exists). */
-  hasDelivery(key: DeliveryKey): Promise<boolean>;
-  /** Messages with an undelivered row for that device, ordered by chatId then seq. */
-  undelivered(deviceId: string, query: UndeliveredQuery): Promise<StoredMessage[]>;
   /** A chat's messages with seq > afterSeq, ascending, at most `limit`. */
   history(chatId: string, afterSeq: number, limit: number): Promise<StoredMessage[]>;
   getMessage(chatId: string, seq: number): Promise<StoredMessage | null>;
-  messageStatus(chatId: string, seq: number): Promise<MessageStatus | null>;
-  /** Deletes messages with ts < before with their delivery rows, and expired pending registrations. */
-  expire(before: number, now: number): Promise<ExpireResult>;
 }
+
+/** Per-device delivery progress (watermarks) and per-user delivered/read ticks. */
+export interface ProgressStore {
+  /** Where the device stands in the chat; null when it is not a recipient there. */
+  progress(deviceId: string, chatId: string): Promise<DeviceProgress | null>;
+  /**
+   * What the device has not acknowledged, over all its chats in (chatId, seq) order: messages
+   * after its delivered watermark, not sent by the device itself. `after` pages.
+   */
+  pending(deviceId: string, after: ChatCursor | null, limit: number): Promise<StoredMessage[]>;
+  /** The messages of one chat in (afterSeq, beforeSeq) for that device (not sent by it, not before it joined). */
+  pendingInChat(deviceId: string, chatId: string, afterSeq: number, beforeSeq: number, limit: number): Promise<StoredMessage[]>;
+  /**
+   * Raises each device's delivered watermark in the chat to the acked seq (devices receive a chat
+   * in order, so an ack covers what precedes it), then each affected member's delivered watermark
+   * (the highest of that user's devices). Returns the member watermarks that moved.
+   */
+  markDelivered(acks: DeliveryAck[]): Promise<WatermarkChange[]>;
+  /**
+   * Raises the member's read watermark (and the delivered one, read implies delivered). Returns
+   * the change, or null when readSeq was already >= upToSeq or the user is not a member.
+   */
+  markRead(chatId: string, userId: string, upToSeq: number, at: number): Promise<WatermarkChange | null>;
+  /** Whether that message was meant for that device: stored, not sent by it, after it joined the chat. */
+  isRecipient(deviceId: string, chatId: string, seq: number): Promise<boolean>;
+  /** The message and, per recipient device, the delivered and read times. */
+  messageStatus(chatId: string, seq: number): Promise<MessageStatus | null>;
+}
+
+/** Everything, as one adapter implements it. Consumers take the narrow port they need. */
+export type Store = StoreLifecycle & AccountStore & ChatStore & MessageStore & ProgressStore;

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import type { Store } from '../store/types.js';
 import type { InboxPublisher } from '../delivery/publisher.js';
+import type { FanoutJob } from '../queues.js';
 
 /** What every job processor may use. */
 export interface WorkerContext {
@@ -10,4 +11,8 @@ export interface WorkerContext {
   now(): number;
   /** Messages older than this are removed by cleanup. */
   retentionMs: number;
+  /** Devices per fan-out job; chats with at most this many are delivered by `persist` itself. */
+  fanoutChunk: number;
+  /** Queues fan-out jobs (durably: resolves once they are in Redis). */
+  enqueueFanout(jobs: FanoutJob[]): Promise<void>;
 }

@@ -6,7 +6,7 @@ import { JOB, QUEUE, type JobData, type QueueSettings, type Queues } from '../qu
 import type { WorkerContext } from './context.js';
 import { processPersist } from './persist.js';
 import { processAcks, processReads } from './receipts.js';
-import { processSync } from './sync.js';
+import { processFanout } from './fanout.js';
 import { processCleanup } from './cleanup.js';
 
 type Processor = (ctx: WorkerContext, job: Job) => Promise<void>;
@@ -18,12 +18,12 @@ export const PROCESSORS: Readonly<Record<string, Processor>> = Object.freeze({
   [JOB.persist]: (ctx, job) => processPersist(ctx, (job.data as JobData['persist']).items),
   [JOB.acks]: (ctx, job) => processAcks(ctx, (job.data as JobData['acks']).items),
   [JOB.reads]: (ctx, job) => processReads(ctx, (job.data as JobData['reads']).items),
-  [JOB.sync]: (ctx, job) => processSync(ctx, (job.data as JobData['sync']).items),
+  [JOB.fanout]: (ctx, job) => processFanout(ctx, job.data as JobData['fanout']),
   [JOB.cleanup]: (ctx) => processCleanup(ctx),
 });
 
 export interface WorkerOptions {
-  /** Concurrent `events` jobs per process. @defaultValue 8 */
+  /** Concurrent `events` jobs, and concurrent `fanout` jobs, per process. @defaultValue 8 */
   concurrency: number;
   /** How often cleanup runs. @defaultValue 3_600_000 */
   cleanupEveryMs: number;
@@ -48,9 +48,9 @@ export const DEFAULT_WORKER_OPTIONS: Readonly<WorkerOptions> = Object.freeze({
 });
 
 /**
- * Processes a `persist` job together with the oldest jobs waiting behind it (in acceptance order),
- * then removes those from the queue. Safe because `persist` runs one job at a time across the
- * cluster: while this job is active no worker can take a waiting one. If this fails, the taken
+ * Processes a `persist` job together with the oldest jobs waiting behind it in its queue (in
+ * acceptance order), then removes those from the queue. Safe because each persist queue runs one
+ * job at a time across the cluster: while this job is active no worker can take a waiting one. If this fails, the taken
  * jobs are still waiting and run again; if the process dies after storing but before removing
  * them, running them again is harmless (the store deduplicates by clientMsgId and only delivers
  * what was not queued yet).
@@ -104,8 +104,8 @@ export async function startWorkers(
     if (!p) throw new Error(`no processor for job ${job.name}`);
     await p(ctx, job);
   };
-  const runPersist = (job: Job): Promise<void> =>
-    job.name === JOB.persist && opts.persistDrainItems > 0 ? persistWithBacklog(ctx, queues.persist, job, opts.persistDrainItems) : run(job);
+  const runPersist = (queue: Queue) => (job: Job): Promise<void> =>
+    job.name === JOB.persist && opts.persistDrainItems > 0 ? persistWithBacklog(ctx, queue, job, opts.persistDrainItems) : run(job);
   const common = {
     connection: settings.connection,
     prefix: settings.prefix,
@@ -113,10 +113,12 @@ export async function startWorkers(
     stalledInterval: Math.max(1000, Math.floor(opts.lockDurationMs / 2)),
     maxStalledCount: 100,
   };
-  // One persist job at a time across the whole cluster keeps each chat's seq in acceptance order.
-  await queues.persist.setGlobalConcurrency(1);
+  // One job at a time per persist queue across the whole cluster keeps each chat's seqs in
+  // acceptance order; the queues (shards of the chats) run in parallel.
+  await Promise.all(queues.persist.map((q) => q.setGlobalConcurrency(1)));
   const workers = [
-    new Worker(QUEUE.persist, runPersist, { ...common, concurrency: 1 }),
+    ...queues.persist.map((q) => new Worker(q.name, runPersist(q), { ...common, concurrency: 1 })),
+    new Worker(QUEUE.fanout, run, { ...common, concurrency: opts.concurrency }),
     new Worker(QUEUE.events, run, { ...common, concurrency: opts.concurrency }),
     new Worker(QUEUE.maintenance, run, { ...common, concurrency: 1 }),
   ];

@@ -1,14 +1,19 @@
 /**
- * `persist`: stores a batch of new messages (idempotently), then hands each to the inbox of every
- * recipient device and tells the sending device its seq. Runs with global concurrency 1, so the
- * seqs of a chat follow the order the brokers accepted the messages in.
+ * `persist`: stores a batch of new messages (idempotently, each chat's seqs in acceptance order:
+ * one job at a time per persist queue, and a chat always maps to the same queue), answers each
+ * sending device with `stored`, and starts the fan-out: a chat with at most `fanoutChunk` devices
+ * is delivered here and now, a larger one through `fanout` jobs (fanout.ts), so a big group never
+ * holds the ordered queue up. A retried batch fans out again what it stored before: the delivery
+ * agents drop the repeats by seq.
  */
 import {
   MAX_STORED_MORE, decode, isChatId, isUserId, newId, type ErrorCode, type Envelope, type SendEnvelope, type StoredEnvelope,
 } from '@parley/client-sdk';
 import type { IngestMessage } from '../../../broker/src/index.js';
-import type { Chat, DeliveryKey, NewMessage } from '../store/types.js';
+import { toMsgEnvelope } from '../../../broker/src/index.js';
+import type { Chat, NewMessage, StoredMessage } from '../store/types.js';
 import type { WorkerContext } from './context.js';
+import { fanoutJobs } from './fanout.js';
 
 interface Resolved {
   item: IngestMessage;
@@ -16,19 +21,18 @@ interface Resolved {
   chat: Chat;
 }
 
-export async function processPersist(ctx: WorkerContext, items: IngestMessage[]): Promise<void> {
-  const { store, publisher } = ctx;
-  const out: Array<{ deviceId: string; env: Envelope }> = [];
+type Out = Array<{ deviceId: string; env: Envelope }>;
+
+async function resolveChats(ctx: WorkerContext, items: IngestMessage[], out: Out): Promise<Resolved[]> {
+  const { store } = ctx;
   const refuse = (item: IngestMessage, code: ErrorCode, detail: string, ref?: string): void => {
     out.push({ deviceId: item.d, env: { kind: 'error', code, detail, ref } });
   };
-
-  // Caches for this batch: a burst in one chat resolves its chat and devices once.
+  // Caches for this batch: a burst in one chat resolves its chat once.
   const directChats = new Map<string, Chat | null>();
   const chats = new Map<string, Chat | null>();
-  const memberIds = new Map<string, string[]>();
+  const membership = new Map<string, boolean>();
   const resolved: Resolved[] = [];
-
   for (const item of items) {
     let env: Envelope;
     try {
@@ -46,63 +50,33 @@ export async function processPersist(ctx: WorkerContext, items: IngestMessage[])
         directChats.set(key, peer ? await store.getOrCreateDirectChat(item.u, env.to, newId('chat'), ctx.now()) : null);
       }
       chat = directChats.get(key) ?? null;
-      if (!chat) {
-        refuse(item, 'E_RECIPIENT_UNKNOWN', env.to, env.clientMsgId);
-        continue;
-      }
     } else if (isChatId(env.to)) {
       if (!chats.has(env.to)) chats.set(env.to, await store.getChat(env.to));
       chat = chats.get(env.to) ?? null;
-      if (!chat) {
-        refuse(item, 'E_RECIPIENT_UNKNOWN', env.to, env.clientMsgId);
-        continue;
-      }
-      if (!(await store.getMember(chat.chatId, item.u))) {
-        refuse(item, 'E_NOT_MEMBER', env.to, env.clientMsgId);
-        continue;
+      if (chat) {
+        const mk = `${chat.chatId}|${item.u}`;
+        if (!membership.has(mk)) membership.set(mk, (await store.getMember(chat.chatId, item.u)) !== null);
+        if (!membership.get(mk)) {
+          refuse(item, 'E_NOT_MEMBER', env.to, env.clientMsgId);
+          continue;
+        }
       }
     } else {
+      chat = null;
+    }
+    if (!chat) {
       refuse(item, 'E_RECIPIENT_UNKNOWN', env.to, env.clientMsgId);
       continue;
     }
-    if (!memberIds.has(chat.chatId)) {
-      memberIds.set(chat.chatId, (await store.getMembers(chat.chatId)).map((m) => m.userId));
-    }
     resolved.push({ item, env, chat });
   }
+  return resolved;
+}
 
-  const devicesOf = new Map<string, Array<{ deviceId: string; userId: string }>>();
-  for (const [chatId, users] of memberIds) {
-    const devices = await store.listDevicesOfUsers(users);
-    devicesOf.set(chatId, devices.map((d) => ({ deviceId: d.deviceId, userId: d.userId })));
-  }
-
-  // One timestamp for the whole batch: it was stored in one transaction, and one `stored` per
-  // device and chat can then answer all of that device's messages in it.
-  const ts = ctx.now();
-  const batch: NewMessage[] = resolved.map(({ item, env, chat }) => ({
-    chatId: chat.chatId,
-    senderUserId: item.u,
-    senderDeviceId: item.d,
-    clientMsgId: env.clientMsgId,
-    body: env.body,
-    ts,
-    recipients: (devicesOf.get(chat.chatId) ?? []).filter((d) => d.deviceId !== item.d),
-  }));
-  const results = batch.length ? await store.appendMessages(batch) : [];
-
-  const queued: DeliveryKey[] = [];
-  // One `stored` per sending device and chat answers all of its messages in this batch (same ts).
+/** One `stored` per sending device and chat answers all of its messages in this batch (same ts). */
+function storedNotices(messages: StoredMessage[], out: Out): void {
   const stored = new Map<string, StoredEnvelope>();
-  for (const r of results) {
-    const m = r.message;
-    for (const rcpt of r.pending) {
-      out.push({
-        deviceId: rcpt.deviceId,
-        env: { kind: 'msg', chatId: m.chatId, seq: m.seq, from: m.senderUserId, fromDevice: m.senderDeviceId, ts: m.ts, body: m.body },
-      });
-      queued.push({ chatId: m.chatId, seq: m.seq, deviceId: rcpt.deviceId });
-    }
+  for (const m of messages) {
     const key = `${m.senderDeviceId}|${m.chatId}|${m.ts}`;
     const st = stored.get(key);
     if (st && (st.more?.length ?? 0) < MAX_STORED_MORE) (st.more ??= []).push({ clientMsgId: m.clientMsgId, seq: m.seq });
@@ -111,9 +85,41 @@ export async function processPersist(ctx: WorkerContext, items: IngestMessage[])
       stored.set(key, { kind: 'stored', clientMsgId: m.clientMsgId, chatId: m.chatId, seq: m.seq, ts: m.ts });
     }
   }
-  // Recipients first, then the senders' `stored`: by the time a sender sees its seq, the message
-  // is already waiting in every recipient's queue.
   for (const [key, env] of stored) out.push({ deviceId: key.slice(0, key.indexOf('|')), env });
+}
+
+export async function processPersist(ctx: WorkerContext, items: IngestMessage[]): Promise<void> {
+  const { store, publisher } = ctx;
+  const out: Out = [];
+  const resolved = await resolveChats(ctx, items, out);
+
+  // One timestamp for the whole batch: it was stored in one transaction, and one `stored` per
+  // device and chat can then answer all of that device's messages in it.
+  const ts = ctx.now();
+  const batch: NewMessage[] = resolved.map(({ item, env, chat }) => ({
+    chatId: chat.chatId, senderUserId: item.u, senderDeviceId: item.d, clientMsgId: env.clientMsgId, body: env.body, ts,
+  }));
+  const messages = batch.length ? (await store.appendMessages(batch)).map((r) => r.message) : [];
+
+  const byChat = new Map<string, StoredMessage[]>();
+  for (const m of messages) {
+    const list = byChat.get(m.chatId);
+    if (list) list.push(m);
+    else byChat.set(m.chatId, [m]);
+  }
+  // Recipients first, then the senders' `stored`: by the time a sender sees its seq, the message
+  // is on its way to every recipient device of a small chat.
+  for (const [chatId, list] of byChat) {
+    const devices = await store.chatDevices(chatId, '', ctx.fanoutChunk + 1);
+    if (devices.length > ctx.fanoutChunk) {
+      await ctx.enqueueFanout(fanoutJobs(chatId, list.map((m) => m.seq)));
+      continue;
+    }
+    for (const m of list) {
+      const env = toMsgEnvelope(m);
+      for (const d of devices) if (d.deviceId !== m.senderDeviceId) out.push({ deviceId: d.deviceId, env });
+    }
+  }
+  storedNotices(messages, out);
   await publisher.publishAll(out);
-  if (queued.length) await store.markQueued(queued);
 }

@@ -1,0 +1,121 @@
+/**
+ * Everything Parley does to Aedes' internals, in one place, checked against the Aedes version it
+ * was written for (test/unit/aedes-internals.test.ts pins the behaviour relied on here).
+ *
+ * 1. `interceptDelivery(client, fn)` replaces a connected client's `deliverQoS`, the function
+ *    Aedes calls for every QoS > 0 packet routed to it (lib/client.js), so the delivery agent can
+ *    put chat messages in order, hold them during a catch-up, and fill gaps from the store.
+ * 2. `positionalPersistence(persistence, isPositional)` keeps *positional* packets (chat messages,
+ *    which every device can re-read from the store by its watermark) out of
+ *    aedes-persistence-redis: no copy is enqueued per offline subscriber
+ *    (`outgoingEnqueueCombi`, aedes.js enqueueOffline) and the in-flight record written before
+ *    each QoS 1 send (`outgoingUpdate`, cleared by the PUBACK through `outgoingClearMessageId`)
+ *    lives in this process' memory instead of Redis. Everything else (sessions, subscriptions,
+ *    the other envelopes) keeps using Redis unchanged. Measured effect in docs/BENCHMARKS.md.
+ * 3. `connectedClient(aedes, id)`: the `clients` table, for revocation.
+ */
+import type { Aedes, Client } from 'aedes';
+import { INBOX, peekKind } from '@parley/client-sdk';
+
+/** The Aedes version these patches were written and tested against. */
+export const AEDES_VERSION = '1.2.0';
+
+export type DeliverCallback = (err?: Error | null) => void;
+export type Deliver = (packet: AedesPacket, cb: DeliverCallback) => void;
+
+/** The fields of an Aedes packet Parley reads or sets. */
+export interface AedesPacket {
+  cmd: 'publish';
+  topic: string;
+  payload: Buffer | Uint8Array;
+  qos: 0 | 1 | 2;
+  retain: boolean;
+  dup: boolean;
+  messageId?: number;
+  /** Set by Aedes on routed packets; its per-client de-duplication compares the counter. */
+  brokerId?: string;
+  brokerCounter?: number;
+}
+
+/**
+ * Routes the client's QoS > 0 deliveries through `fn`; returns the original function, to call for
+ * what `fn` lets through (null if this Aedes has no such function). Aedes assigns `deliverQoS` per client in its constructor and passes it
+ * by reference when subscriptions are restored or made, so this must run before that: in
+ * `authenticate`, which precedes both (lib/handlers/connect.js).
+ */
+export function interceptDelivery(client: Client, fn: (packet: AedesPacket, cb: DeliverCallback) => void): Deliver | null {
+  const c = client as unknown as { deliverQoS?: Deliver };
+  const original = c.deliverQoS;
+  if (typeof original !== 'function') return null;
+  c.deliverQoS = fn;
+  return original;
+}
+
+/**
+ * A copy of a routed packet without Aedes' broker id and counter: the agent may hand packets on
+ * out of their arrival order (after a store read), and Aedes would then drop one whose counter is
+ * below the last it saw from the same publisher (lib/client.js dedupe). The agent's own per-chat
+ * seq check replaces that de-duplication for chat messages.
+ */
+export function unrouted(packet: AedesPacket): AedesPacket {
+  return { cmd: 'publish', topic: packet.topic, payload: packet.payload, qos: packet.qos, retain: false, dup: false };
+}
+
+type PersistenceFn = (...args: unknown[]) => Promise<unknown>;
+
+interface ClientRef { id?: string }
+
+/**
+ * Wraps aedes-persistence-redis (or any Aedes persistence) so positional packets never reach it.
+ * A connection's in-flight positional packets are kept per client object: a new connection starts
+ * with none, which is right, because whatever was in flight is re-read from the store.
+ */
+export function positionalPersistence<T extends object>(persistence: T, isPositional: (packet: AedesPacket) => boolean): T {
+  const inflight = new WeakMap<object, Map<number, AedesPacket>>();
+  const inner = persistence as unknown as Record<string, PersistenceFn>;
+  const overrides: Record<string, PersistenceFn> = {
+    async outgoingEnqueueCombi(subs, packet) {
+      if (isPositional(packet as AedesPacket)) return undefined;
+      return inner.outgoingEnqueueCombi!.call(persistence, subs, packet);
+    },
+    async outgoingEnqueue(sub, packet) {
+      if (isPositional(packet as AedesPacket)) return undefined;
+      return inner.outgoingEnqueue!.call(persistence, sub, packet);
+    },
+    async outgoingUpdate(client, packet) {
+      const p = packet as AedesPacket;
+      if (!isPositional(p) || p.messageId === undefined) return inner.outgoingUpdate!.call(persistence, client, packet);
+      let m = inflight.get(client as object);
+      if (!m) inflight.set(client as object, (m = new Map()));
+      m.set(p.messageId, p);
+      return undefined;
+    },
+    async outgoingClearMessageId(client, packet) {
+      const id = (packet as AedesPacket).messageId;
+      const m = inflight.get(client as object);
+      const mine = id === undefined ? undefined : m?.get(id);
+      if (mine) {
+        m!.delete(id!);
+        return mine;
+      }
+      return inner.outgoingClearMessageId!.call(persistence, client as ClientRef, packet);
+    },
+  };
+  return new Proxy(persistence, {
+    get(target, prop, receiver) {
+      if (typeof prop === 'string' && prop in overrides) return overrides[prop];
+      const v = Reflect.get(target, prop, receiver) as unknown;
+      return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
+    },
+  });
+}
+
+/** A chat message on a device inbox: the store can give it again by position. */
+export function isPositionalPacket(packet: AedesPacket): boolean {
+  return packet.topic.startsWith(INBOX) && packet.payload instanceof Uint8Array && peekKind(packet.payload) === 'msg';
+}
+
+/** The client connected to this node under that id, if any. */
+export function connectedClient(aedes: Aedes, id: string): Client | undefined {
+  return (aedes as unknown as { clients: Record<string, Client | undefined> }).clients[id];
+}

@@ -1,0 +1,251 @@
+/**
+ * The delivery agent: hands each connected device its chats' messages in seq order, without gaps
+ * and without repeats, reading from the store where the live stream has a hole.
+ *
+ * Chat messages (`msg` envelopes) are positional: the store holds each once, and a device's
+ * progress in a chat is one watermark. Nothing keeps a per-device copy of them. So:
+ * - **Connect** (`clientReady`): the agent reads what the device has not acknowledged from the
+ *   store (`pending`, over all its chats, by watermark) and sends it, then what arrived live
+ *   meanwhile. Live messages for the device wait from `authenticate` on, so none overtakes the
+ *   catch-up; the subscription exists before the store is read, so nothing falls between them.
+ * - **Live**: per chat, the agent remembers the last seq it handed to the socket. The next seq goes
+ *   straight through (no I/O); one at or below it is a repeat (a retried fan-out, a catch-up that
+ *   overlapped the live stream) and is dropped; one above it leaves a gap, which is read from the
+ *   store first (`pendingInChat`: the device's own messages are not in its stream, so a gap may
+ *   hold nothing). The first message of a chat on a connection starts from the stored watermark.
+ * - **Sync**: a device's `sync` (all chats, or one chat after a seq) is answered here, from the
+ *   store, followed by `synced`.
+ * Work for one device runs one step at a time (a promise chain), in arrival order; the common
+ * case (the next seq, nothing queued) never waits on it.
+ */
+import type { Client } from 'aedes';
+import type { Logger } from 'pino';
+import { decode, encode, inboxTopic, peekKind, type Envelope, type MsgEnvelope, type StoredEnvelope } from '@parley/client-sdk';
+import { interceptDelivery, unrouted, type AedesPacket, type Deliver, type DeliverCallback } from './aedes-internals.js';
+import type { PositionReader, StoredChatMessage } from './ingest.js';
+
+export interface DeliveryAgentOptions {
+  /** Messages read from the store per query during a catch-up or gap fill. @defaultValue 500 */
+  pageSize: number;
+}
+
+export const DEFAULT_AGENT_OPTIONS: Readonly<DeliveryAgentOptions> = Object.freeze({ pageSize: 500 });
+
+export interface DeliveryAgent {
+  /** From `authenticate`: takes over the client's deliveries; live messages wait for `ready`. */
+  attach(client: Client): void;
+  /** From `clientReady`: catch up from the store, then let the live stream through. */
+  ready(client: Client): void;
+  /** A device asked for a sync (all chats, or one chat after a seq). */
+  sync(client: Client, chatId?: string, after?: number): void;
+  /** Every connected device catches up again, then gets `synced` (after the cluster bus lost messages). */
+  resyncAll(): void;
+}
+
+interface DeviceState {
+  client: Client;
+  /** Aedes' own deliverQoS: writes the packet to the socket. */
+  send: Deliver;
+  /** Lets the catch-up start (the device is subscribed and its CONNACK sent). */
+  open: () => void;
+  /** chatId -> the last seq handed to the socket (or known to be the device's own). */
+  last: Map<string, number>;
+  /** Steps waiting or running; while > 0 every live message queues behind them. */
+  queued: number;
+  chain: Promise<void>;
+  closed: boolean;
+}
+
+export const toMsgEnvelope = (m: StoredChatMessage): MsgEnvelope => ({
+  kind: 'msg', chatId: m.chatId, seq: m.seq, from: m.senderUserId, fromDevice: m.senderDeviceId, ts: m.ts, body: m.body,
+});
+
+export function createDeliveryAgent(store: PositionReader, log: Logger, options: Partial<DeliveryAgentOptions> = {}): DeliveryAgent {
+  const opts = { ...DEFAULT_AGENT_OPTIONS, ...options };
+  const devices = new WeakMap<Client, DeviceState>();
+  const connected = new Set<DeviceState>();
+
+  const packetOf = (deviceId: string, env: Envelope): AedesPacket => ({
+    cmd: 'publish', topic: inboxTopic(deviceId), payload: Buffer.from(encode(env)), qos: 1, retain: false, dup: false,
+  });
+
+  /** Writes one packet; resolves once Aedes has written it to the socket (or dropped it). */
+  const write = (s: DeviceState, packet: AedesPacket): Promise<void> =>
+    new Promise((res) => s.send(packet, () => res()));
+
+  /**
+   * Runs a step after the device's earlier ones; a failure is logged and the device reconnects.
+   * `cb` (a live packet's Aedes callback) is always called, even when the step does not run:
+   * the cluster bus waits for it.
+   */
+  function step(s: DeviceState, fn: () => Promise<void>, cb?: DeliverCallback): void {
+    s.queued++;
+    s.chain = s.chain.then(async () => {
+      if (s.closed) return cb?.();
+      try {
+        await fn();
+      } catch (err) {
+        cb?.();
+        // The store is unreachable: close the connection, so the device reconnects and its
+        // catch-up runs again then. Nothing is lost: the watermark has not moved.
+        log.warn({ err, clientId: s.client.id }, 'delivery from the store failed; closing the connection');
+        s.closed = true;
+        s.client.close();
+      }
+    }).finally(() => { s.queued--; });
+  }
+
+  /** Sends stored messages the device has not had on this connection, in order. */
+  async function sendStored(s: DeviceState, page: StoredChatMessage[], force = false): Promise<number> {
+    let n = 0;
+    const writes: Array<Promise<void>> = [];
+    for (const m of page) {
+      const last = s.last.get(m.chatId);
+      if (!force && last !== undefined && m.seq <= last) continue;
+      if (last === undefined || m.seq > last) s.last.set(m.chatId, m.seq);
+      writes.push(write(s, packetOf(s.client.id, toMsgEnvelope(m))));
+      n++;
+    }
+    // Waiting for the socket writes of a page before reading the next bounds memory on a long catch-up.
+    await Promise.all(writes);
+    return n;
+  }
+
+  /** Catch-up over all chats from the stored watermarks. `force` resends what this connection already had. */
+  async function catchUp(s: DeviceState, force: boolean): Promise<number> {
+    let n = 0;
+    let after: { chatId: string; seq: number } | null = null;
+    for (;;) {
+      const page: StoredChatMessage[] = await store.pending(s.client.id, after, opts.pageSize);
+      n += await sendStored(s, page, force);
+      const lastMsg: StoredChatMessage | undefined = page.at(-1);
+      if (page.length < opts.pageSize || !lastMsg) return n;
+      after = { chatId: lastMsg.chatId, seq: lastMsg.seq };
+    }
+  }
+
+  /** Sends the device's messages of one chat in (afterSeq, beforeSeq). */
+  async function fill(s: DeviceState, chatId: string, afterSeq: number, beforeSeq: number, force = false): Promise<number> {
+    let n = 0;
+    let after = afterSeq;
+    for (;;) {
+      const page = await store.pendingInChat(s.client.id, chatId, after, beforeSeq, opts.pageSize);
+      n += await sendStored(s, page, force);
+      const lastMsg = page.at(-1);
+      if (page.length < opts.pageSize || !lastMsg) return n;
+      after = lastMsg.seq;
+    }
+  }
+
+  /** A live chat message whose position needs the store (unknown chat, or a gap before it). */
+  async function placeLive(s: DeviceState, env: MsgEnvelope, packet: AedesPacket, cb: DeliverCallback): Promise<void> {
+    let last = s.last.get(env.chatId);
+    if (last === undefined) {
+      const p = await store.progress(s.client.id, env.chatId);
+      // Not a recipient there (a stale subscription, a revoked membership): drop it.
+      if (!p) return cb();
+      // A gap fill or catch-up queued before this step may have moved it already.
+      last = s.last.get(env.chatId) ?? p.deliveredSeq;
+      s.last.set(env.chatId, last);
+    }
+    if (env.seq <= last) return cb();
+    if (env.seq > last + 1) await fill(s, env.chatId, last, env.seq);
+    s.last.set(env.chatId, env.seq);
+    s.send(unrouted(packet), cb);
+  }
+
+  /** Own messages are not in the device's stream: a `stored` right after the last seq moves it on. */
+  function noteStored(s: DeviceState, env: StoredEnvelope): void {
+    const seqs = [env.seq, ...(env.more ?? []).map((m) => m.seq)].sort((a, b) => a - b);
+    let last = s.last.get(env.chatId);
+    if (last === undefined) return;
+    for (const q of seqs) if (q === last + 1) last = q;
+    s.last.set(env.chatId, last);
+  }
+
+  function onDeliver(s: DeviceState, packet: AedesPacket, cb: DeliverCallback): void {
+    const original = s.send;
+    const payload = packet.payload;
+    const kind = payload instanceof Uint8Array ? peekKind(payload) : null;
+    if (kind !== 'msg') {
+      if (kind === 'stored') {
+        try { noteStored(s, decode(payload) as StoredEnvelope); } catch { /* not ours to judge */ }
+      }
+      original(packet, cb);
+      return;
+    }
+    let env: MsgEnvelope;
+    try {
+      env = decode(payload) as MsgEnvelope;
+    } catch {
+      return cb();
+    }
+    if (s.queued === 0) {
+      const last = s.last.get(env.chatId);
+      if (last !== undefined && env.seq === last + 1) {
+        s.last.set(env.chatId, env.seq);
+        original(unrouted(packet), cb);
+        return;
+      }
+      if (last !== undefined && env.seq <= last) return cb();
+    }
+    step(s, () => placeLive(s, env, packet, cb), cb);
+  }
+
+  return {
+    attach(client) {
+      if (devices.has(client)) return;
+      let open!: () => void;
+      const gate = new Promise<void>((r) => (open = r));
+      const s: DeviceState = { client, send: () => undefined, open, last: new Map(), queued: 0, chain: Promise.resolve(), closed: false };
+      const original = interceptDelivery(client, (packet, cb) => onDeliver(s, packet, cb));
+      if (!original) return;
+      s.send = original;
+      devices.set(client, s);
+      // The catch-up is the first step: every live message queues behind it until it is done.
+      step(s, async () => {
+        await gate;
+        if (s.closed) return;
+        const n = await catchUp(s, false);
+        if (n > 0) log.debug({ clientId: client.id, messages: n }, 'caught up from the store');
+      });
+      const conn = (client as unknown as { conn?: { once(ev: 'close', fn: () => void): void } }).conn;
+      conn?.once('close', () => {
+        s.closed = true;
+        connected.delete(s);
+        // Held steps now only call their callbacks: the packets are not lost, the store has them.
+        open();
+      });
+    },
+    ready(client) {
+      const s = devices.get(client);
+      if (!s || s.closed) return;
+      connected.add(s);
+      s.open();
+    },
+    sync(client, chatId, after) {
+      const s = devices.get(client);
+      if (!s || s.closed) return;
+      step(s, async () => {
+        let count: number;
+        if (chatId !== undefined) {
+          // The device says what it has: resend everything after that, even if sent before.
+          const from = after ?? 0;
+          count = await fill(s, chatId, from, Number.MAX_SAFE_INTEGER, true);
+        } else {
+          count = await catchUp(s, true);
+        }
+        await write(s, packetOf(client.id, { kind: 'synced', count, ...(chatId !== undefined ? { chatId } : {}) }));
+      });
+    },
+    resyncAll() {
+      // `synced` tells the SDK to resend its sends still without `stored` (that may have been lost too).
+      for (const s of connected) {
+        step(s, async () => {
+          const count = await catchUp(s, false);
+          await write(s, packetOf(s.client.id, { kind: 'synced', count }));
+        });
+      }
+    },
+  };
+}
