@@ -5,6 +5,7 @@
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { hostname } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
 import { pino, type Logger } from 'pino';
@@ -138,6 +139,7 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
       workers = await startWorkers(
         {
           store, publisher, log: log.child({ role: 'workers' }), now: Date.now, retentionMs: cfg.retentionMs,
+          workerId: `${hostname()}:${process.pid}`,
           fanoutChunk: cfg.fanoutChunk,
           enqueueFanout: async (jobs) => {
             await queues.fanout.addBulk(jobs.map((data) => ({ name: JOB.fanout, data })));

@@ -1,24 +1,38 @@
 /**
  * MongoDB adapter of the Store port (official `mongodb` driver v7), for production.
  *
- * Same semantics as the SQLite adapter, with these differences forced by MongoDB without
- * multi-document transactions (which would need a replica set and conflict-retry loops on the hot
- * chat document):
- * - appendMessages is not one transaction. It is made safe by idempotency instead: every step is
- *   keyed so that a retry of the same batch (after a crash or a network error) converges, and the
- *   unique (senderDeviceId, clientMsgId) index decides which of two concurrent writers stored a
- *   message. Seqs come from one atomic `findOneAndUpdate($inc: { lastSeq })` on the chat per chat
- *   in the batch; when a concurrent writer wins an insert race, the seq reserved for the losing
- *   copy is left unused (a gap), which the rest of the port tolerates (watermarks only look at
- *   messages that exist).
+ * Same semantics as the SQLite adapter (delivery model v2: a message is stored once; each
+ * (device, chat) has one watermark document in `deviceChats`, and each move of a member's
+ * delivered/read watermark is one document in `marks`), with these differences forced by MongoDB
+ * without multi-document transactions (which would need a replica set and conflict-retry loops on
+ * the hot chat document):
+ * - Multi-document writes are not atomic. Each is made safe by idempotency instead: every step is
+ *   keyed (`_id`s derived from the natural key, inserted "if absent") so that a retry after a crash
+ *   or a network error converges, and steps are ordered so that what a reader finds first is
+ *   complete (a chat's members and device watermarks are written before the chat document, a
+ *   device's watermarks before the device).
+ * - appendMessages: the unique (senderDeviceId, clientMsgId) index decides which of two concurrent
+ *   writers stored a message. Seqs come from one atomic `findOneAndUpdate($inc: { lastSeq })` on
+ *   the chat per chat in the batch; when a concurrent writer wins an insert race, the seq reserved
+ *   for the losing copy is left unused (a gap), which the rest of the port tolerates (catch-up and
+ *   status only look at messages that exist). The sender's own watermark passes its message
+ *   (`passOwn`) after the insert; a crash in between only leaves that watermark one behind, which
+ *   the device's next ack repairs (catch-up never returns a device its own messages).
+ * - Watermarks only move up, each with one conditional update (`deliveredSeq: { $lt: seq }`), so
+ *   concurrent writers cannot move them back. A member's move is recorded in `marks` after the
+ *   move itself.
  * - The device limit is enforced with a per-user counter document updated conditionally
  *   (`active < maxActive`), because "count then insert" is not atomic here.
+ * - init() migrates a v1 database (one `deliveries` document per message per recipient device):
+ *   it folds those into `deviceChats` and `marks` with insert-if-absent writes, drops
+ *   `deliveries`, and then records schema version 2 in `meta`, so an interrupted migration is
+ *   simply run again.
  *
  * Write concern: the collections that hold messages and their bookkeeping (chats.lastSeq,
- * messages, deliveries) write with `{ w: 'majority' }`. A message is acknowledged to its sender
- * (the `stored` envelope) only after its write returns, so it must survive a primary failover:
- * with w:1 a rolled-back message would be lost although the sender was told it was stored, and a
- * rolled-back lastSeq could hand the same seq out twice.
+ * messages, deviceChats, marks, meta) write with `{ w: 'majority' }`. A message is acknowledged to
+ * its sender (the `stored` envelope) only after its write returns, so it must survive a primary
+ * failover: with w:1 a rolled-back message would be lost although the sender was told it was
+ * stored, and a rolled-back lastSeq could hand the same seq out twice.
  */
 import {
   Binary,
@@ -39,14 +53,20 @@ import {
   type ChatKind,
   type DeliveryAck,
   type Device,
+  type DeviceProgress,
   type Member,
+  type MemberRole,
   type NewMessage,
   type PendingRegistration,
+  type RecipientStatus,
   type Store,
   type StoredMessage,
   type User,
   type WatermarkChange,
 } from './types.js';
+import { memberDelivered } from './watermarks.js';
+
+const SCHEMA_VERSION = 2;
 
 interface UserDoc { _id: string; phone: string; createdAt: number }
 interface DeviceDoc {
@@ -59,7 +79,7 @@ interface ChatDoc { _id: string; kind: ChatKind; directKey?: string; createdAt: 
 interface MemberDoc {
   /** `${chatId}|${userId}` */
   _id: string;
-  chatId: string; userId: string; role: 'member' | 'admin'; joinedAt: number; deliveredSeq: number; readSeq: number;
+  chatId: string; userId: string; role: MemberRole; joinedAt: number; deliveredSeq: number; readSeq: number;
 }
 interface MessageDoc {
   _id?: ObjectId;
@@ -67,21 +87,42 @@ interface MessageDoc {
   /** Text as a BSON string, bytes as BSON Binary: the type survives the round trip. */
   body: string | Binary;
   ts: number;
-  /** How many delivery rows were written for it (to repair a crash between the two inserts). */
-  rc: number;
 }
-interface DeliveryDoc {
-  _id?: ObjectId;
+/** Where a device stands in a chat (v2). */
+interface DeviceChatDoc {
+  /** `${deviceId}|${chatId}` */
+  _id: string;
+  deviceId: string; chatId: string; userId: string;
+  /** The device gets the messages after this seq. */
+  sinceSeq: number;
+  /** The device acknowledged everything meant for it up to here. */
+  deliveredSeq: number;
+  deliveredAt: number | null;
+}
+/** One move of a member's delivered (kind 1) or read (kind 2) watermark (v2). */
+interface MarkDoc {
+  /** `${chatId}|${userId}|${kind}|${seq}` */
+  _id: string;
+  chatId: string; userId: string; kind: MarkKind; seq: number; at: number;
+}
+interface MetaDoc { _id: string; version: number }
+/** v1: one row per message per recipient device. Read only by the migration. */
+interface V1DeliveryDoc {
   chatId: string; seq: number; deviceId: string; userId: string;
-  /** A row for the sender's own other device: never holds the sender's watermark back. */
   own: boolean;
   state: 'pending' | 'queued';
   deliveredAt: number | null;
   readAt: number | null;
 }
 
+const MARK = { delivered: 1, read: 2 } as const;
+type MarkKind = (typeof MARK)[keyof typeof MARK];
+
 const DUPLICATE_KEY = 11000;
-const EXPIRE_CHUNK = 1_000;
+/** Documents per round trip when walking a large set (migration, a user's chats, a device's chats). */
+const PAGE = 500;
+/** Concurrent queries of one call (status times of a large group). */
+const PARALLEL = 32;
 
 function isDuplicateKey(err: unknown): boolean {
   return err instanceof MongoServerError && err.code === DUPLICATE_KEY;
@@ -103,7 +144,7 @@ function duplicateIndexes(err: unknown): Set<number> {
   return dup;
 }
 
-/** insertMany, ordered:false, ignoring duplicate keys; returns the indexes that were duplicates. */
+/** insertMany, ordered:false, ignoring duplicate keys (INSERT OR IGNORE); returns the indexes that were duplicates. */
 async function insertIgnoringDuplicates<T extends { _id?: unknown }>(
   coll: Collection<T>,
   docs: Parameters<Collection<T>['insertMany']>[0],
@@ -115,6 +156,20 @@ async function insertIgnoringDuplicates<T extends { _id?: unknown }>(
   } catch (err) {
     return duplicateIndexes(err);
   }
+}
+
+/** The `_id`s of the docs an insertIgnoringDuplicates call actually inserted. */
+function insertedIds<T extends { _id: string }>(docs: T[], dup: Set<number>): string[] {
+  return docs.filter((_, i) => !dup.has(i)).map((d) => d._id);
+}
+
+/** Runs `fn` over `items`, at most PARALLEL at a time; results in input order. */
+async function mapLimited<T, R>(items: T[], fn: (item: T) => Promise<R>): Promise<R[]> {
+  const out: R[] = [];
+  for (let i = 0; i < items.length; i += PARALLEL) {
+    out.push(...(await Promise.all(items.slice(i, i + PARALLEL).map(fn))));
+  }
+  return out;
 }
 
 function bodyToDoc(body: Body): string | Binary {
@@ -144,21 +199,19 @@ const toMessage = (d: MessageDoc): StoredMessage => ({
   chatId: d.chatId, seq: d.seq, senderUserId: d.senderUserId, senderDeviceId: d.senderDeviceId,
   clientMsgId: d.clientMsgId, body: bodyFromDoc(d.body), ts: d.ts,
 });
+const toProgress = (d: DeviceChatDoc): DeviceProgress => ({
+  deviceId: d.deviceId, chatId: d.chatId, userId: d.userId, sinceSeq: d.sinceSeq, deliveredSeq: d.deliveredSeq,
+});
 
 const directKey = (a: string, b: string): string => (a < b ? `${a}|${b}` : `${b}|${a}`);
 const memberId = (chatId: string, userId: string): string => `${chatId}|${userId}`;
+const deviceChatId = (deviceId: string, chatId: string): string => `${deviceId}|${chatId}`;
+const markId = (chatId: string, userId: string, kind: MarkKind, seq: number): string => `${chatId}|${userId}|${kind}|${seq}`;
 const clientKey = (senderDeviceId: string, clientMsgId: string): string => `${senderDeviceId}\u0000${clientMsgId}`;
-const msgKey = (chatId: string, seq: number): string => `${chatId}\u0000${seq}`;
 
-/** `{ chatId, seq: { $in } }` clauses, one per chat, for a set of (chat, seq) pairs. */
-function bySeqs(pairs: Array<{ chatId: string; seq: number }>): Array<{ chatId: string; seq: { $in: number[] } }> {
-  const byChat = new Map<string, number[]>();
-  for (const p of pairs) {
-    const list = byChat.get(p.chatId);
-    if (list) list.push(p.seq);
-    else byChat.set(p.chatId, [p.seq]);
-  }
-  return [...byChat].map(([chatId, seqs]) => ({ chatId, seq: { $in: seqs } }));
+/** A device's watermark document in a chat it joins at `seq`. */
+function deviceChatDoc(deviceId: string, chatId: string, userId: string, seq: number): DeviceChatDoc {
+  return { _id: deviceChatId(deviceId, chatId), deviceId, chatId, userId, sinceSeq: seq, deliveredSeq: seq, deliveredAt: null };
 }
 
 export async function createMongoStore(opts: { url: string; dbName: string }): Promise<Store> {
@@ -174,7 +227,9 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
   const chats = db.collection<ChatDoc>('chats', majority);
   const members = db.collection<MemberDoc>('members');
   const messages = db.collection<MessageDoc>('messages', majority);
-  const deliveries = db.collection<DeliveryDoc>('deliveries', majority);
+  const deviceChats = db.collection<DeviceChatDoc>('deviceChats', majority);
+  const marks = db.collection<MarkDoc>('marks', majority);
+  const meta = db.collection<MetaDoc>('meta', majority);
 
   async function init(): Promise<void> {
     await Promise.all([
@@ -194,99 +249,226 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
         { key: { senderDeviceId: 1, clientMsgId: 1 }, name: 'idempotency_unique', unique: true },
         { key: { ts: 1 }, name: 'expiry' },
       ]),
-      deliveries.createIndexes([
-        { key: { chatId: 1, seq: 1, deviceId: 1 }, name: 'key_unique', unique: true },
-        // undelivered(): one device's undelivered rows in (chat, seq) order.
-        { key: { deviceId: 1, deliveredAt: 1, chatId: 1, seq: 1 }, name: 'undelivered' },
-        // Delivered watermarks: one user's rows for others' messages in a chat from a seq on.
-        { key: { chatId: 1, userId: 1, own: 1, seq: 1 }, name: 'watermark' },
-        // markRead(): one user's rows in a chat in a seq range.
-        { key: { chatId: 1, userId: 1, seq: 1 }, name: 'user_seq' },
+      deviceChats.createIndexes([
+        // chatDevices(): a chat's devices by deviceId, a page at a time.
+        { key: { chatId: 1, deviceId: 1 }, name: 'chat_device' },
+        // A member's devices in a chat (its delivered watermark, status).
+        { key: { chatId: 1, userId: 1 }, name: 'chat_user' },
+        // pending(): a device's chats in chatId order; revokeDevice().
+        { key: { deviceId: 1, chatId: 1 }, name: 'device_chat' },
+      ]),
+      marks.createIndexes([
+        // The first move of a member's watermark that covered a seq.
+        { key: { chatId: 1, userId: 1, kind: 1, seq: 1 }, name: 'member_kind_seq' },
+        { key: { at: 1 }, name: 'expiry' },
       ]),
     ]);
+    const m = await meta.findOne({ _id: 'schema' });
+    if ((m?.version ?? 0) >= SCHEMA_VERSION) return;
+    await migrateV1V2();
+    try {
+      await meta.updateOne({ _id: 'schema' }, { $max: { version: SCHEMA_VERSION } }, { upsert: true });
+    } catch (err) {
+      if (!isDuplicateKey(err)) throw err; // a concurrent init recorded it first
+    }
   }
 
-  /** The seq the (chat, user) delivered watermark can move to from `from`, or null if none. */
-  async function computeDelivered(chatId: string, userId: string, from: number): Promise<number | null> {
-    // Walk the user's rows (others' messages only) upwards from the watermark; stop at the first
-    // seq none of whose rows is delivered. Reads only what the watermark passes, plus one seq.
-    const cursor = deliveries.find(
-      { chatId, userId, own: false, seq: { $gt: from } },
-      { sort: { seq: 1 }, projection: { _id: 0, seq: 1, deliveredAt: 1 }, batchSize: 256 },
-    );
-    let curSeq: number | null = null;
-    let curDelivered = false;
-    let lastComplete: number | null = null;
+  async function collectionExists(name: string): Promise<boolean> {
+    return (await db.listCollections({ name }, { nameOnly: true }).toArray()).length > 0;
+  }
+
+  /**
+   * v1 -> v2, as MIGRATE_V1_V2 in the SQLite adapter. Every write is an insert-if-absent of a
+   * keyed document computed from the v1 rows alone, so a rerun after a crash (or a concurrent
+   * init in another process) writes the same documents; `deliveries` is dropped last.
+   */
+  async function migrateV1V2(): Promise<void> {
+    if (!(await collectionExists('deliveries'))) return;
+    const deliveries = db.collection<V1DeliveryDoc>('deliveries');
     try {
-      for await (const row of cursor) {
-        if (row.seq !== curSeq) {
-          if (curSeq !== null) {
-            if (!curDelivered) return curSeq - 1;
-            lastComplete = curSeq;
-          }
-          curSeq = row.seq;
-          curDelivered = false;
+      await migrateDeviceChats(deliveries);
+      await migrateMarks(deliveries);
+      await db.dropCollection('deliveries', majority);
+    } catch (err) {
+      // Another process finished the migration (and dropped `deliveries`) under this one.
+      if (!(await collectionExists('deliveries'))) return;
+      throw err;
+    }
+  }
+
+  /** Walks a cursor in pages of PAGE documents. */
+  async function forPages<T>(cursor: AsyncIterable<T> & { close(): Promise<void> }, fn: (page: T[]) => Promise<void>): Promise<void> {
+    let page: T[] = [];
+    try {
+      for await (const d of cursor) {
+        page.push(d);
+        if (page.length >= PAGE) {
+          await fn(page);
+          page = [];
         }
-        if (row.deliveredAt !== null && row.deliveredAt !== undefined) curDelivered = true;
       }
+      if (page.length > 0) await fn(page);
     } finally {
       await cursor.close();
     }
-    if (curSeq !== null) return curDelivered ? curSeq : curSeq - 1;
-    return lastComplete;
   }
 
-  /** Raises (chat, user)'s delivered watermark if it can move; returns the new value or null. */
-  async function advanceDelivered(chatId: string, userId: string): Promise<number | null> {
-    const _id = memberId(chatId, userId);
-    const m = await members.findOne({ _id }, { projection: { deliveredSeq: 1 } });
-    if (!m) return null;
-    const next = await computeDelivered(chatId, userId, m.deliveredSeq);
-    if (next === null || next <= m.deliveredSeq) return null;
-    // Conditional, so that concurrent writers only ever move it forward.
-    const r = await members.updateOne({ _id, deliveredSeq: { $lt: next } }, { $set: { deliveredSeq: next } });
-    return r.modifiedCount === 1 ? next : null;
+  /** The lastSeq of those chats that exist. */
+  async function lastSeqs(chatIds: string[]): Promise<Map<string, number>> {
+    if (chatIds.length === 0) return new Map();
+    const found = await chats.find({ _id: { $in: [...new Set(chatIds)] } }, { projection: { lastSeq: 1 } }).toArray();
+    return new Map(found.map((c) => [c._id, c.lastSeq]));
   }
 
-  /** Pending recipients of an already stored message; re-creates missing rows after a crash. */
-  async function pendingOfExisting(
-    doc: MessageDoc,
-    retry: NewMessage,
-  ): Promise<Array<{ deviceId: string; userId: string }>> {
-    let rows = await deliveries
-      .find({ chatId: doc.chatId, seq: doc.seq }, { projection: { _id: 0, deviceId: 1, userId: 1, state: 1 } })
-      .toArray();
-    if (rows.length < doc.rc) {
-      // The writer died between inserting the message and its delivery rows: finish its work.
-      const have = new Set(rows.map((r) => r.deviceId));
-      const missing = retry.recipients.filter((r) => !have.has(r.deviceId));
-      await insertIgnoringDuplicates(deliveries, missing.map((r) => deliveryDoc(doc.chatId, doc.seq, r, doc.senderUserId)));
-      rows = await deliveries
-        .find({ chatId: doc.chatId, seq: doc.seq }, { projection: { _id: 0, deviceId: 1, userId: 1, state: 1 } })
+  async function migrateDeviceChats(deliveries: Collection<V1DeliveryDoc>): Promise<void> {
+    // 1. (member, active device) pairs with v1 rows: since = the seq before the device's first
+    //    row, delivered = the seq before its first undelivered row (else its last row).
+    interface Group {
+      _id: { chatId: string; deviceId: string };
+      minSeq: number; maxSeq: number; minUndelivered: number | null; deliveredAt: number | null;
+    }
+    const groups = deliveries.aggregate<Group>([
+      {
+        $group: {
+          _id: { chatId: '$chatId', deviceId: '$deviceId' },
+          minSeq: { $min: '$seq' },
+          maxSeq: { $max: '$seq' },
+          // $min / $max ignore nulls: null when every row was delivered / none was.
+          minUndelivered: { $min: { $cond: [{ $eq: [{ $ifNull: ['$deliveredAt', null] }, null] }, '$seq', null] } },
+          deliveredAt: { $max: '$deliveredAt' },
+        },
+      },
+    ], { allowDiskUse: true, batchSize: PAGE });
+    await forPages(groups, async (page) => {
+      const active = await devices
+        .find({ _id: { $in: [...new Set(page.map((g) => g._id.deviceId))] }, revokedAt: null }, { projection: { userId: 1 } })
         .toArray();
-    }
-    return rows
-      .filter((r) => r.state === 'pending')
-      .map((r) => ({ deviceId: r.deviceId, userId: r.userId }))
-      .sort((a, b) => (a.deviceId < b.deviceId ? -1 : a.deviceId > b.deviceId ? 1 : 0));
+      const userOf = new Map(active.map((d) => [d._id, d.userId]));
+      const candidates = page.filter((g) => userOf.has(g._id.deviceId));
+      const memberIds = candidates.map((g) => memberId(g._id.chatId, userOf.get(g._id.deviceId)!));
+      const isMember = new Set(
+        (await members.find({ _id: { $in: memberIds } }, { projection: { _id: 1 } }).toArray()).map((m) => m._id),
+      );
+      const chatExists = await lastSeqs(candidates.map((g) => g._id.chatId));
+      const docs: DeviceChatDoc[] = [];
+      for (const g of candidates) {
+        const { chatId, deviceId } = g._id;
+        const userId = userOf.get(deviceId)!;
+        if (!isMember.has(memberId(chatId, userId)) || !chatExists.has(chatId)) continue;
+        docs.push({
+          _id: deviceChatId(deviceId, chatId), deviceId, chatId, userId,
+          sinceSeq: g.minSeq - 1,
+          deliveredSeq: g.minUndelivered !== null && g.minUndelivered !== undefined ? g.minUndelivered - 1 : g.maxSeq,
+          deliveredAt: g.deliveredAt ?? null,
+        });
+      }
+      await insertIgnoringDuplicates(deviceChats, docs);
+    });
+
+    // 2. Every other (member, active device) pair: at the chat's end. Runs only once step 1 is
+    //    complete, so it never shadows a pair that has v1 rows.
+    const memberCursor = members.find({}, { projection: { chatId: 1, userId: 1 }, sort: { _id: 1 }, batchSize: PAGE });
+    await forPages(memberCursor, async (page) => {
+      const active = await devices
+        .find({ userId: { $in: [...new Set(page.map((m) => m.userId))] }, revokedAt: null }, { projection: { userId: 1 } })
+        .toArray();
+      const devicesOf = new Map<string, string[]>();
+      for (const d of active) {
+        const list = devicesOf.get(d.userId);
+        if (list) list.push(d._id);
+        else devicesOf.set(d.userId, [d._id]);
+      }
+      const last = await lastSeqs(page.map((m) => m.chatId));
+      const docs: DeviceChatDoc[] = [];
+      for (const m of page) {
+        const seq = last.get(m.chatId);
+        if (seq === undefined) continue;
+        for (const deviceId of devicesOf.get(m.userId) ?? []) docs.push(deviceChatDoc(deviceId, m.chatId, m.userId, seq));
+      }
+      await insertIgnoringDuplicates(deviceChats, docs);
+    });
   }
 
-  function deliveryDoc(chatId: string, seq: number, r: { deviceId: string; userId: string }, senderUserId: string): DeliveryDoc {
-    return {
-      chatId, seq, deviceId: r.deviceId, userId: r.userId, own: r.userId === senderUserId,
-      state: 'pending', deliveredAt: null, readAt: null,
-    };
+  async function migrateMarks(deliveries: Collection<V1DeliveryDoc>): Promise<void> {
+    // The first delivered / read time of each (chat, user, seq), kept up to the member's watermark.
+    interface Group { _id: { chatId: string; userId: string; seq: number }; d: number | null; r: number | null }
+    const groups = deliveries.aggregate<Group>([
+      { $match: { $or: [{ deliveredAt: { $ne: null } }, { readAt: { $ne: null } }] } },
+      {
+        $group: {
+          _id: { chatId: '$chatId', userId: '$userId', seq: '$seq' },
+          d: { $min: '$deliveredAt' },
+          r: { $min: '$readAt' },
+        },
+      },
+    ], { allowDiskUse: true, batchSize: PAGE });
+    await forPages(groups, async (page) => {
+      const ids = [...new Set(page.map((g) => memberId(g._id.chatId, g._id.userId)))];
+      const found = await members.find({ _id: { $in: ids } }, { projection: { deliveredSeq: 1, readSeq: 1 } }).toArray();
+      const byId = new Map(found.map((m) => [m._id, m]));
+      const docs: MarkDoc[] = [];
+      for (const g of page) {
+        const { chatId, userId, seq } = g._id;
+        const m = byId.get(memberId(chatId, userId));
+        if (!m) continue;
+        if (g.d !== null && g.d !== undefined && seq <= m.deliveredSeq) {
+          docs.push({ _id: markId(chatId, userId, MARK.delivered, seq), chatId, userId, kind: MARK.delivered, seq, at: g.d });
+        }
+        if (g.r !== null && g.r !== undefined && seq <= m.readSeq) {
+          docs.push({ _id: markId(chatId, userId, MARK.read, seq), chatId, userId, kind: MARK.read, seq, at: g.r });
+        }
+      }
+      await insertIgnoringDuplicates(marks, docs);
+    });
   }
 
-  function uniqueRecipients(m: NewMessage): Array<{ deviceId: string; userId: string }> {
-    const seen = new Set<string>();
-    const out: Array<{ deviceId: string; userId: string }> = [];
-    for (const r of m.recipients) {
-      if (seen.has(r.deviceId)) continue;
-      seen.add(r.deviceId);
-      out.push({ deviceId: r.deviceId, userId: r.userId });
+  /**
+   * A device joins each of its user's chats at the chat's current end (joinUserChats). A member
+   * whose chat document is not there yet belongs to a chat being created (members are written
+   * first), which starts at 0. Adds the ids it inserted to `inserted` as it goes.
+   */
+  async function joinUserChats(deviceId: string, userId: string, inserted: string[] = []): Promise<void> {
+    const cursor = members.find({ userId }, { projection: { chatId: 1 }, batchSize: PAGE });
+    await forPages(cursor, async (page) => {
+      const last = await lastSeqs(page.map((m) => m.chatId));
+      const docs = page.map((m) => deviceChatDoc(deviceId, m.chatId, userId, last.get(m.chatId) ?? 0));
+      inserted.push(...insertedIds(docs, await insertIgnoringDuplicates(deviceChats, docs)));
+    });
+  }
+
+  /** Every active device of those members joins the chat at seq 0 (joinMemberDevices). Returns the ids it inserted. */
+  async function joinMemberDevices(chatId: string, userIds: string[]): Promise<string[]> {
+    if (userIds.length === 0) return [];
+    const active = await devices.find({ userId: { $in: userIds }, revokedAt: null }, { projection: { userId: 1 } }).toArray();
+    const docs = active.map((d) => deviceChatDoc(d._id, chatId, d.userId, 0));
+    return insertedIds(docs, await insertIgnoringDuplicates(deviceChats, docs));
+  }
+
+  /** Records a move of a member's watermark (INSERT OR IGNORE). */
+  async function insertMark(chatId: string, userId: string, kind: MarkKind, seq: number, at: number): Promise<void> {
+    try {
+      await marks.insertOne({ _id: markId(chatId, userId, kind, seq), chatId, userId, kind, seq, at });
+    } catch (err) {
+      if (!isDuplicateKey(err)) throw err;
     }
-    return out;
+  }
+
+  /** Raises a member's delivered watermark to `seq` and records the move; true when it moved. */
+  async function raiseMemberDelivered(chatId: string, userId: string, seq: number, at: number): Promise<boolean> {
+    // Conditional, so that concurrent writers only ever move it forward.
+    const r = await members.updateOne({ _id: memberId(chatId, userId), deliveredSeq: { $lt: seq } }, { $set: { deliveredSeq: seq } });
+    if (r.modifiedCount !== 1) return false;
+    await insertMark(chatId, userId, MARK.delivered, seq, at);
+    return true;
+  }
+
+  /** `at` of the first move of the member's watermark of that kind that covered `seq`, or null. */
+  async function markAt(chatId: string, userId: string, kind: MarkKind, seq: number): Promise<number | null> {
+    const d = await marks.findOne(
+      { chatId, userId, kind, seq: { $gte: seq } },
+      { sort: { seq: 1 }, projection: { at: 1 } },
+    );
+    return d?.at ?? null;
   }
 
   async function appendMessages(batch: NewMessage[]): Promise<AppendResult[]> {
@@ -358,13 +540,13 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
       const m = batch[i]!;
       return {
         chatId: m.chatId, seq: seqOf.get(i)!, senderUserId: m.senderUserId, senderDeviceId: m.senderDeviceId,
-        clientMsgId: m.clientMsgId, body: bodyToDoc(m.body), ts: m.ts, rc: uniqueRecipients(m).length,
+        clientMsgId: m.clientMsgId, body: bodyToDoc(m.body), ts: m.ts,
       };
     });
     const lost = await insertIgnoringDuplicates(messages, docs);
-    const created = new Set<number>();
+    const created: number[] = [];
     const lostIdx: number[] = [];
-    fresh.forEach((i, j) => (lost.has(j) ? lostIdx.push(i) : created.add(i)));
+    fresh.forEach((i, j) => (lost.has(j) ? lostIdx.push(i) : created.push(i)));
     if (lostIdx.length > 0) {
       const winners = await messages
         .find({ $or: lostIdx.map((i) => ({ senderDeviceId: batch[i]!.senderDeviceId, clientMsgId: batch[i]!.clientMsgId })) })
@@ -378,46 +560,155 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
       }
     }
 
-    // 6. Delivery rows of the new messages.
-    const rows: DeliveryDoc[] = [];
-    for (const i of created) {
-      const m = batch[i]!;
-      for (const r of uniqueRecipients(m)) rows.push(deliveryDoc(m.chatId, seqOf.get(i)!, r, m.senderUserId));
-    }
-    await insertIgnoringDuplicates(deliveries, rows);
+    // 6. passOwn: the sender never receives its own message; when its device was caught up, its
+    //    watermark passes it. Ordered, in seq order, so that a run of messages of one device in a
+    //    chat moves its watermark along the whole run (each step is conditional on the previous).
+    const passOwn: AnyBulkWriteOperation<DeviceChatDoc>[] = created
+      .map((i) => ({ m: batch[i]!, seq: seqOf.get(i)! }))
+      .sort((a, b) => a.seq - b.seq)
+      .map(({ m, seq }) => ({
+        updateOne: {
+          filter: { _id: deviceChatId(m.senderDeviceId, m.chatId), deliveredSeq: seq - 1 },
+          update: [{ $set: { deliveredSeq: seq, deliveredAt: { $ifNull: ['$deliveredAt', m.ts] } } }],
+        },
+      }));
+    if (passOwn.length > 0) await deviceChats.bulkWrite(passOwn, { ordered: true });
 
     // 7. Results, in batch order.
+    const createdSet = new Set(created);
     const results: AppendResult[] = new Array<AppendResult>(batch.length);
     for (let i = 0; i < batch.length; i++) {
       if (dupOfIndex[i] !== -1) continue;
       const m = batch[i]!;
-      if (created.has(i)) {
+      if (createdSet.has(i)) {
         results[i] = {
           message: {
             chatId: m.chatId, seq: seqOf.get(i)!, senderUserId: m.senderUserId, senderDeviceId: m.senderDeviceId,
             clientMsgId: m.clientMsgId, body: typeof m.body === 'string' ? m.body : new Uint8Array(m.body), ts: m.ts,
           },
           created: true,
-          pending: uniqueRecipients(m),
         };
       } else {
-        const doc = stored.get(clientKey(m.senderDeviceId, m.clientMsgId))!;
-        results[i] = { message: toMessage(doc), created: false, pending: await pendingOfExisting(doc, m) };
+        results[i] = { message: toMessage(stored.get(clientKey(m.senderDeviceId, m.clientMsgId))!), created: false };
       }
     }
     for (let i = 0; i < batch.length; i++) {
       const first = dupOfIndex[i]!;
       if (first === -1) continue;
       const r = results[first]!;
-      results[i] = { message: r.message, created: false, pending: [...r.pending] };
+      const body = r.message.body;
+      results[i] = { message: { ...r.message, body: typeof body === 'string' ? body : new Uint8Array(body) }, created: false };
     }
     return results;
+  }
+
+  /** markDelivered: see ProgressStore. */
+  async function markDelivered(acks: DeliveryAck[]): Promise<WatermarkChange[]> {
+    if (acks.length === 0) return [];
+    // The acks of each (device, chat), in call order.
+    const byDeviceChat = new Map<string, Array<{ a: DeliveryAck; index: number }>>();
+    acks.forEach((a, index) => {
+      const k = deviceChatId(a.deviceId, a.chatId);
+      const list = byDeviceChat.get(k);
+      if (list) list.push({ a, index });
+      else byDeviceChat.set(k, [{ a, index }]);
+    });
+    // One atomic conditional update per (device, chat), with the effect of applying its acks in
+    // order ("raise to seq where lower"): the watermark ends at the highest acked seq, with the
+    // time of the first ack that reached it. The pre-image says which of the acks moved it.
+    const moved = await mapLimited([...byDeviceChat], async ([_id, list]) => {
+      let top = list[0]!.a;
+      for (const { a } of list) if (a.seq > top.seq) top = a;
+      const before = await deviceChats.findOneAndUpdate(
+        { _id, deliveredSeq: { $lt: top.seq } },
+        { $set: { deliveredSeq: top.seq, deliveredAt: top.at } },
+        { returnDocument: 'before', projection: { chatId: 1, userId: 1, deliveredSeq: 1 } },
+      );
+      if (!before) return null;
+      let w = before.deliveredSeq;
+      let at = -Infinity;
+      let firstIndex = -1;
+      for (const { a, index } of list) {
+        if (a.seq <= w) continue;
+        w = a.seq;
+        if (firstIndex === -1) firstIndex = index;
+        if (a.at > at) at = a.at;
+      }
+      return { chatId: before.chatId, userId: before.userId, at, firstIndex };
+    });
+    // (chat, user) -> latest ack time among the devices this call moved, in the order of the
+    // first ack that moved one of them.
+    const affected = new Map<string, { chatId: string; userId: string; at: number }>();
+    const movedInOrder = moved
+      .filter((x): x is NonNullable<typeof x> => x !== null)
+      .sort((x, y) => x.firstIndex - y.firstIndex);
+    for (const { chatId, userId, at } of movedInOrder) {
+      const key = `${chatId}\u0000${userId}`;
+      const cur = affected.get(key);
+      if (!cur) affected.set(key, { chatId, userId, at });
+      else if (at > cur.at) cur.at = at;
+    }
+    const changes = await mapLimited([...affected.values()], async ({ chatId, userId, at }): Promise<WatermarkChange | null> => {
+      // The member's delivered watermark: as far as that user's devices' spans cover (watermarks.ts).
+      const member = await members.findOne({ _id: memberId(chatId, userId) }, { projection: { deliveredSeq: 1 } });
+      if (!member) return null;
+      const spans = await deviceChats.find({ chatId, userId }, { projection: { sinceSeq: 1, deliveredSeq: 1 } }).toArray();
+      const seq = memberDelivered(member.deliveredSeq, spans);
+      if (seq <= member.deliveredSeq) return null;
+      return (await raiseMemberDelivered(chatId, userId, seq, at)) ? { chatId, userId, seq, at } : null;
+    });
+    return changes.filter((c): c is WatermarkChange => c !== null);
+  }
+
+  /** What the device has not acknowledged, over its chats in chatId order; see ProgressStore. */
+  async function pending(deviceId: string, after: { chatId: string; seq: number } | null, limit: number): Promise<StoredMessage[]> {
+    if (limit <= 0) return [];
+    const out: StoredMessage[] = [];
+    const filter: Filter<DeviceChatDoc> = after ? { deviceId, chatId: { $gte: after.chatId } } : { deviceId };
+    const cursor = deviceChats.find(filter, {
+      sort: { chatId: 1 }, projection: { chatId: 1, deliveredSeq: 1 }, batchSize: PAGE,
+    });
+    let page: Array<{ chatId: string; from: number }> = [];
+    /** Reads the page's chats in order; true once `limit` messages are collected. */
+    const readPage = async (): Promise<boolean> => {
+      // Only the chats with something past the watermark cost a query of the messages.
+      const last = await lastSeqs(page.map((c) => c.chatId));
+      for (const { chatId, from } of page) {
+        if ((last.get(chatId) ?? 0) <= from) continue;
+        const docs = await messages
+          .find({ chatId, seq: { $gt: from }, senderDeviceId: { $ne: deviceId } })
+          .sort({ seq: 1 })
+          .limit(limit - out.length)
+          .toArray();
+        for (const d of docs) out.push(toMessage(d));
+        if (out.length >= limit) return true;
+      }
+      page = [];
+      return false;
+    };
+    try {
+      for await (const dc of cursor) {
+        const from = after && dc.chatId === after.chatId ? Math.max(dc.deliveredSeq, after.seq) : dc.deliveredSeq;
+        page.push({ chatId: dc.chatId, from });
+        if (page.length >= PAGE && (await readPage())) return out;
+      }
+      if (page.length > 0) await readPage();
+    } finally {
+      await cursor.close();
+    }
+    return out;
   }
 
   return {
     init,
     async close() {
       await client.close();
+    },
+    async expire(before, now) {
+      const messagesDeleted = (await messages.deleteMany({ ts: { $lt: before } })).deletedCount;
+      const marksDeleted = (await marks.deleteMany({ at: { $lt: before } })).deletedCount;
+      const registrations = (await regs.deleteMany({ expiresAt: { $lt: now } })).deletedCount;
+      return { messages: messagesDeleted, marks: marksDeleted, registrations };
     },
 
     async getOrCreateUserByPhone(phone, newUserId, now) {
@@ -457,6 +748,9 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
       }
       const reserve = async () =>
         (await deviceCounts.updateOne({ _id: userId, active: { $lt: maxActive } }, { $inc: { active: 1 } })).modifiedCount === 1;
+      const release = async () => {
+        await deviceCounts.updateOne({ _id: userId, active: { $gt: 0 } }, { $inc: { active: -1 } });
+      };
       let ok = await reserve();
       if (!ok) {
         // Self-heal a counter left too high by a crash between its update and the device write.
@@ -468,13 +762,34 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
         }
       }
       if (!ok) throw new StoreError('DEVICE_LIMIT', `user ${userId} already has ${maxActive} active devices`);
+      if (await devices.findOne({ _id: device.deviceId }, { projection: { _id: 1 } })) {
+        await release();
+        throw new StoreError('DUPLICATE', `device ${device.deviceId} already exists`);
+      }
+      // Its watermarks first: once the device is visible, it is in its user's chats. Watermarks
+      // of a device that never gets written are what its own would have been, and the readers
+      // that list devices (chatDevices, messageStatus) skip unknown ones, so only a definite
+      // failure is rolled back.
+      const joined: string[] = [];
+      try {
+        await joinUserChats(device.deviceId, userId, joined);
+      } catch (err) {
+        await release(); // the device was not written
+        throw err;
+      }
       try {
         await devices.insertOne({ _id: device.deviceId, userId, tokenHash: device.tokenHash, name: device.name, createdAt: device.createdAt, revokedAt: null });
       } catch (err) {
-        await deviceCounts.updateOne({ _id: userId, active: { $gt: 0 } }, { $inc: { active: -1 } });
-        if (isDuplicateKey(err)) throw new StoreError('DUPLICATE', `device ${device.deviceId} already exists`);
-        throw err;
+        // Any other error leaves the outcome unknown: a counter left too high self-heals above.
+        if (!isDuplicateKey(err)) throw err;
+        await release();
+        if (joined.length > 0) await deviceChats.deleteMany({ _id: { $in: joined } });
+        throw new StoreError('DUPLICATE', `device ${device.deviceId} already exists`);
       }
+      // Again, for a chat that a concurrent createGroupChat / getOrCreateDirectChat wrote the
+      // members of after the first pass read them but read the user's devices before this one
+      // was inserted (either that writer sees the device or this pass sees the member).
+      await joinUserChats(device.deviceId, userId);
     },
     async getDevice(deviceId) {
       const d = await devices.findOne({ _id: deviceId });
@@ -497,7 +812,14 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
         { $set: { revokedAt: at } },
         { projection: { userId: 1 } },
       );
-      if (!d) return false;
+      if (!d) {
+        // Already revoked: finish the cleanup of a revocation interrupted before it dropped the
+        // device's watermarks (a no-op otherwise).
+        const cur = await devices.findOne({ _id: deviceId }, { projection: { revokedAt: 1 } });
+        if (cur && cur.revokedAt !== null && cur.revokedAt !== undefined) await deviceChats.deleteMany({ deviceId });
+        return false;
+      }
+      await deviceChats.deleteMany({ deviceId });
       await deviceCounts.updateOne({ _id: d.userId, active: { $gt: 0 } }, { $inc: { active: -1 } });
       return true;
     },
@@ -528,22 +850,59 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
       if (await chats.findOne({ _id: newChatId }, { projection: { _id: 1 } })) {
         throw new StoreError('DUPLICATE', `chat id ${newChatId} already taken`);
       }
-      // Members first: once the chat document is visible, its members are too.
-      const memberDocs: MemberDoc[] = (userA === userB ? [userA] : [userA, userB]).map((userId) => ({
+      // Members and their devices' watermarks first: once the chat document is visible, they are too.
+      const userIds = userA === userB ? [userA] : [userA, userB];
+      const memberDocs: MemberDoc[] = userIds.map((userId) => ({
         _id: memberId(newChatId, userId), chatId: newChatId, userId, role: 'member', joinedAt: now, deliveredSeq: 0, readSeq: 0,
       }));
-      await insertIgnoringDuplicates(members, memberDocs);
+      const ourMembers = insertedIds(memberDocs, await insertIgnoringDuplicates(members, memberDocs));
+      const ourDeviceChats = await joinMemberDevices(newChatId, userIds);
       try {
         await chats.insertOne({ _id: newChatId, kind: 'direct', directKey: key, createdAt: now, lastSeq: 0 });
         return { chatId: newChatId, kind: 'direct', createdAt: now, lastSeq: 0 };
       } catch (err) {
         if (!isDuplicateKey(err)) throw err;
       }
-      // Another process created it first: drop our members of the chat that lost.
-      await members.deleteMany({ _id: { $in: memberDocs.map((m) => m._id) } });
+      // Another process created it first. When newChatId is still free, everything under it is
+      // an orphan of the chat that lost (ours, or a crashed earlier attempt's); when it was taken
+      // meanwhile, only what we inserted is ours to remove.
+      if (await chats.findOne({ _id: newChatId }, { projection: { _id: 1 } })) {
+        await members.deleteMany({ _id: { $in: ourMembers } });
+        await deviceChats.deleteMany({ _id: { $in: ourDeviceChats } });
+      } else {
+        await members.deleteMany({ chatId: newChatId });
+        await deviceChats.deleteMany({ chatId: newChatId });
+      }
       const winner = await chats.findOne({ directKey: key });
       if (!winner) throw new StoreError('DUPLICATE', `chat id ${newChatId} already taken`);
       return toChat(winner);
+    },
+    async createGroupChat(chatId, memberList, now) {
+      if (await chats.findOne({ _id: chatId }, { projection: { _id: 1 } })) {
+        throw new StoreError('DUPLICATE', `chat id ${chatId} already taken`);
+      }
+      // One row per user, the first one listed (INSERT OR IGNORE).
+      const seen = new Set<string>();
+      const memberDocs: MemberDoc[] = [];
+      for (const m of memberList) {
+        if (seen.has(m.userId)) continue;
+        seen.add(m.userId);
+        memberDocs.push({
+          _id: memberId(chatId, m.userId), chatId, userId: m.userId, role: m.role, joinedAt: now, deliveredSeq: 0, readSeq: 0,
+        });
+      }
+      // Members and their devices' watermarks first: once the chat document is visible, they are too.
+      const ourMembers = insertedIds(memberDocs, await insertIgnoringDuplicates(members, memberDocs));
+      const ourDeviceChats = await joinMemberDevices(chatId, [...seen]);
+      try {
+        await chats.insertOne({ _id: chatId, kind: 'group', createdAt: now, lastSeq: 0 });
+      } catch (err) {
+        if (!isDuplicateKey(err)) throw err;
+        await members.deleteMany({ _id: { $in: ourMembers } });
+        await deviceChats.deleteMany({ _id: { $in: ourDeviceChats } });
+        throw new StoreError('DUPLICATE', `chat id ${chatId} already taken`);
+      }
+      return { chatId, kind: 'group', createdAt: now, lastSeq: 0 };
     },
     async getChat(chatId) {
       const d = await chats.findOne({ _id: chatId });
@@ -556,108 +915,29 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
       const d = await members.findOne({ _id: memberId(chatId, userId) });
       return d ? toMember(d) : null;
     },
-
-    appendMessages,
-
-    async markQueued(keys) {
-      if (keys.length === 0) return;
-      const ops: AnyBulkWriteOperation<DeliveryDoc>[] = keys.map((k) => ({
-        updateOne: {
-          filter: { chatId: k.chatId, seq: k.seq, deviceId: k.deviceId, state: 'pending' },
-          update: { $set: { state: 'queued' } },
-        },
-      }));
-      await deliveries.bulkWrite(ops, { ordered: false });
-    },
-
-    async markDelivered(acks) {
-      if (acks.length === 0) return [];
-      // First ack of each key wins, as it would applied in order.
-      const firstAck = new Map<string, DeliveryAck>();
-      for (const a of acks) {
-        const k = `${msgKey(a.chatId, a.seq)}\u0000${a.deviceId}`;
-        if (!firstAck.has(k)) firstAck.set(k, a);
-      }
-      const unique = [...firstAck.values()];
-      const rows = await deliveries
-        .find(
-          { deliveredAt: null, $or: unique.map((a) => ({ chatId: a.chatId, seq: a.seq, deviceId: a.deviceId })) },
-          { projection: { _id: 0, chatId: 1, seq: 1, deviceId: 1, userId: 1 } },
-        )
-        .toArray();
-      if (rows.length === 0) return [];
-      const userOf = new Map(rows.map((r) => [`${msgKey(r.chatId, r.seq)}\u0000${r.deviceId}`, r.userId]));
-      const toApply = unique.filter((a) => userOf.has(`${msgKey(a.chatId, a.seq)}\u0000${a.deviceId}`));
-      await deliveries.bulkWrite(
-        toApply.map((a) => ({
-          updateOne: {
-            filter: { chatId: a.chatId, seq: a.seq, deviceId: a.deviceId, deliveredAt: null },
-            update: { $set: { deliveredAt: a.at } },
-          },
-        })),
-        { ordered: false },
-      );
-      const affected = new Map<string, { chatId: string; userId: string; at: number }>();
-      for (const a of toApply) {
-        const userId = userOf.get(`${msgKey(a.chatId, a.seq)}\u0000${a.deviceId}`)!;
-        const k = `${a.chatId}\u0000${userId}`;
-        const cur = affected.get(k);
-        if (!cur) affected.set(k, { chatId: a.chatId, userId, at: a.at });
-        else if (a.at > cur.at) cur.at = a.at;
-      }
-      const changes: WatermarkChange[] = [];
-      for (const { chatId, userId, at } of affected.values()) {
-        const seq = await advanceDelivered(chatId, userId);
-        if (seq !== null) changes.push({ chatId, userId, seq, at });
-      }
-      return changes;
-    },
-
-    async markRead(chatId, userId, upToSeq, at) {
-      const _id = memberId(chatId, userId);
-      const m = await members.findOne({ _id }, { projection: { readSeq: 1 } });
-      if (!m || m.readSeq >= upToSeq) return null;
-      // Rows first, then the watermark: a crash in between leaves a retry something to do.
-      await deliveries.updateMany(
-        { chatId, userId, seq: { $gt: m.readSeq, $lte: upToSeq }, readAt: null },
-        [{ $set: { readAt: at, deliveredAt: { $ifNull: ['$deliveredAt', at] } } }],
-      );
-      const r = await members.updateOne({ _id, readSeq: { $lt: upToSeq } }, { $set: { readSeq: upToSeq } });
-      if (r.modifiedCount !== 1) return null;
-      // Read implies delivered: the rows just marked may let the delivered watermark move too.
-      await advanceDelivered(chatId, userId);
-      return { chatId, userId, seq: upToSeq, at };
-    },
-
-    async hasDelivery(key) {
-      const d = await deliveries.findOne(
-        { chatId: key.chatId, seq: key.seq, deviceId: key.deviceId },
-        { projection: { _id: 1 } },
-      );
-      return d !== null;
-    },
-
-    async undelivered(deviceId, query) {
-      if (query.limit <= 0) return [];
-      const filter: Filter<DeliveryDoc> = query.chatId !== undefined
-        ? { deviceId, deliveredAt: null, chatId: query.chatId, seq: { $gt: query.afterSeq ?? 0 } }
-        : query.after
-          ? { deviceId, deliveredAt: null, $or: [{ chatId: { $gt: query.after.chatId } }, { chatId: query.after.chatId, seq: { $gt: query.after.seq } }] }
-          : { deviceId, deliveredAt: null };
-      const rows = await deliveries
-        .find(filter, { sort: { chatId: 1, seq: 1 }, limit: query.limit, projection: { _id: 0, chatId: 1, seq: 1 } })
-        .toArray();
-      if (rows.length === 0) return [];
-      const docs = await messages.find({ $or: bySeqs(rows) }).toArray();
-      const byKey = new Map(docs.map((d) => [msgKey(d.chatId, d.seq), d]));
-      const out: StoredMessage[] = [];
-      for (const r of rows) {
-        const d = byKey.get(msgKey(r.chatId, r.seq));
-        if (d) out.push(toMessage(d)); // missing only if expired meanwhile
+    async chatDevices(chatId, afterDeviceId, limit) {
+      const out: Array<{ deviceId: string; userId: string }> = [];
+      let after = afterDeviceId;
+      // Pages of the chat's watermarks, keeping the active devices (a revoked device's watermarks
+      // are dropped, but a revocation interrupted in between may have left some).
+      while (out.length < limit) {
+        const want = limit - out.length;
+        const page = await deviceChats
+          .find({ chatId, deviceId: { $gt: after } }, { sort: { deviceId: 1 }, limit: want, projection: { deviceId: 1, userId: 1 } })
+          .toArray();
+        if (page.length === 0) break;
+        const active = new Set(
+          (await devices.find({ _id: { $in: page.map((d) => d.deviceId) }, revokedAt: null }, { projection: { _id: 1 } }).toArray())
+            .map((d) => d._id),
+        );
+        for (const d of page) if (active.has(d.deviceId)) out.push({ deviceId: d.deviceId, userId: d.userId });
+        if (page.length < want) break;
+        after = page[page.length - 1]!.deviceId;
       }
       return out;
     },
 
+    appendMessages,
     async history(chatId, afterSeq, limit) {
       if (limit <= 0) return [];
       const docs = await messages.find({ chatId, seq: { $gt: afterSeq } }).sort({ seq: 1 }).limit(limit).toArray();
@@ -667,31 +947,82 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
       const d = await messages.findOne({ chatId, seq });
       return d ? toMessage(d) : null;
     },
+
+    async progress(deviceId, chatId) {
+      const d = await deviceChats.findOne({ _id: deviceChatId(deviceId, chatId) });
+      return d ? toProgress(d) : null;
+    },
+    pending,
+    async pendingInChat(deviceId, chatId, afterSeq, beforeSeq, limit) {
+      if (limit <= 0) return [];
+      const dc = await deviceChats.findOne({ _id: deviceChatId(deviceId, chatId) }, { projection: { sinceSeq: 1 } });
+      if (!dc) return [];
+      const from = Math.max(afterSeq, dc.sinceSeq);
+      if (beforeSeq <= from + 1) return [];
+      const docs = await messages
+        .find({ chatId, seq: { $gt: from, $lt: beforeSeq }, senderDeviceId: { $ne: deviceId } })
+        .sort({ seq: 1 })
+        .limit(limit)
+        .toArray();
+      return docs.map(toMessage);
+    },
+    markDelivered,
+    async markRead(chatId, userId, upToSeq, at) {
+      const r = await members.updateOne(
+        { _id: memberId(chatId, userId), readSeq: { $lt: upToSeq } },
+        { $set: { readSeq: upToSeq } },
+      );
+      if (r.modifiedCount !== 1) return null;
+      await insertMark(chatId, userId, MARK.read, upToSeq, at);
+      // Read implies delivered.
+      await raiseMemberDelivered(chatId, userId, upToSeq, at);
+      return { chatId, userId, seq: upToSeq, at };
+    },
+    async isRecipient(deviceId, chatId, seq) {
+      const dc = await deviceChats.findOne({ _id: deviceChatId(deviceId, chatId) }, { projection: { sinceSeq: 1 } });
+      if (!dc || seq <= dc.sinceSeq) return false;
+      const m = await messages.findOne({ chatId, seq, senderDeviceId: { $ne: deviceId } }, { projection: { _id: 1 } });
+      return m !== null;
+    },
     async messageStatus(chatId, seq) {
       const d = await messages.findOne({ chatId, seq });
       if (!d) return null;
-      const rows = await deliveries.find({ chatId, seq }).sort({ userId: 1, deviceId: 1 }).toArray();
-      return {
-        message: toMessage(d),
-        recipients: rows.map((r) => ({ userId: r.userId, deviceId: r.deviceId, deliveredAt: r.deliveredAt ?? null, readAt: r.readAt ?? null })),
-      };
-    },
-
-    async expire(before, now) {
-      let messagesDeleted = 0;
-      let deliveriesDeleted = 0;
-      // In chunks; delivery rows before their message, so an interrupted run is finished by the next.
-      for (;;) {
-        const old = await messages
-          .find({ ts: { $lt: before } }, { projection: { _id: 1, chatId: 1, seq: 1 }, limit: EXPIRE_CHUNK })
-          .toArray();
-        if (old.length === 0) break;
-        deliveriesDeleted += (await deliveries.deleteMany({ $or: bySeqs(old) })).deletedCount;
-        messagesDeleted += (await messages.deleteMany({ _id: { $in: old.map((m) => m._id) } })).deletedCount;
-        if (old.length < EXPIRE_CHUNK) break;
-      }
-      const registrations = (await regs.deleteMany({ expiresAt: { $lt: now } })).deletedCount;
-      return { messages: messagesDeleted, deliveries: deliveriesDeleted, registrations };
+      // Recipient devices: in the chat from before this seq, not the sending one, still active,
+      // of a member.
+      const dcs = await deviceChats
+        .find(
+          { chatId, sinceSeq: { $lt: seq }, deviceId: { $ne: d.senderDeviceId } },
+          { projection: { deviceId: 1, userId: 1, deliveredSeq: 1 } },
+        )
+        .sort({ userId: 1, deviceId: 1 })
+        .toArray();
+      if (dcs.length === 0) return { message: toMessage(d), recipients: [] };
+      const active = new Set(
+        (await devices.find({ _id: { $in: dcs.map((r) => r.deviceId) }, revokedAt: null }, { projection: { _id: 1 } }).toArray())
+          .map((x) => x._id),
+      );
+      const userIds = [...new Set(dcs.map((r) => r.userId))];
+      const readSeqOf = new Map(
+        (await members.find({ _id: { $in: userIds.map((u) => memberId(chatId, u)) } }, { projection: { userId: 1, readSeq: 1 } }).toArray())
+          .map((m) => [m.userId, m.readSeq]),
+      );
+      const rows = dcs.filter((r) => active.has(r.deviceId) && readSeqOf.has(r.userId));
+      // The times, per user, only where some row shows them.
+      const wantDelivered = new Set(rows.filter((r) => r.deliveredSeq >= seq).map((r) => r.userId));
+      const wantRead = new Set(rows.filter((r) => readSeqOf.get(r.userId)! >= seq).map((r) => r.userId));
+      const lookups: Array<{ userId: string; kind: MarkKind }> = [
+        ...[...wantDelivered].map((userId) => ({ userId, kind: MARK.delivered })),
+        ...[...wantRead].map((userId) => ({ userId, kind: MARK.read })),
+      ];
+      const found = await mapLimited(lookups, async (l) => markAt(chatId, l.userId, l.kind, seq));
+      const timeOf = new Map(lookups.map((l, i) => [`${l.kind}\u0000${l.userId}`, found[i]!]));
+      const recipients: RecipientStatus[] = rows.map((r) => ({
+        userId: r.userId,
+        deviceId: r.deviceId,
+        deliveredAt: r.deliveredSeq >= seq ? (timeOf.get(`${MARK.delivered}\u0000${r.userId}`) ?? null) : null,
+        readAt: readSeqOf.get(r.userId)! >= seq ? (timeOf.get(`${MARK.read}\u0000${r.userId}`) ?? null) : null,
+      }));
+      return { message: toMessage(d), recipients };
     },
   };
 }

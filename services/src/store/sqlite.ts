@@ -32,6 +32,7 @@ import {
   type User,
   type WatermarkChange,
 } from './types.js';
+import { memberDelivered } from './watermarks.js';
 
 const SCHEMA_VERSION = 2;
 
@@ -333,8 +334,8 @@ export function createSqliteStore(opts: { file: string }): Store {
       raiseDevice: db.prepare<[number, number, string, string, number], { user_id: string }>(
         `UPDATE device_chats SET delivered_seq = ?, delivered_at = ?
           WHERE device_id = ? AND chat_id = ? AND delivered_seq < ? RETURNING user_id`),
-      bestDevice: db.prepare<[string, string], { s: number | null }>(
-        'SELECT MAX(delivered_seq) AS s FROM device_chats WHERE chat_id = ? AND user_id = ?'),
+      spans: db.prepare<[string, string], { since_seq: number; delivered_seq: number }>(
+        'SELECT since_seq, delivered_seq FROM device_chats WHERE chat_id = ? AND user_id = ?'),
       raiseDelivered: db.prepare<[number, string, string, number]>(
         'UPDATE members SET delivered_seq = ? WHERE chat_id = ? AND user_id = ? AND delivered_seq < ?'),
       raiseRead: db.prepare<[number, string, string, number]>(
@@ -468,8 +469,11 @@ export function createSqliteStore(opts: { file: string }): Store {
       }
       const changes: WatermarkChange[] = [];
       for (const { chatId, userId, at } of affected.values()) {
-        const seq = s.bestDevice.get(chatId, userId)?.s ?? null;
-        if (seq !== null && raiseMemberDelivered(s, chatId, userId, seq, at)) changes.push({ chatId, userId, seq, at });
+        const m = s.member.get(chatId, userId);
+        if (!m) continue;
+        const spans = s.spans.all(chatId, userId).map((r) => ({ sinceSeq: r.since_seq, deliveredSeq: r.delivered_seq }));
+        const seq = memberDelivered(m.delivered_seq, spans);
+        if (seq > m.delivered_seq && raiseMemberDelivered(s, chatId, userId, seq, at)) changes.push({ chatId, userId, seq, at });
       }
       return changes;
     }),

@@ -9,6 +9,8 @@ export interface WorkerContext {
   publisher: InboxPublisher;
   log: Logger;
   now(): number;
+  /** This worker process (its role id), reported in job results. */
+  workerId: string;
   /** Messages older than this are removed by cleanup. */
   retentionMs: number;
   /** Devices per fan-out job; chats with at most this many are delivered by `persist` itself. */

@@ -25,7 +25,14 @@ export function fanoutJobs(chatId: string, seqs: number[]): FanoutJob[] {
   return jobs;
 }
 
-export async function processFanout(ctx: WorkerContext, job: FanoutJob): Promise<void> {
+/** What a fan-out job did: the job's return value. */
+export interface FanoutResult {
+  devices: number;
+  messages: number;
+  by: string;
+}
+
+export async function processFanout(ctx: WorkerContext, job: FanoutJob): Promise<FanoutResult> {
   const { store } = ctx;
   const devices = await store.chatDevices(job.chatId, job.afterDevice, ctx.fanoutChunk);
   const lastDevice = devices.at(-1);
@@ -40,4 +47,5 @@ export async function processFanout(ctx: WorkerContext, job: FanoutJob): Promise
   }
   await ctx.publisher.publishAll(out);
   ctx.log.debug({ chatId: job.chatId, devices: devices.length, messages: messages.length }, 'fan-out chunk delivered');
+  return { devices: devices.length, messages: messages.length, by: ctx.workerId };
 }

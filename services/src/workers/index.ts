@@ -9,7 +9,12 @@ import { processAcks, processReads } from './receipts.js';
 import { processFanout } from './fanout.js';
 import { processCleanup } from './cleanup.js';
 
-type Processor = (ctx: WorkerContext, job: Job) => Promise<void>;
+/**
+ * A processor's return value is the job's BullMQ return value: `persist` and `fanout` report what
+ * they did (and which worker process did it), which tests and benchmarks read from the queue's
+ * completed events.
+ */
+type Processor = (ctx: WorkerContext, job: Job) => Promise<unknown>;
 
 /** Most waiting `persist` jobs read in one round trip when draining a backlog. */
 const DRAIN_PAGE_JOBS = 32;
@@ -55,7 +60,7 @@ export const DEFAULT_WORKER_OPTIONS: Readonly<WorkerOptions> = Object.freeze({
  * them, running them again is harmless (the store deduplicates by clientMsgId and only delivers
  * what was not queued yet).
  */
-async function persistWithBacklog(ctx: WorkerContext, queue: Queue, job: Job, maxItems: number): Promise<void> {
+async function persistWithBacklog(ctx: WorkerContext, queue: Queue, job: Job, maxItems: number): Promise<unknown> {
   const items = [...(job.data as JobData['persist']).items];
   const taken: string[] = [];
   // Jobs are group-commit batches of similar size under load: read about as many as could fit,
@@ -81,11 +86,12 @@ async function persistWithBacklog(ctx: WorkerContext, queue: Queue, job: Job, ma
     }
     if (full || ids.length < want) break;
   }
-  await processPersist(ctx, items);
+  const result = await processPersist(ctx, items);
   if (taken.length) {
     await Promise.all(taken.map((id) => queue.remove(id)));
     ctx.log.debug({ jobs: taken.length + 1, messages: items.length }, 'persist drained a backlog');
   }
+  return result;
 }
 
 export interface Workers {
@@ -99,12 +105,12 @@ export async function startWorkers(
   options: Partial<WorkerOptions> = {},
 ): Promise<Workers> {
   const opts = { ...DEFAULT_WORKER_OPTIONS, ...options };
-  const run = async (job: Job): Promise<void> => {
+  const run = async (job: Job): Promise<unknown> => {
     const p = PROCESSORS[job.name];
     if (!p) throw new Error(`no processor for job ${job.name}`);
-    await p(ctx, job);
+    return p(ctx, job);
   };
-  const runPersist = (queue: Queue) => (job: Job): Promise<void> =>
+  const runPersist = (queue: Queue) => (job: Job): Promise<unknown> =>
     job.name === JOB.persist && opts.persistDrainItems > 0 ? persistWithBacklog(ctx, queue, job, opts.persistDrainItems) : run(job);
   const common = {
     connection: settings.connection,

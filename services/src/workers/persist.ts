@@ -88,7 +88,15 @@ function storedNotices(messages: StoredMessage[], out: Out): void {
   for (const [key, env] of stored) out.push({ deviceId: key.slice(0, key.indexOf('|')), env });
 }
 
-export async function processPersist(ctx: WorkerContext, items: IngestMessage[]): Promise<void> {
+/** What a persist job did: the job's return value. */
+export interface PersistResult {
+  /** Messages stored or found stored (a resend). */
+  messages: number;
+  /** The worker process that stored them. */
+  by: string;
+}
+
+export async function processPersist(ctx: WorkerContext, items: IngestMessage[]): Promise<PersistResult> {
   const { store, publisher } = ctx;
   const out: Out = [];
   const resolved = await resolveChats(ctx, items, out);
@@ -122,4 +130,5 @@ export async function processPersist(ctx: WorkerContext, items: IngestMessage[])
   }
   storedNotices(messages, out);
   await publisher.publishAll(out);
+  return { messages: messages.length, by: ctx.workerId };
 }

@@ -1,0 +1,98 @@
+/**
+ * A 1,024-member group (members made directly through the store ports: groups have no API yet),
+ * one device each; 50 devices connected over real MQTT through the SDK, the rest offline. Every
+ * connected device gets each message exactly once and in order, every offline one gets them when
+ * it comes back, and the fan-out runs in bounded chunks (read from the fanout queue's completed
+ * jobs, whose return value says how many devices each served).
+ */
+import { join } from 'node:path';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { QueueEvents } from 'bullmq';
+import { newId } from '@parley/client-sdk';
+import { startTestPlatform, until, type TestPlatform } from '../helpers/platform.js';
+import { closeAll, device, type Recorded } from '../helpers/sdk.js';
+import { createSqliteStore } from '../../services/src/store/sqlite.js';
+import type { Store } from '../../services/src/store/types.js';
+import { newDeviceToken } from '../../services/src/auth/secrets.js';
+import type { FanoutResult } from '../../services/src/workers/fanout.js';
+
+const MEMBERS = 1024;
+const CONNECTED = 50;
+const CHUNK = 128;
+
+interface Member { userId: string; deviceId: string; token: string }
+
+describe('group fan-out', () => {
+  let p: TestPlatform;
+  let store: Store;
+  let events: QueueEvents;
+  const chunks: FanoutResult[] = [];
+  const members: Member[] = [];
+  let chatId: string;
+
+  beforeAll(async () => {
+    p = await startTestPlatform({ PARLEY_FANOUT_CHUNK: String(CHUNK) });
+    // A second handle on the platform's SQLite file (WAL: several processes may open it).
+    store = createSqliteStore({ file: join(p.dataDir, 'parley.sqlite') });
+    await store.init();
+    const run = `${process.pid % 1000}`.padStart(3, '0');
+    for (let i = 0; i < MEMBERS; i++) {
+      const { user } = await store.getOrCreateUserByPhone(`+4479${run}${String(i).padStart(5, '0')}`, newId('user'), Date.now());
+      const deviceId = newId('device');
+      const { token, tokenHash } = newDeviceToken(deviceId);
+      await store.addDevice({ deviceId, userId: user.userId, tokenHash, name: `member ${i}`, createdAt: Date.now() }, 5);
+      members.push({ userId: user.userId, deviceId, token });
+    }
+    chatId = newId('chat');
+    await store.createGroupChat(chatId, members.map((m, i) => ({ userId: m.userId, role: i === 0 ? 'admin' as const : 'member' as const })), Date.now());
+    events = new QueueEvents('fanout', { connection: { url: p.platform.urls.redis }, prefix: 'parley' });
+    events.on('completed', ({ returnvalue }) => chunks.push(returnvalue as unknown as FanoutResult));
+    await events.waitUntilReady();
+  }, 120_000);
+
+  afterAll(async () => {
+    await closeAll();
+    await events?.close();
+    await store?.close();
+    await p?.close();
+  });
+
+  const texts = (r: Recorded): string[] => r.messages.map((m) => String(m.text));
+
+  it('delivers each message once and in order to every connected device, and to every offline one when it returns, in bounded chunks', async () => {
+    const online = members.slice(0, CONNECTED).map((m) => device(p.mqttUrl, m));
+    await Promise.all(online.map((d) => d.client.connect()));
+    const [sender, ...receivers] = online;
+
+    const sent = ['g1', 'g2', 'g3'];
+    for (const t of sent) await sender!.client.send(chatId, t);
+    await until(() => receivers.every((r) => r.messages.length >= sent.length), 30_000, 'every connected member has the three messages');
+    for (const r of receivers) {
+      expect(texts(r)).toEqual(sent);
+      expect(r.messages.map((m) => m.seq)).toEqual([1, 2, 3]);
+      expect(r.messages.every((m) => m.chatId === chatId && m.from === members[0]!.userId)).toBe(true);
+    }
+    expect(sender!.messages).toEqual([]); // the sending device does not get its own messages
+
+    // Chunked: no job served more than CHUNK devices, and the chunks of each run cover every
+    // device but the sender's (1,023) exactly once.
+    // Each chunk reports devices x messages; the sender's device is counted (and skipped).
+    const covered = (): number => chunks.reduce((n, c) => n + c.messages * c.devices, 0);
+    await until(() => covered() >= MEMBERS * sent.length, 10_000, 'fan-out chunks reported');
+    expect(covered()).toBe(MEMBERS * sent.length);
+    expect(chunks.length).toBeGreaterThanOrEqual(Math.ceil(MEMBERS / CHUNK));
+    expect(chunks.every((c) => c.devices <= CHUNK)).toBe(true);
+
+    // Offline members come back: each gets all three, once, in order.
+    const later = members.slice(CONNECTED, CONNECTED + 40).map((m) => device(p.mqttUrl, m));
+    await Promise.all(later.map((d) => d.client.connect()));
+    await until(() => later.every((r) => r.messages.length >= sent.length), 30_000, 'offline members caught up');
+    for (const r of later) expect(texts(r)).toEqual(sent);
+
+    // And nothing more arrives: a sentinel closes the stream, then everyone has exactly four.
+    await sender!.client.send(chatId, 'end');
+    const all = [...receivers, ...later];
+    await until(() => all.every((r) => r.messages.length >= 4), 30_000, 'sentinel everywhere');
+    for (const r of all) expect(texts(r)).toEqual([...sent, 'end']);
+  }, 120_000);
+});
