@@ -142,7 +142,11 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
           workerId: `${hostname()}:${process.pid}`,
           fanoutChunk: cfg.fanoutChunk,
           enqueueFanout: async (jobs) => {
-            await queues.fanout.addBulk(jobs.map((data) => ({ name: JOB.fanout, data })));
+            // A chunk re-run after a crash queues its successor again: the id makes that a no-op
+            // while the successor is still waiting or running.
+            await queues.fanout.addBulk(jobs.map((data) => ({
+              name: JOB.fanout, data, opts: { jobId: `fanout-${data.chatId}-${data.fromSeq}-${data.toSeq}-${data.afterDevice || '0'}` },
+            })));
           },
         },
         queueSettings, queues, { concurrency: cfg.workerConcurrency },
