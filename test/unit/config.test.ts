@@ -10,6 +10,8 @@ describe('config', () => {
     expect(c.mqttPort).toBe(1883);
     expect(c.store).toEqual({ kind: 'sqlite', file: './data/parley.sqlite' });
     expect(c.retentionMs).toBe(30 * 86_400_000);
+    expect(c.persistShards).toBe(8);
+    expect(c.fanoutChunk).toBe(128);
     expect(Object.isFrozen(c)).toBe(true);
   });
 
@@ -24,6 +26,9 @@ describe('config', () => {
     [{ PARLEY_REDIS_URL: 'not a url' }, 'PARLEY_REDIS_URL'],
     [{ PARLEY_LOG_LEVEL: 'loud' }, 'PARLEY_LOG_LEVEL'],
     [{ PARLEY_MAX_DEVICES: '0' }, 'PARLEY_MAX_DEVICES'],
+    [{ PARLEY_PERSIST_SHARDS: '0' }, 'PARLEY_PERSIST_SHARDS'],
+    [{ PARLEY_PERSIST_SHARDS: '65' }, 'PARLEY_PERSIST_SHARDS'],
+    [{ PARLEY_FANOUT_CHUNK: '1.5' }, 'PARLEY_FANOUT_CHUNK'],
   ])('rejects %j naming the variable', (env, name) => {
     let err: unknown;
     try { parseConfig(env); } catch (e) { err = e; }
