@@ -8,7 +8,7 @@ import { Aedes, type Client, type PublishPacket, type PubrelPacket } from 'aedes
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { Logger } from 'pino';
 import {
-  ParleyError, decode, encode, inboxTopic, isUserId, parseTopic, type ErrorCode, type Envelope,
+  ParleyError, decode, encode, inboxTopic, parseTopic, type ErrorCode, type Envelope,
 } from '@parley/client-sdk';
 import { decideSubscribe, decidePublish } from './acl.js';
 import { Batcher, BatcherClosedError, type BatcherOptions } from './batcher.js';
@@ -17,6 +17,7 @@ import { watchBusReconnects } from './bus-resync.js';
 import { createLimits, type BrokerLimits } from './limits.js';
 import { connectedClient } from './aedes-internals.js';
 import { createDeliveryAgent, type DeliveryAgentOptions } from './delivery-agent.js';
+import { OUTBOX_HANDLERS, handleRead, type HandlerDeps, type HandlerResult, type Inbound } from './handlers/index.js';
 import type {
   DeviceAuthenticator, IngestAck, IngestMessage, IngestRead, IngestSink, PositionReader, PresenceSink,
 } from './ingest.js';
@@ -102,6 +103,7 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
   const acks = new Batcher<IngestAck>((items) => deps.ingest.acks(items), { ...opts.batch, maxDelayMs: opts.ackDelayMs });
   const reads = new Batcher<IngestRead>((items) => deps.ingest.reads(items), opts.batch);
   const agent = createDeliveryAgent(deps.positions, log, opts.delivery);
+  const handlerDeps: HandlerDeps = { messages, reads, agent };
   // Limits (limits.ts): hooked in below at authenticate, authorizePublish, authorizeForward, the
   // `ack` and `clientError` events and aedes.handle.
   const limits = createLimits(opts.limits, () => aedes, log);
@@ -173,8 +175,8 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
         refuse(client, packet, 'E_PAYLOAD_TOO_LARGE', `${payload.length} > ${opts.maxPayloadBytes} bytes`);
         return done(null);
       }
-      const now = Date.now();
-      let accepted: Promise<void>;
+      const inbound: Inbound = { client, userId: session.userId, payload, at: Date.now() };
+      let accepted: HandlerResult;
       if (decision.kind === 'receipt') {
         if (payload.length > 0) {
           let env: Envelope | null = null;
@@ -184,7 +186,7 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
             return done(null);
           }
         }
-        accepted = reads.add({ d: client.id, u: session.userId, m: decision.msgId, t: now });
+        accepted = handleRead(handlerDeps, inbound, decision.msgId);
       } else {
         let env: Envelope;
         try {
@@ -193,18 +195,17 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
           refuse(client, packet, 'E_BAD_ENVELOPE', err instanceof ParleyError ? (err.detail ?? 'undecodable') : 'undecodable');
           return done(null);
         }
-        if (env.kind === 'send') {
-          const k = isUserId(env.to) ? (env.to < session.userId ? `${env.to}|${session.userId}` : `${session.userId}|${env.to}`) : env.to;
-          accepted = messages.add({ d: client.id, u: session.userId, k, p: payload.toString('base64'), t: now });
-        } else if (env.kind === 'sync') {
-          // Answered from the store by this node's delivery agent; nothing to make durable.
-          packet.topic = SINK_TOPIC;
-          agent.sync(client, env.chatId, env.after);
-          return done(null);
-        } else {
+        const handler = OUTBOX_HANDLERS[env.kind];
+        if (!handler) {
           refuse(client, packet, 'E_BAD_ENVELOPE', `a device may not send ${env.kind} envelopes`);
           return done(null);
         }
+        accepted = handler(handlerDeps, inbound, env);
+      }
+      if (accepted === null) {
+        // Dealt with at once: PUBACK now, and nothing to route.
+        packet.topic = SINK_TOPIC;
+        return done(null);
       }
       // PUBACK (the sent tick) only once the ingest batch is durable. If that fails the connection
       // is closed without a PUBACK and the client resends with the same clientMsgId.

@@ -7,7 +7,7 @@
 import { readFileSync } from 'node:fs';
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
-import { Aedes, type Client, type PublishPacket } from 'aedes';
+import { Aedes, type Client, type PublishPacket, type PubrelPacket } from 'aedes';
 import mqtt, { type MqttClient } from 'mqtt';
 import {
   AEDES_VERSION, interceptDelivery, positionalPersistence, type AedesPacket,
@@ -44,7 +44,7 @@ async function rig(): Promise<Rig> {
       done(null, original !== null);
     },
   });
-  aedes.on('ack', (packet: PublishPacket | undefined, _client: Client) => { acked.push(packet); });
+  aedes.on('ack', (packet: PublishPacket | PubrelPacket | undefined, _client: Client) => { acked.push(packet?.cmd === 'publish' ? packet : undefined); });
   const server: Server = createServer((s) => aedes.handle(s));
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
   const url = `mqtt://127.0.0.1:${(server.address() as AddressInfo).port}`;

@@ -1,0 +1,17 @@
+/** The table from envelope kind to handler, for what a device may publish on its `outbox/`. */
+import type { Envelope } from '@parley/client-sdk';
+import { handleSend } from './send.js';
+import { handleSync } from './sync.js';
+import type { HandlerDeps, HandlerResult, Inbound } from './types.js';
+
+export { handleRead } from './read.js';
+export { orderingKey } from './send.js';
+export type { HandlerDeps, HandlerResult, Inbound } from './types.js';
+
+type OutboxHandler = (deps: HandlerDeps, m: Inbound, env: Envelope) => HandlerResult;
+
+/** Kinds a device may send; any other kind is refused with E_BAD_ENVELOPE. */
+export const OUTBOX_HANDLERS: Readonly<Partial<Record<Envelope['kind'], OutboxHandler>>> = Object.freeze({
+  send: (deps, m, env) => handleSend(deps, m, env as Extract<Envelope, { kind: 'send' }>),
+  sync: (deps, m, env) => handleSync(deps, m, env as Extract<Envelope, { kind: 'sync' }>),
+});
