@@ -1,18 +1,18 @@
 /**
- * The Store contract on MongoDB. Runs only when MONGO_URL points at a server (a replica set, for
- * the majority write concern), e.g. MONGO_URL=mongodb://localhost:27017/?replicaSet=rs0.
+ * The store contracts (one suite per port) on MongoDB. Runs only when MONGO_URL points at a server
+ * (a replica set, for the majority write concern), e.g. MONGO_URL=mongodb://localhost:27017/?replicaSet=rs0.
  * Every test gets its own database, dropped afterwards.
  */
 import { describe } from 'vitest';
 import { MongoClient } from 'mongodb';
 import { randomIdBody } from '@parley/client-sdk';
 import { createMongoStore } from '../services/src/store/mongo.js';
-import { storeContract } from './contract/store.contract.js';
+import { storeContracts } from './contract/index.js';
 
 const url = process.env.MONGO_URL;
 
 describe.skipIf(!url)('MongoDB store', () => {
-  storeContract('Store contract: MongoDB', async () => {
+  storeContracts('Store contracts: MongoDB', async () => {
     const mongoUrl = url!;
     // Database names may not contain '-' in every deployment; keep [A-Za-z0-9_].
     const dbName = `parley_test_${randomIdBody(10).replace(/[^A-Za-z0-9]/g, '_')}`;

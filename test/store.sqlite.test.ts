@@ -5,14 +5,15 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { newId } from '@parley/client-sdk';
 import { createSqliteStore } from '../services/src/store/sqlite.js';
 import type { NewMessage, Store } from '../services/src/store/types.js';
-import { storeContract } from './contract/store.contract.js';
+import { seqsOf } from './contract/helpers.js';
+import { storeContracts } from './contract/index.js';
 
 function tempFile(): { dir: string; file: string } {
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'parley-store-'));
   return { dir, file: path.join(dir, 'parley.db') };
 }
 
-storeContract('Store contract: SQLite', async () => {
+storeContracts('Store contracts: SQLite', async () => {
   const { dir, file } = tempFile();
   const store = createSqliteStore({ file });
   return {
@@ -56,7 +57,6 @@ describe('SQLite store', () => {
   let n = 0;
   const msg = (s: Awaited<ReturnType<typeof setup>>, body: string): NewMessage => ({
     chatId: s.chatId, senderUserId: s.a, senderDeviceId: s.da, clientMsgId: `k${(++n).toString(36)}`, body, ts: 10,
-    recipients: [{ deviceId: s.db, userId: s.b }],
   });
 
   it('uses WAL and records its schema version; init() twice on one file is harmless', async () => {
@@ -70,7 +70,7 @@ describe('SQLite store', () => {
     const raw = new Database(file, { readonly: true });
     try {
       expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
-      expect(raw.pragma('user_version', { simple: true })).toBe(1);
+      expect(raw.pragma('user_version', { simple: true })).toBe(2);
     } finally {
       raw.close();
     }
@@ -125,7 +125,6 @@ describe('SQLite store', () => {
         for (let i = 0; i < 10; i++) {
           const batch = Array.from({ length: 10 }, (_, j) => ({
             chatId, senderUserId: a, senderDeviceId: da, clientMsgId: 'w' + w + 'b' + i + 'm' + j, body: 'x', ts: 1,
-            recipients: [{ deviceId: db, userId: b }],
           }));
           for (const r of await s.appendMessages(batch)) seqs.push(r.message.seq);
         }
@@ -154,7 +153,9 @@ describe('SQLite store', () => {
     expect(all).toEqual(Array.from({ length: 220 }, (_, i) => i + 1));
     expect((await s1.history(ctx.chatId, 0, 1000)).map((m) => m.seq)).toEqual(all);
     expect((await s1.getChat(ctx.chatId))?.lastSeq).toBe(220);
-    expect(await s1.undelivered(ctx.db, { limit: 1000 })).toHaveLength(220);
+    expect(await s1.pending(ctx.db, null, 1000)).toHaveLength(220);
+    // The sender's device was caught up all along: its own messages moved it to the end.
+    expect((await s1.progress(ctx.da, ctx.chatId))?.deliveredSeq).toBe(220);
 
     // Both processes got the same (a, c) chat, with its two members.
     expect(r1.chatId).toBe(r2.chatId);
@@ -173,15 +174,17 @@ describe('SQLite store', () => {
     expect(res).toHaveLength(2_000);
     expect(res.every((r, i) => r.created && r.message.seq === i + 1 && r.message.body === `bulk ${i}`)).toBe(true);
     expect((await store.getChat(ctx.chatId))?.lastSeq).toBe(2_000);
-    expect(await store.undelivered(ctx.db, { limit: 5_000 })).toHaveLength(2_000);
+    expect(seqsOf(await store.pending(ctx.db, null, 5_000))).toEqual(res.map((r) => r.message.seq));
     const last = await store.history(ctx.chatId, 1_998, 10);
     expect(last.map((m) => m.body)).toEqual(['bulk 1998', 'bulk 1999']);
     // Generous bound: one transaction, not 2,000 fsyncs.
     expect(ms).toBeLessThan(2_000);
 
-    // Delivering them all moves the watermark in one call.
+    // Delivering them all moves the watermarks in one call.
     const ch = await store.markDelivered(res.map((r) => ({ chatId: ctx.chatId, seq: r.message.seq, deviceId: ctx.db, at: 1 })));
     expect(ch).toEqual([{ chatId: ctx.chatId, userId: ctx.b, seq: 2_000, at: 1 }]);
+    expect((await store.progress(ctx.db, ctx.chatId))?.deliveredSeq).toBe(2_000);
+    expect(await store.pending(ctx.db, null, 10)).toEqual([]);
   });
 
   it('rejects calls before init() and after close()', async () => {
