@@ -19,7 +19,9 @@
 // The default import: mqtt.js' browser ESM build has no named exports.
 import mqtt from 'mqtt';
 import type { IClientOptions, IConnackPacket, MqttClient } from 'mqtt';
-import { decode, encode, type Body, type Envelope, type MsgEnvelope, type ReceiptEnvelope, type StoredEnvelope } from './codec.js';
+import {
+  decode, encode, type Body, type Envelope, type MsgEnvelope, type ReceiptEnvelope, type StoredEnvelope, type TallyEnvelope,
+} from './codec.js';
 import { ParleyError, type ErrorCode } from './errors.js';
 import { isChatId, isClientMsgId, isId, isMsgId, msgIdOf, newClientMsgId } from './ids.js';
 import { inboxTopic, liveTopic, outboxTopic, receiptTopic } from './topics.js';
@@ -127,8 +129,13 @@ export interface ParleyClientEvents {
   stored: StoredInfo;
   /** A tick of one of the user's own messages advanced (one event per message). */
   status: StatusUpdate;
-  /** A receipt envelope as received (a watermark: `by` has `status` for every message up to `seq`). */
+  /**
+   * A receipt envelope as received (a watermark: `by` has `status` for every message up to `seq`;
+   * no `by` in a direct chat means the other member).
+   */
   receipt: ReceiptEnvelope;
+  /** Group progress of this user's messages: of `of` other members, `delivered` / `read` have everything up to `seq`. */
+  tally: TallyEnvelope;
   /** The server finished a sync. */
   synced: SyncedInfo;
   state: ConnectionState;
@@ -591,6 +598,13 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
         this.emit('receipt', env);
         if (this.options.userId === undefined || env.by !== this.options.userId) {
           for (const tick of this.#ticks.receipt(env.chatId, env.seq, env.status)) this.emit('status', tick);
+        }
+        return;
+      case 'tally':
+        this.emit('tally', env);
+        // A group message is delivered (read) once every other member has it (has read it).
+        if (env.of > 0 && env.delivered >= env.of) {
+          for (const tick of this.#ticks.receipt(env.chatId, env.seq, env.read >= env.of ? 'read' : 'delivered')) this.emit('status', tick);
         }
         return;
       case 'error': {

@@ -20,6 +20,7 @@ export const KIND = {
   read: 6,
   sync: 7,
   synced: 8,
+  tally: 9,
 } as const;
 
 export const RECEIPT_STATUS = { delivered: 1, read: 2 } as const;
@@ -47,9 +48,21 @@ export interface StoredMore { clientMsgId: string; seq: number }
 
 /** Most `more` entries in one `stored` envelope (keeps it far below any payload limit). */
 export const MAX_STORED_MORE = 500;
-/** server -> devices: `by` has `status` for every message of the chat up to `seq`. */
+/**
+ * server -> devices: `by` has `status` for every message of the chat up to `seq`. On the wire `by`
+ * is the last field and is left out where the receiver knows it: in a direct chat, a receipt
+ * without `by` is the other member's (decoded as `by: undefined`).
+ */
 export interface ReceiptEnvelope {
-  kind: 'receipt'; chatId: string; seq: number; status: ReceiptStatus; by: string; ts: number;
+  kind: 'receipt'; chatId: string; seq: number; status: ReceiptStatus; ts: number; by?: string | undefined;
+}
+/**
+ * server -> the sender's devices in a group: of the `of` other members, `delivered` have received
+ * every message up to `seq` and `read` have read it. One per sender, chat and batch of receipts,
+ * instead of one receipt per member.
+ */
+export interface TallyEnvelope {
+  kind: 'tally'; chatId: string; seq: number; delivered: number; read: number; of: number;
 }
 /** server -> device: something the device sent was refused. `ref` names it (e.g. its clientMsgId). */
 export interface ErrorEnvelope { kind: 'error'; code: ErrorCode; detail?: string | undefined; ref?: string | undefined }
@@ -62,7 +75,7 @@ export interface SyncedEnvelope { kind: 'synced'; count: number; chatId?: string
 
 export type Envelope =
   | SendEnvelope | MsgEnvelope | StoredEnvelope | ReceiptEnvelope
-  | ErrorEnvelope | ReadEnvelope | SyncEnvelope | SyncedEnvelope;
+  | ErrorEnvelope | ReadEnvelope | SyncEnvelope | SyncedEnvelope | TallyEnvelope;
 
 const encoder = new Encoder({ useRecords: false, tagUint8Array: false });
 const decoder = new Decoder({ useRecords: false, mapsAsObjects: true });
@@ -84,11 +97,12 @@ export function encode(env: Envelope): Uint8Array {
     case 'stored':
       fields = [KIND.stored, env.clientMsgId, env.chatId, env.seq, env.ts, env.more?.length ? env.more.flatMap((m) => [m.clientMsgId, m.seq]) : undefined];
       break;
-    case 'receipt': fields = [KIND.receipt, env.chatId, env.seq, RECEIPT_STATUS[env.status], env.by, env.ts]; break;
+    case 'receipt': fields = [KIND.receipt, env.chatId, env.seq, RECEIPT_STATUS[env.status], env.ts, env.by]; break;
     case 'error': fields = [KIND.error, env.code, env.detail, env.ref]; break;
     case 'read': fields = [KIND.read]; break;
     case 'sync': fields = [KIND.sync, env.chatId, env.after]; break;
     case 'synced': fields = [KIND.synced, env.count, env.chatId]; break;
+    case 'tally': fields = [KIND.tally, env.chatId, env.seq, env.delivered, env.read, env.of]; break;
   }
   return encoder.encode(trim(fields));
 }
@@ -97,6 +111,7 @@ const bad = (detail: string): ParleyError => new ParleyError('E_BAD_ENVELOPE', d
 
 const isSeq = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 1;
 const isTs = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) >= 0;
+const isCount = isTs;
 const isBody = (v: unknown): v is Body => typeof v === 'string' || v instanceof Uint8Array;
 const optional = <T>(v: unknown, check: (x: unknown) => x is T): v is T | null | undefined =>
   v === undefined || v === null || check(v);
@@ -151,8 +166,8 @@ export function decode(payload: Uint8Array): Envelope {
     }
     case KIND.receipt: {
       const status = typeof c === 'number' ? STATUS_BY_CODE[c] : undefined;
-      if (!isChatId(a) || !isSeq(b) || !status || !isUserId(d) || !isTs(e)) throw bad('receipt fields');
-      return { kind: 'receipt', chatId: a, seq: b, status, by: d, ts: e };
+      if (!isChatId(a) || !isSeq(b) || !status || !isTs(d) || !optional(e, isUserId)) throw bad('receipt fields');
+      return { kind: 'receipt', chatId: a, seq: b, status, ts: d, ...(e ? { by: e } : {}) };
     }
     case KIND.error:
       if (!isErrorCode(a)) throw bad('error code');
@@ -169,6 +184,11 @@ export function decode(payload: Uint8Array): Envelope {
     case KIND.synced:
       if (!Number.isSafeInteger(a) || (a as number) < 0 || !optional(b, isChatId)) throw bad('synced fields');
       return { kind: 'synced', count: a as number, chatId: orUndef(b) };
+    case KIND.tally:
+      if (!isChatId(a) || !isSeq(b) || !isCount(c) || !isCount(d) || !isCount(e) || (c as number) > (e as number) || (d as number) > (e as number)) {
+        throw bad('tally fields');
+      }
+      return { kind: 'tally', chatId: a, seq: b, delivered: c as number, read: d as number, of: e as number };
     default:
       throw bad('unknown kind');
   }

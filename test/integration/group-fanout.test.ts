@@ -8,7 +8,7 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QueueEvents } from 'bullmq';
-import { newId } from '@parley/client-sdk';
+import { newId, type TallyEnvelope } from '@parley/client-sdk';
 import { startTestPlatform, until, type TestPlatform } from '../helpers/platform.js';
 import { closeAll, device, type Recorded } from '../helpers/sdk.js';
 import { createSqliteStore } from '../../services/src/store/sqlite.js';
@@ -64,6 +64,8 @@ describe('group fan-out', () => {
     await Promise.all(online.map((d) => d.client.connect()));
     const [sender, ...receivers] = online;
 
+    const tallies: TallyEnvelope[] = [];
+    sender!.client.on('tally', (t) => tallies.push(t));
     const sent = ['g1', 'g2', 'g3'];
     for (const t of sent) await sender!.client.send(chatId, t);
     await until(() => receivers.every((r) => r.messages.length >= sent.length), 30_000, 'every connected member has the three messages');
@@ -82,6 +84,16 @@ describe('group fan-out', () => {
     expect(covered()).toBe(MEMBERS * sent.length);
     expect(chunks.length).toBeGreaterThanOrEqual(Math.ceil(MEMBERS / CHUNK));
     expect(chunks.every((c) => c.devices <= CHUNK)).toBe(true);
+
+    // The sender learns "delivered to N of 1,023" from tallies, not from one receipt per member.
+    const best = (): TallyEnvelope | undefined => tallies.filter((t) => t.seq === 3).sort((a, b) => b.delivered - a.delivered)[0];
+    await until(() => (best()?.delivered ?? 0) >= receivers.length, 15_000, 'a tally covering every connected member');
+    expect(best()).toMatchObject({ chatId, seq: 3, of: MEMBERS - 1, read: 0 });
+    expect(tallies.length).toBeLessThan(receivers.length);
+    // Ten members read up to the last message: one read each, and the sender's tally counts them.
+    for (const r of receivers.slice(0, 10)) await r.client.markRead(r.messages[2]!.msgId);
+    await until(() => tallies.some((t) => t.seq === 3 && t.read >= 10), 15_000, 'a tally with ten reads');
+    expect(sender!.statuses.some((st) => st.status === 'delivered')).toBe(false); // not everyone has it
 
     // Offline members come back: each gets all three, once, in order.
     const later = members.slice(CONNECTED, CONNECTED + 40).map((m) => device(p.mqttUrl, m));

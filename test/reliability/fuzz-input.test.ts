@@ -17,7 +17,7 @@ import { prng } from './helpers.js';
 const cbor = new Encoder({ useRecords: false, tagUint8Array: false });
 
 describe('envelope decoder fuzz', () => {
-  const KINDS = new Set(['send', 'msg', 'stored', 'receipt', 'error', 'read', 'sync', 'synced']);
+  const KINDS = new Set(['send', 'msg', 'stored', 'receipt', 'error', 'read', 'sync', 'synced', 'tally']);
 
   /** decode() either gives a well-formed envelope (that encodes again) or throws E_BAD_ENVELOPE. */
   function check(payload: Uint8Array, label: string): 'ok' | 'refused' {
@@ -41,6 +41,8 @@ describe('envelope decoder fuzz', () => {
     { kind: 'msg', chatId: 'cAbCdEfGhIjKl', seq: 42, from: 'uAbCdEfGhIjKl', ts: 1_700_000_000_000, body: 'hi', fromDevice: 'dAbCdEfGhIjKl' },
     { kind: 'stored', clientMsgId: 'm1', chatId: 'cAbCdEfGhIjKl', seq: 1, ts: 0 },
     { kind: 'receipt', chatId: 'cAbCdEfGhIjKl', seq: 9, status: 'read', by: 'uAbCdEfGhIjKl', ts: 5 },
+    { kind: 'receipt', chatId: 'cAbCdEfGhIjKl', seq: 9, status: 'delivered', ts: 5 },
+    { kind: 'tally', chatId: 'cAbCdEfGhIjKl', seq: 3, delivered: 1000, read: 12, of: 1023 },
     { kind: 'error', code: 'E_ACL_DENIED', detail: 'nope', ref: 'r' },
     { kind: 'read' },
     { kind: 'sync', chatId: 'cAbCdEfGhIjKl', after: 7 },
@@ -85,7 +87,7 @@ describe('envelope decoder fuzz', () => {
       new Uint8Array(1000), [], [1, [2, [3]]], {}, { a: 1 }, { __proto__: { polluted: true } }, new Date(0), new Map([[1, 2]]),
     ];
     for (let i = 0; i < 30_000; i++) {
-      const kind = rnd.int(10); // 0 and 9 are not kinds
+      const kind = rnd.int(11); // 0 and 10 are not kinds
       const fields = Array.from({ length: rnd.int(8) }, () => rnd.pick(values));
       let payload: Uint8Array;
       try {

@@ -39,4 +39,28 @@ describe('codec', () => {
       }
     });
   });
+
+  describe('receipt', () => {
+    it('puts `by` last and leaves it out when the receiver knows it (a direct chat\'s other member)', () => {
+      const implied: Envelope = { kind: 'receipt', chatId: CHAT, seq: 9, status: 'delivered', ts: 1000 };
+      expect(decode(encode(implied))).toEqual(implied);
+      expect([...encode(implied)]).toEqual([...cbor.encode([KIND.receipt, CHAT, 9, 1, 1000])]);
+      const named: Envelope = { ...implied, status: 'read', by: 'uAAAAAAAAAAAA' };
+      expect(decode(encode(named))).toEqual(named);
+      expect(encode(named).length - encode(implied).length).toBe(14);
+    });
+    it('rejects a receipt whose `by` is not a user id', () => {
+      expect(() => decode(new Uint8Array(cbor.encode([KIND.receipt, CHAT, 9, 1, 1000, 'dAAAAAAAAAAAA'])))).toThrow(ParleyError);
+    });
+  });
+
+  describe('tally', () => {
+    it('round-trips, and refuses counts above the member count or not whole', () => {
+      const env: Envelope = { kind: 'tally', chatId: CHAT, seq: 3, delivered: 1000, read: 12, of: 1023 };
+      expect(decode(encode(env))).toEqual(env);
+      for (const fields of [[CHAT, 3, 1024, 0, 1023], [CHAT, 3, 0, 2, 1], [CHAT, 3, -1, 0, 5], [CHAT, 3, 1.5, 0, 5], [CHAT, 0, 0, 0, 0], [CHAT, 3, 0, 0]]) {
+        expect(() => decode(new Uint8Array(cbor.encode([KIND.tally, ...fields]))), JSON.stringify(fields)).toThrow(ParleyError);
+      }
+    });
+  });
 });

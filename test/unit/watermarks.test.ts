@@ -15,6 +15,15 @@ describe('memberDelivered', () => {
     expect(memberDelivered(2, [{ sinceSeq: 8, deliveredSeq: 8 }])).toBe(2);
   });
 
+  it('steps over the user\'s own messages, which no device of that user needs', () => {
+    // Own messages 1..3 sent from a device since revoked; the new device joined at 3 and got 4.
+    expect(memberDelivered(0, [{ sinceSeq: 3, deliveredSeq: 4 }], [1, 2, 3])).toBe(4);
+    // An own message in the middle of others': 2 is own, the device got 1, then 3 from seq 2 on.
+    expect(memberDelivered(1, [{ sinceSeq: 2, deliveredSeq: 3 }], [2])).toBe(3);
+    // Own messages alone move it only as far as they are contiguous.
+    expect(memberDelivered(0, [], [1, 2, 4])).toBe(2);
+  });
+
   it('never moves backwards', () => {
     expect(memberDelivered(7, [{ sinceSeq: 0, deliveredSeq: 3 }])).toBe(7);
     expect(memberDelivered(7, [])).toBe(7);

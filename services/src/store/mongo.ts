@@ -653,7 +653,12 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
       const member = await members.findOne({ _id: memberId(chatId, userId) }, { projection: { deliveredSeq: 1 } });
       if (!member) return null;
       const spans = await deviceChats.find({ chatId, userId }, { projection: { sinceSeq: 1, deliveredSeq: 1 } }).toArray();
-      const seq = memberDelivered(member.deliveredSeq, spans);
+      const top = Math.max(member.deliveredSeq, ...spans.map((x) => x.deliveredSeq));
+      const own = await messages.find(
+        { chatId, senderUserId: userId, seq: { $gt: member.deliveredSeq, $lte: top } },
+        { projection: { seq: 1 }, sort: { seq: 1 } },
+      ).map((d) => d.seq).toArray();
+      const seq = memberDelivered(member.deliveredSeq, spans, own);
       if (seq <= member.deliveredSeq) return null;
       return (await raiseMemberDelivered(chatId, userId, seq, at)) ? { chatId, userId, seq, at } : null;
     });
@@ -977,6 +982,20 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
       // Read implies delivered.
       await raiseMemberDelivered(chatId, userId, upToSeq, at);
       return { chatId, userId, seq: upToSeq, at };
+    },
+    async tally(chatId, seq, exceptUserId) {
+      const [r] = await members.aggregate<{ of: number; delivered: number; read: number }>([
+        { $match: { chatId, userId: { $ne: exceptUserId } } },
+        {
+          $group: {
+            _id: null,
+            of: { $sum: 1 },
+            delivered: { $sum: { $cond: [{ $gte: ['$deliveredSeq', seq] }, 1, 0] } },
+            read: { $sum: { $cond: [{ $gte: ['$readSeq', seq] }, 1, 0] } },
+          },
+        },
+      ]).toArray();
+      return { of: r?.of ?? 0, delivered: r?.delivered ?? 0, read: r?.read ?? 0 };
     },
     async isRecipient(deviceId, chatId, seq) {
       const dc = await deviceChats.findOne({ _id: deviceChatId(deviceId, chatId) }, { projection: { sinceSeq: 1 } });

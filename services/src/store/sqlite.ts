@@ -148,13 +148,19 @@ SELECT d.device_id, m.chat_id, m.user_id, x.since_seq,
        COALESCE((SELECT MIN(r.seq) - 1 FROM deliveries r
                   WHERE r.chat_id = m.chat_id AND r.device_id = d.device_id AND r.delivered_at IS NULL),
                 (SELECT MAX(r.seq) FROM deliveries r WHERE r.chat_id = m.chat_id AND r.device_id = d.device_id),
-                x.since_seq),
+                x.last_seq),
        (SELECT MAX(r.delivered_at) FROM deliveries r WHERE r.chat_id = m.chat_id AND r.device_id = d.device_id)
   FROM members m
   JOIN devices d ON d.user_id = m.user_id AND d.revoked_at IS NULL
-  JOIN (SELECT m2.chat_id AS chat_id, d2.device_id AS device_id,
-               COALESCE((SELECT MIN(r.seq) - 1 FROM deliveries r WHERE r.chat_id = m2.chat_id AND r.device_id = d2.device_id),
-                        c.last_seq) AS since_seq
+  -- since: the last message of another device before the device's first row. Not its first row
+  -- minus one: the device's own messages before that had no rows for it, yet it was in the chat.
+  JOIN (SELECT m2.chat_id AS chat_id, d2.device_id AS device_id, c.last_seq AS last_seq,
+               COALESCE((SELECT MAX(g.seq) FROM messages g
+                          WHERE g.chat_id = m2.chat_id AND g.sender_device_id <> d2.device_id
+                            AND g.seq < COALESCE((SELECT MIN(r.seq) FROM deliveries r
+                                                   WHERE r.chat_id = m2.chat_id AND r.device_id = d2.device_id),
+                                                 c.last_seq + 1)),
+                        0) AS since_seq
           FROM members m2 JOIN devices d2 ON d2.user_id = m2.user_id JOIN chats c ON c.chat_id = m2.chat_id) x
     ON x.chat_id = m.chat_id AND x.device_id = d.device_id;
 
@@ -336,12 +342,17 @@ export function createSqliteStore(opts: { file: string }): Store {
           WHERE device_id = ? AND chat_id = ? AND delivered_seq < ? RETURNING user_id`),
       spans: db.prepare<[string, string], { since_seq: number; delivered_seq: number }>(
         'SELECT since_seq, delivered_seq FROM device_chats WHERE chat_id = ? AND user_id = ?'),
+      ownSeqs: db.prepare<[string, string, number, number], { seq: number }>(
+        'SELECT seq FROM messages WHERE chat_id = ? AND sender_user_id = ? AND seq > ? AND seq <= ? ORDER BY seq'),
       raiseDelivered: db.prepare<[number, string, string, number]>(
         'UPDATE members SET delivered_seq = ? WHERE chat_id = ? AND user_id = ? AND delivered_seq < ?'),
       raiseRead: db.prepare<[number, string, string, number]>(
         'UPDATE members SET read_seq = ? WHERE chat_id = ? AND user_id = ? AND read_seq < ?'),
       insMark: db.prepare<[string, string, number, number, number]>(
         'INSERT OR IGNORE INTO marks (chat_id, user_id, kind, seq, at) VALUES (?, ?, ?, ?, ?)'),
+      tally: db.prepare<[{ seq: number; chat: string; except: string }], { of: number; delivered: number | null; read: number | null }>(
+        `SELECT COUNT(*) AS "of", SUM(delivered_seq >= @seq) AS delivered, SUM(read_seq >= @seq) AS read
+           FROM members WHERE chat_id = @chat AND user_id <> @except`),
       isRecipient: db.prepare<[string, string, number], { one: number }>(
         `SELECT 1 AS one FROM device_chats dc JOIN messages m ON m.chat_id = dc.chat_id
           WHERE dc.device_id = ? AND dc.chat_id = ? AND m.sender_device_id <> dc.device_id
@@ -472,7 +483,9 @@ export function createSqliteStore(opts: { file: string }): Store {
         const m = s.member.get(chatId, userId);
         if (!m) continue;
         const spans = s.spans.all(chatId, userId).map((r) => ({ sinceSeq: r.since_seq, deliveredSeq: r.delivered_seq }));
-        const seq = memberDelivered(m.delivered_seq, spans);
+        const top = Math.max(m.delivered_seq, ...spans.map((x) => x.deliveredSeq));
+        const own = s.ownSeqs.all(chatId, userId, m.delivered_seq, top).map((r) => r.seq);
+        const seq = memberDelivered(m.delivered_seq, spans, own);
         if (seq > m.delivered_seq && raiseMemberDelivered(s, chatId, userId, seq, at)) changes.push({ chatId, userId, seq, at });
       }
       return changes;
@@ -631,6 +644,10 @@ export function createSqliteStore(opts: { file: string }): Store {
     },
     async markRead(chatId, userId, upToSeq, at) {
       return tx.markRead.immediate(chatId, userId, upToSeq, at);
+    },
+    async tally(chatId, seq, exceptUserId) {
+      const r = st().tally.get({ seq, chat: chatId, except: exceptUserId });
+      return { of: r?.of ?? 0, delivered: r?.delivered ?? 0, read: r?.read ?? 0 };
     },
     async isRecipient(deviceId, chatId, seq) {
       return st().isRecipient.get(deviceId, chatId, seq) !== undefined;

@@ -242,6 +242,12 @@ export interface ProgressStore {
    * the change, or null when readSeq was already >= upToSeq or the user is not a member.
    */
   markRead(chatId: string, userId: string, upToSeq: number, at: number): Promise<WatermarkChange | null>;
+  /**
+   * How far the other members have got: of the chat's members but `exceptUserId` (`of`), how many
+   * have every message up to `seq` delivered, and read. A group's sender learns this instead of one
+   * receipt per member.
+   */
+  tally(chatId: string, seq: number, exceptUserId: string): Promise<{ of: number; delivered: number; read: number }>;
   /** Whether that message was meant for that device: stored, not sent by it, after it joined the chat. */
   isRecipient(deviceId: string, chatId: string, seq: number): Promise<boolean>;
   /** The message and, per recipient device, the delivered and read times. */

@@ -9,23 +9,19 @@ export interface DeviceSpan {
 }
 
 /**
- * A member's delivered watermark: the highest seq S such that every message up to S reached at
- * least one of the user's devices, given the current watermark and what each device received. A
- * device that joined the chat at seq L and received nothing yet covers nothing (its span is
- * empty), so linking a new device never marks older messages delivered.
+ * A member's delivered watermark: the highest seq S such that every message of others up to S
+ * reached at least one of the user's devices, given the current watermark, what each device
+ * received, and the seqs of the user's own messages above the current watermark (they need no
+ * delivery to that user). A device that joined the chat at seq L and received nothing yet covers
+ * nothing (its span is empty), so linking a new device never marks older messages delivered.
  */
-export function memberDelivered(current: number, spans: readonly DeviceSpan[]): number {
+export function memberDelivered(current: number, spans: readonly DeviceSpan[], ownSeqs: Iterable<number> = []): number {
+  const own = new Set(ownSeqs);
   let covered = current;
-  const sorted = [...spans].sort((a, b) => a.sinceSeq - b.sinceSeq);
-  let moved = true;
-  while (moved) {
-    moved = false;
-    for (const d of sorted) {
-      if (d.sinceSeq <= covered && d.deliveredSeq > covered) {
-        covered = d.deliveredSeq;
-        moved = true;
-      }
-    }
+  for (;;) {
+    const before = covered;
+    while (own.has(covered + 1)) covered++;
+    for (const d of spans) if (d.sinceSeq <= covered && d.deliveredSeq > covered) covered = d.deliveredSeq;
+    if (covered === before) return covered;
   }
-  return covered;
 }

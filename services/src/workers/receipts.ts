@@ -1,47 +1,64 @@
 /**
  * `acks` and `reads`: the delivered tick (a device PUBACKed a message on its inbox) and the read
- * tick (a device published receipts/<msgId>). Both move watermarks in the store and tell the
- * devices that care with one `receipt` envelope per member watermark move, however many messages
- * it covers: in a direct chat the other member; in a group the senders of the messages it covers
- * (looked up among the last RECENT_SENDERS messages up to it, so the work stays bounded in a
- * 1,024-member group); for reads also the reader's other devices.
+ * tick (a device published receipts/<msgId>). Both move watermarks in the store, then tell the
+ * devices that care, once per job however many messages and members it covers:
+ * - direct chat: one `receipt` per member watermark move to the other member's devices (without
+ *   `by`: it is implied), and for reads also to the reader's other devices (with `by`);
+ * - group: one `tally` per sender concerned ("of M other members, D have your messages up to seq
+ *   S, R have read them") to that sender's devices, so a 1,024-member group costs its sender a
+ *   handful of envelopes per batch instead of one per member; a read also goes to the reader's
+ *   other devices as a `receipt`, and to nobody else. The senders concerned are those of the last
+ *   TALLY_WINDOW messages up to each watermark that moved, so the work stays bounded.
  */
 import { parseMsgId, type Envelope, type ReceiptStatus } from '@parley/client-sdk';
 import type { IngestAck, IngestRead } from '../../../broker/src/index.js';
 import type { WatermarkChange } from '../store/types.js';
 import type { WorkerContext } from './context.js';
 
-/** How far back a group receipt looks for the senders it concerns. */
-const RECENT_SENDERS = 50;
+/** How far back from a moved watermark a group tally looks for the senders it concerns. */
+export const TALLY_WINDOW = 50;
 
-async function audience(ctx: WorkerContext, c: WatermarkChange, status: ReceiptStatus): Promise<string[]> {
-  const chat = await ctx.store.getChat(c.chatId);
-  if (!chat) return [];
-  const users = new Set<string>();
-  if (chat.kind === 'direct') {
-    for (const m of await ctx.store.getMembers(c.chatId)) users.add(m.userId);
-  } else {
-    const from = Math.max(0, c.seq - RECENT_SENDERS);
-    for (const m of await ctx.store.history(c.chatId, from, c.seq - from)) users.add(m.senderUserId);
-    users.add(c.userId);
-  }
-  // delivered: only the others care; read: the reader's other devices sync their unread state too.
-  if (status === 'delivered') users.delete(c.userId);
-  return [...users];
+type Out = Array<{ deviceId: string; env: Envelope }>;
+
+async function toUsers(ctx: WorkerContext, out: Out, users: string[], env: Envelope, exceptDevice: string | null): Promise<void> {
+  for (const d of await ctx.store.listDevicesOfUsers(users)) if (d.deviceId !== exceptDevice) out.push({ deviceId: d.deviceId, env });
 }
 
-async function announce(
-  ctx: WorkerContext,
-  changes: WatermarkChange[],
-  status: ReceiptStatus,
-  excludeDevice: string | null,
-): Promise<void> {
-  const out: Array<{ deviceId: string; env: Envelope }> = [];
-  for (const c of changes) {
-    const devices = await ctx.store.listDevicesOfUsers(await audience(ctx, c, status));
-    for (const d of devices) {
-      if (d.deviceId === excludeDevice) continue;
-      out.push({ deviceId: d.deviceId, env: { kind: 'receipt', chatId: c.chatId, seq: c.seq, status, by: c.userId, ts: c.at } });
+async function directReceipts(ctx: WorkerContext, out: Out, c: WatermarkChange, status: ReceiptStatus, readerDevice: string | null): Promise<void> {
+  const others = (await ctx.store.getMembers(c.chatId)).map((m) => m.userId).filter((u) => u !== c.userId);
+  await toUsers(ctx, out, others, { kind: 'receipt', chatId: c.chatId, seq: c.seq, status, ts: c.at }, null);
+  if (status === 'read') await toUsers(ctx, out, [c.userId], { kind: 'receipt', chatId: c.chatId, seq: c.seq, status, ts: c.at, by: c.userId }, readerDevice);
+}
+
+async function groupTallies(ctx: WorkerContext, out: Out, chatId: string, changes: WatermarkChange[]): Promise<void> {
+  // Each sender's latest message within the window below any watermark that moved.
+  const latest = new Map<string, number>();
+  for (const seq of new Set(changes.map((c) => c.seq))) {
+    const from = Math.max(0, seq - TALLY_WINDOW);
+    for (const m of await ctx.store.history(chatId, from, seq - from)) {
+      if ((latest.get(m.senderUserId) ?? 0) < m.seq) latest.set(m.senderUserId, m.seq);
+    }
+  }
+  for (const [sender, seq] of latest) {
+    const t = await ctx.store.tally(chatId, seq, sender);
+    await toUsers(ctx, out, [sender], { kind: 'tally', chatId, seq, delivered: t.delivered, read: t.read, of: t.of }, null);
+  }
+}
+
+async function announce(ctx: WorkerContext, changes: WatermarkChange[], status: ReceiptStatus, readerDevice: string | null): Promise<void> {
+  const out: Out = [];
+  const byChat = new Map<string, WatermarkChange[]>();
+  for (const c of changes) byChat.set(c.chatId, [...(byChat.get(c.chatId) ?? []), c]);
+  for (const [chatId, list] of byChat) {
+    const chat = await ctx.store.getChat(chatId);
+    if (!chat) continue;
+    if (chat.kind === 'direct') {
+      for (const c of list) await directReceipts(ctx, out, c, status, readerDevice);
+      continue;
+    }
+    await groupTallies(ctx, out, chatId, list);
+    if (status === 'read') {
+      for (const c of list) await toUsers(ctx, out, [c.userId], { kind: 'receipt', chatId, seq: c.seq, status, ts: c.at, by: c.userId }, readerDevice);
     }
   }
   await ctx.publisher.publishAll(out);
