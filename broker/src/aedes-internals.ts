@@ -110,9 +110,19 @@ export function positionalPersistence<T extends object>(persistence: T, isPositi
   });
 }
 
-/** A chat message on a device inbox: the store can give it again by position. */
+/**
+ * Envelopes on a device inbox that need no copy in the device's Redis session, because the device
+ * gets them again another way if this one is lost with its connection: `msg` (the store gives it
+ * again by position, on the next catch-up), `stored` (the SDK resends what was not answered after
+ * reconnecting; the store answers again, idempotently) and `synced` (a new catch-up runs on every
+ * connect). `receipt`, `tally` and `error` still wait in the session while a device is away.
+ */
+const LIVE_ONLY = new Set(['msg', 'stored', 'synced']);
+
 export function isPositionalPacket(packet: AedesPacket): boolean {
-  return packet.topic.startsWith(INBOX) && packet.payload instanceof Uint8Array && peekKind(packet.payload) === 'msg';
+  if (!packet.topic.startsWith(INBOX) || !(packet.payload instanceof Uint8Array)) return false;
+  const kind = peekKind(packet.payload);
+  return kind !== null && LIVE_ONLY.has(kind);
 }
 
 /** The client connected to this node under that id, if any. */

@@ -475,6 +475,10 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
       this.#ready = true;
       this.#setState('connected');
       this.#dispatchQueued();
+      // The server does not keep `stored` answers for a device that is away: whatever was
+      // PUBACKed but not answered is sent again (same clientMsgId, stored once) to be answered now.
+      // After a full sync that happens when `synced` arrives instead.
+      if (sessionPresent && !refused) this.#resendUnstored();
       for (const w of this.#connectWaiters) settleWaiter(w, refused);
       this.#connectWaiters.clear();
     });
@@ -654,9 +658,9 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
   }
 
   /**
-   * After a full sync (the broker session had been lost), a `stored` answer may have been lost
-   * with it. Resending those sends with the same clientMsgId is safe — the server stores each
-   * once — and makes the server answer `stored` again.
+   * After a reconnect (or a full sync), a `stored` answer may have been lost with the connection:
+   * the server sends `stored` live only. Resending those sends with the same clientMsgId is safe —
+   * the server stores each once — and makes the server answer `stored` again.
    */
   #resendUnstored(): void {
     for (const payload of this.#unstored.values()) {
