@@ -8,7 +8,7 @@ import { Aedes, type Client, type PublishPacket, type PubrelPacket } from 'aedes
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { Logger } from 'pino';
 import {
-  ParleyError, decode, encode, inboxTopic, parseTopic, type ErrorCode, type Envelope,
+  ParleyError, decode, encode, inboxTopic, parseTopic, peekPosition, type ErrorCode, type Envelope,
 } from '@parley/client-sdk';
 import { decideSubscribe, decidePublish } from './acl.js';
 import { Batcher, BatcherClosedError, type BatcherOptions } from './batcher.js';
@@ -239,14 +239,9 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
     if (!packet || !client || packet.cmd !== 'publish') return;
     const t = parseTopic(packet.topic);
     if (!t || t.kind !== 'inbox') return;
-    let env: Envelope;
-    try {
-      env = decode(packet.payload as Buffer);
-    } catch {
-      return;
-    }
-    if (env.kind !== 'msg') return;
-    acks.add({ d: client.id, c: env.chatId, s: env.seq, t: Date.now() }).catch((err: unknown) => {
+    const pos = peekPosition(packet.payload as Buffer);
+    if (!pos) return;
+    acks.add({ d: client.id, c: pos.chatId, s: pos.seq, t: Date.now() }).catch((err: unknown) => {
       // Lost delivered ticks heal: the delivery stays undelivered and is resent on the next sync
       // (the SDK drops it as a duplicate, and its PUBACK then records the tick). During shutdown
       // Aedes still reports PUBACKs whose session clean-up was under way: expected, not a warning.

@@ -20,7 +20,9 @@
  */
 import type { Client } from 'aedes';
 import type { Logger } from 'pino';
-import { decode, encode, inboxTopic, peekKind, type Envelope, type MsgEnvelope, type StoredEnvelope } from '@parley/client-sdk';
+import {
+  decode, encode, inboxTopic, peekKind, peekPosition, type Envelope, type MsgEnvelope, type StoredEnvelope,
+} from '@parley/client-sdk';
 import { interceptDelivery, unrouted, type AedesPacket, type Deliver, type DeliverCallback } from './aedes-internals.js';
 import type { PositionReader, StoredChatMessage } from './ingest.js';
 
@@ -138,7 +140,7 @@ export function createDeliveryAgent(store: PositionReader, log: Logger, options:
   }
 
   /** A live chat message whose position needs the store (unknown chat, or a gap before it). */
-  async function placeLive(s: DeviceState, env: MsgEnvelope, packet: AedesPacket, cb: DeliverCallback): Promise<void> {
+  async function placeLive(s: DeviceState, env: { chatId: string; seq: number }, packet: AedesPacket, cb: DeliverCallback): Promise<void> {
     let last = s.last.get(env.chatId);
     if (last === undefined) {
       const p = await store.progress(s.client.id, env.chatId);
@@ -174,22 +176,19 @@ export function createDeliveryAgent(store: PositionReader, log: Logger, options:
       original(packet, cb);
       return;
     }
-    let env: MsgEnvelope;
-    try {
-      env = decode(payload) as MsgEnvelope;
-    } catch {
-      return cb();
-    }
+    // Workers write every msg as `encode` does, so its position is read without decoding it.
+    const pos = peekPosition(payload);
+    if (!pos) return cb();
     if (s.queued === 0) {
-      const last = s.last.get(env.chatId);
-      if (last !== undefined && env.seq === last + 1) {
-        s.last.set(env.chatId, env.seq);
+      const last = s.last.get(pos.chatId);
+      if (last !== undefined && pos.seq === last + 1) {
+        s.last.set(pos.chatId, pos.seq);
         original(unrouted(packet), cb);
         return;
       }
-      if (last !== undefined && env.seq <= last) return cb();
+      if (last !== undefined && pos.seq <= last) return cb();
     }
-    step(s, () => placeLive(s, env, packet, cb), cb);
+    step(s, () => placeLive(s, pos, packet, cb), cb);
   }
 
   return {

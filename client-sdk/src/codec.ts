@@ -132,6 +132,29 @@ export function peekKind(payload: Uint8Array): Envelope['kind'] | null {
   return KIND_NAME[payload[1]!] ?? null;
 }
 
+/**
+ * The chat and seq of an encoded `msg` envelope, read from its first bytes without decoding the
+ * rest (the broker does this for every message it forwards and every PUBACK it gets); null when
+ * the payload is not a `msg` laid out as `encode` writes it. A msg starts [kind 2, chatId (a
+ * 13-character text), seq (an unsigned integer)].
+ */
+export function peekPosition(payload: Uint8Array): { chatId: string; seq: number } | null {
+  if (payload.length < 17 || payload[1] !== KIND.msg || payload[2] !== 0x6d) return null;
+  const head = payload[0]!;
+  if (head < 0x81 || head > 0x97) return null;
+  let chatId = '';
+  for (let i = 3; i < 16; i++) chatId += String.fromCharCode(payload[i]!);
+  if (!isChatId(chatId)) return null;
+  const major = payload[16]!;
+  let seq: number;
+  if (major <= 0x17) seq = major;
+  else if (major === 0x18) seq = payload[17] ?? -1;
+  else if (major === 0x19 && payload.length >= 19) seq = (payload[17]! << 8) | payload[18]!;
+  else if (major === 0x1a && payload.length >= 21) seq = ((payload[17]! << 24) >>> 0) + ((payload[18]! << 16) | (payload[19]! << 8) | payload[20]!);
+  else return null;
+  return seq >= 1 ? { chatId, seq } : null;
+}
+
 export function decode(payload: Uint8Array): Envelope {
   if (payload.length === 0) throw bad('empty payload');
   let raw: unknown;

@@ -10,7 +10,7 @@
 import { connect as netConnect } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Encoder } from 'cbor-x';
-import { ERRORS, ParleyError, decode, encode, isErrorCode, type Envelope } from '@parley/client-sdk';
+import { ERRORS, ParleyError, decode, encode, isErrorCode, peekPosition, type Envelope } from '@parley/client-sdk';
 import { startTestPlatform, type Registered, type TestPlatform } from '../helpers/platform.js';
 import { prng } from './helpers.js';
 
@@ -32,6 +32,9 @@ describe('envelope decoder fuzz', () => {
     }
     expect(KINDS.has(env.kind), label).toBe(true);
     expect(() => encode(env), label).not.toThrow();
+    // The broker's shortcut reads the same chat and seq as the decoder, or nothing.
+    const pos = peekPosition(payload);
+    if (pos) expect(env.kind === 'msg' ? { chatId: env.chatId, seq: env.seq } : null, label).toEqual(pos);
     return 'ok';
   }
 

@@ -64,3 +64,20 @@ describe('codec', () => {
     });
   });
 });
+
+describe('peekPosition', () => {
+  it('reads the chat and seq of a msg without decoding it, for every width of seq', async () => {
+    const { peekPosition } = await import('@parley/client-sdk');
+    for (const seq of [1, 23, 24, 255, 256, 65_535, 65_536, 2 ** 32 - 1]) {
+      const bytes = encode({ kind: 'msg', chatId: CHAT, seq, from: 'uAAAAAAAAAAAA', ts: 1_700_000_000_000, body: 'x', fromDevice: 'dAAAAAAAAAAAA' });
+      expect(peekPosition(bytes), String(seq)).toEqual({ chatId: CHAT, seq });
+    }
+  });
+  it('is null for anything else', async () => {
+    const { peekPosition } = await import('@parley/client-sdk');
+    expect(peekPosition(encode({ kind: 'stored', clientMsgId: 'k', chatId: CHAT, seq: 1, ts: 1 }))).toBeNull();
+    expect(peekPosition(new Uint8Array([0x87, 2]))).toBeNull();
+    expect(peekPosition(new Uint8Array(cbor.encode([KIND.msg, 'not a chat id', 1])))).toBeNull();
+    expect(peekPosition(new Uint8Array(cbor.encode([KIND.msg, CHAT, 0, 'uAAAAAAAAAAAA', 1, 'x', 'dAAAAAAAAAAAA'])))).toBeNull();
+  });
+});

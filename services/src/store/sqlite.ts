@@ -595,6 +595,9 @@ export function createSqliteStore(opts: { file: string }): Store {
     },
 
     async getOrCreateDirectChat(userA, userB, newChatId, now) {
+      // Almost always it exists: a plain read then, without taking the write lock.
+      const existing = st().chatByDirectKey.get(directKey(userA, userB));
+      if (existing) return toChat(existing);
       return tx.directChat.immediate(userA, userB, newChatId, now);
     },
     async createGroupChat(chatId, members, now) {
