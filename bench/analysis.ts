@@ -6,6 +6,7 @@
  */
 import { readFileSync } from 'node:fs';
 import { int, kib, ms, num } from './lib/format.js';
+import { phase, type GroupOutcome, type GroupPhaseOutcome } from './lib/group-run.js';
 import { FIGURE_ROWS, keyFigures, type Baseline, type KeyFigures } from './lib/history.js';
 import type { RunRecord } from './lib/report.js';
 
@@ -59,14 +60,21 @@ export function beforeAfter(records: RunRecord[], base: Baseline | null = loadBa
   );
   const worseRedis = (now.redisPerMsg ?? 0) > (base.figures.redisPerMsg ?? Infinity);
   if (worseRedis) {
+    const cP = (records.find((r) => r.scenario.name === 'cost')?.report?.data?.outcomes as Outcome[] | undefined)?.find((o) => o.label === 'Parley');
+    const jobs = cP ? per(cP, 'incr') : NaN;
+    const cpuWorse = (now.costUs ?? 0) > (base.figures.costUs ?? Infinity);
     out.push(
       'Redis commands per message at a steady 1,000 msg/s rose: there the ingest batches hold only two or ' +
       'three messages (a batch leaves 1 ms after its first message, or as soon as the previous write is ' +
-      'done), the `persist` worker reads and removes the waiting jobs it takes into its transaction, and ' +
-      'fewer messages share a delivered receipt when deliveries arrive spread out rather than in the ' +
-      'bursts a backlog makes. ' +
-      'The server CPU per message fell all the same; the ratio to Mosquitto moved with Mosquitto\'s own ' +
-      'figure, which varies between runs on this machine.',
+      'done), and with delivery engine v2 a batch becomes one `persist` job per shard it touches (up to 8), ' +
+      'so with 20 chats spread over the shards almost every message is its own job' +
+      (fin(jobs) ? ` (${num(jobs, 2)} BullMQ jobs per message, \`persist\` and \`acks\` together, counted by INCR)` : '') +
+      ', and each job costs some 35–40 Redis commands (see "CPU and Redis work per message" below). ' +
+      (cpuWorse
+        ? 'The server CPU per message rose with them, Redis\' share most; the latency fell all the same, because ' +
+          'the shards store in parallel and nothing waits for a per-device enqueue.'
+        : 'The server CPU per message fell all the same; the ratio to Mosquitto moved with Mosquitto\'s own ' +
+          'figure, which varies between runs on this machine.'),
       '',
     );
   }
@@ -99,6 +107,9 @@ const fin = (...v: Array<number | undefined>): boolean => v.every((x) => typeof 
 
 /** Redis commands aedes-persistence-redis and mqemitter-redis issue per QoS 1 envelope for one subscriber. */
 const SESSION_CMDS_PER_ENVELOPE = 10;
+
+/** How the group scenario's throughput window reads in prose. */
+const GROUP_WINDOW_TEXT = 'a window of 50 messages not yet delivered everywhere';
 
 export function analysis(records: RunRecord[]): string {
   const out: string[] = ['## Analysis: the gaps, and where the time and bytes go', ''];
@@ -137,13 +148,15 @@ export function analysis(records: RunRecord[]): string {
       ', on a 2-core machine that also ran the load generator and other people\'s work. The group ' +
       'commit did its job there: adding a BullMQ job runs one INCR (its id), and Redis counted ' +
       (fin(jobsSat) ? `${num(jobsSat, 3)} per delivered message (≈ ${int(1 / jobsSat)} messages per job, \`persist\` and \`acks\` together)` : 'few') +
-      ', so the per-job cost is amortised and what remains is per-message work: each delivered message is ' +
-      `about ${num(per(rParley, 'rpush'), 1)} QoS 1 envelopes, and each envelope costs about ten Redis commands, a ` +
+      ', so the per-job cost is amortised and what remains is per-message work: the `msg` itself is one ' +
+      'msgpack-encoded PUBLISH on the cluster bus (delivery engine v2 keeps it out of the Redis session store), ' +
+      `but each delivered message still causes about ${num(per(rParley, 'rpush'), 2)} envelopes through that store ` +
+      '(the `stored` notice and the delivered `receipt`, RPUSH per message), each about ten Redis commands, a ' +
       'msgpack encode and decode, an MQTT write and a PUBACK (see "CPU and Redis work per message" below). ' +
       (fin(jobsSteady) ? `At a steady 1,000 msg/s the batches are smaller (${num(jobsSteady, 2)} jobs per message), so the job overhead adds to that. ` : '') +
-      'The `persist` queue runs one job at a time across the cluster (per-chat order); its worker takes ' +
-      'the jobs waiting behind the one it runs into the same transaction (up to 2,000 messages), so the ' +
-      'queue is not the limit, but more worker processes would not raise this ceiling either.',
+      'The ingest is sharded over the `persist-<n>` queues by chat (8 by default), each run one job at a time ' +
+      'across the cluster (per-chat order), and a job takes the jobs waiting behind it in its queue into the ' +
+      'same transaction (up to 2,000 messages); scenario 9 shows how two worker processes share the shards.',
       '',
     );
   }
@@ -170,10 +183,11 @@ export function analysis(records: RunRecord[]): string {
           (sLow.ackLatency ? ` (PUBACK p50 ${ms(sLow.ackLatency.p50)} ms)` : '') +
           (sMosq ? `, against Mosquitto's p50 ${ms(sMosq.latency.p50)} ms at 1,000 msg/s` : '') + '. '
         : '') +
-      'A message crosses at least eight sequential Redis round trips and two processes before the ' +
+      'A message crosses several sequential Redis round trips and two processes before the ' +
       'recipient has it: the group-commit wait (1 ms, or until the previous write is done) and the job add (the PUBACK), the worker\'s job ' +
-      'fetch, the SQLite transaction, the four-command enqueue per envelope, the mqemitter-redis ' +
-      'PUBLISH to the broker node, and the broker\'s SET of the packet before it writes it to the socket. ' +
+      'fetch (and the read of the jobs waiting behind it), the SQLite transaction, and the mqemitter-redis ' +
+      'PUBLISH to the broker node that holds the recipient, whose delivery agent writes it to the socket ' +
+      '(engine v2: no per-device enqueue in Redis and no SET of the packet before the write). ' +
       'Each hop is cheap alone; on a busy 2-core machine each also waits for a CPU.' +
       (sMosq?.ackLatency && sMosq.ackLatency.p50 > 5 && sMosq.latency.p50 < 1
         ? ` (Mosquitto's own PUBACK p50 of ${ms(sMosq.ackLatency.p50)} ms is Nagle's algorithm as well: this run ` +
@@ -221,15 +235,18 @@ export function analysis(records: RunRecord[]): string {
       `Mosquitto's ${num(cm.cpuPerMsgUs, 1)} µs, and issued ${num(c.redis.perMsg, 1)} Redis commands per message ` +
       `(${int(c.redis.netIn / c.received)} bytes into Redis and ${int(c.redis.netOut / c.received)} out). Where the commands come from:`,
       '',
-      `- **Session queues: about ${num(session, 0)} per message.** Every QoS 1 envelope to a device with a ` +
-      'persistent session costs about ten commands in aedes-persistence-redis and mqemitter-redis: MSET, ' +
+      `- **Session queues: about ${num(session, 0)} per message.** Every QoS 1 envelope that goes through the ` +
+      'Redis session store costs about ten commands in aedes-persistence-redis and mqemitter-redis: MSET, ' +
       'EXPIRE, EXPIRE, RPUSH and PUBLISH to enqueue it, SET when the broker sends it, GET, LREM, DECR and ' +
-      `DEL when the device PUBACKs it; and a delivered message causes ${num(env, 2)} envelopes (RPUSH per ` +
-      'message): the `msg` to the recipient, the `stored` notice to the sender (one per sending device and ' +
-      'chat per `persist` batch, so a burst shares one), and the delivered `receipt` to the sender (one per ' +
-      'chat per `acks` batch, which gathers for 20 ms).',
+      `DEL when the device PUBACKs it; a delivered message causes ${num(env, 2)} such envelopes (RPUSH per ` +
+      'message): the `stored` notice to the sender (one per sending device and chat per `persist` batch, so ' +
+      'a burst shares one) and the delivered `receipt` to the sender (one per chat per `acks` batch, which ' +
+      'gathers for 20 ms). The `msg` to the recipient is not among them any more: with delivery engine v2 it ' +
+      'costs one PUBLISH on the cluster bus, and the broker keeps its in-flight record in memory ' +
+      '(broker/src/aedes-internals.ts); a device that was away reads it from the store.',
       `- **BullMQ: the rest, about ${num(Math.max(0, c.redis.perMsg - session), 0)} per message**, for ` +
-      `${num(jobs, 2)} jobs per message (ingest \`persist\` jobs and \`acks\` jobs for the delivered ticks), ` +
+      `${num(jobs, 2)} jobs per message (ingest \`persist\` jobs, one per shard a group-commit batch touches, and ` +
+      '`acks` jobs for the delivered ticks), ' +
       (jobs > 0 ? `so about ${num(Math.max(0, c.redis.perMsg - session) / jobs, 0)} commands per job: ` : '') +
       'adding, starting and completing a job are Lua scripts (EVALSHA) whose HMSET, HINCRBY, XADD, ZADD, ' +
       'lock SET and DEL count here too, plus the workers\' polling.',
@@ -240,7 +257,8 @@ export function analysis(records: RunRecord[]): string {
       '',
       'CPU profiles of the split layout at full load (`BENCH_CPU_PROF=<dir> npm run bench -- --only relay`, ' +
       'summarised with `bench/profile-top.ts --from 8` to leave out start-up; the profiler slows ' +
-      'everything, so read shares, not times) say where the CPU goes now:',
+      'everything, so read shares, not times) said where the CPU went **before delivery engine v2** (they ' +
+      'name v1 code such as the delivery rows of `markQueued`; re-take them to see the v2 split):',
       '',
       '- **broker**: garbage collection 37% of its busy time; aedes-persistence-redis 12%, msgpack-lite ' +
       '(its packet encoding) 8% and hashlru 3%: the session queue code; Buffer copies and socket writes ' +
@@ -267,9 +285,12 @@ export function analysis(records: RunRecord[]): string {
     out.push('### Offline drain', '');
     out.push(
       `Parley drained ${int(dP.received)} queued messages in ${ms(dP.drainMs)} ms (${int(dP.received / (dP.drainMs / 1000))} msg/s), ` +
-      `Mosquitto in ${ms(dM.drainMs)} ms. aedes-persistence-redis streams a session's queue with one LRANGE and ` +
-      'then one GET per queued packet, awaited one at a time, and each PUBACK then runs GET, LREM, DECR and ' +
-      'DEL and becomes part of an `acks` job that moves the delivered watermark. Mosquitto sends from memory.',
+      `Mosquitto in ${ms(dM.drainMs)} ms. With delivery engine v2 nothing is queued per device: on connect the ` +
+      'broker\'s delivery agent reads what the device has not acknowledged from SQLite, 500 messages per query ' +
+      '(over all its chats, by watermark), CBOR-encodes a `msg` for each and waits for that page\'s socket ' +
+      'writes before it reads the next, so the drain costs one store query per 500 messages instead of Redis ' +
+      'round trips per message; each PUBACK becomes part of an `acks` job that moves the delivered watermark. ' +
+      'Mosquitto sends from memory.',
       '',
     );
   }
@@ -307,60 +328,196 @@ export function analysis(records: RunRecord[]): string {
   }
 
   // 6. Bytes.
-  const w = data(records, 'wire') as { total: number; totalJson: number; topicBytes: number; packets: Array<{ what: string; bytes: number; topic?: string }> } | undefined;
+  const w = data(records, 'wire') as {
+    total: number; totalJson: number; topicBytes: number; receiptsWithBy?: number; packets: Array<{ what: string; bytes: number; topic?: string }>;
+  } | undefined;
   if (w && fin(w.total)) {
     const storedBytes = w.packets.filter((p) => p.what.includes('stored')).reduce((s, p) => s + p.bytes + 4, 0);
     const receipts = w.packets.filter((p) => p.what.includes('receipt (')).length;
     const topicPublishes = w.packets.filter((p) => p.topic).length;
     const prefixSaving = w.packets.filter((p) => p.topic?.startsWith('inbox/')).length * 4 +
       w.packets.filter((p) => p.topic?.startsWith('outbox/')).length * 5 + w.packets.filter((p) => p.topic?.startsWith('receipts/')).length * 7;
+    // Older results have no receiptsWithBy: their receipts all carried `by`.
+    const withBy = w.receiptsWithBy ?? receipts;
     out.push('### Bytes on the wire', '');
     out.push(
       `One 20-character message with its three ticks took ${w.total} bytes of MQTT (${w.totalJson} with JSON ` +
       `envelopes: CBOR positional arrays already save ${int(w.totalJson - w.total)} bytes). Of the ${w.total}: ` +
       `${w.topicBytes} bytes are topic names in ${topicPublishes} PUBLISH packets (MQTT 3.1.1 has no topic aliases), ` +
       `the \`stored\` notice and its PUBACK are ${storedBytes} bytes, and the ${receipts} \`receipt\` envelopes ` +
-      'each repeat the chat id (14 bytes), the reader\'s user id (14) and a millisecond timestamp (9). Getting ' +
-      `to 350 bytes needs about ${w.total - 350} bytes less, for example: drop the \`stored\` envelope when the ` +
-      `delivered receipt can carry the seq (−${storedBytes}), one-letter topic prefixes \`i/\`, \`o/\`, \`r/\` ` +
-      `(−${prefixSaving}), and no \`by\` in receipts of 1:1 chats, where it is implied (−${receipts * 14}).`,
+      (withBy > 0
+        ? 'each repeat the chat id (14 bytes), the reader\'s user id (14) and a millisecond timestamp (9). '
+        : 'each repeat the chat id (14 bytes) and a millisecond timestamp (9); protocol v2 already leaves the ' +
+          'reader\'s user id out of 1:1 receipts, where it is implied. ') +
+      (w.total > 350
+        ? `Getting to 350 bytes needs about ${w.total - 350} bytes less, for example: drop the \`stored\` envelope when the ` +
+          `delivered receipt can carry the seq (−${storedBytes}), one-letter topic prefixes \`i/\`, \`o/\`, \`r/\` ` +
+          `(−${prefixSaving})` + (withBy > 0 ? `, and no \`by\` in receipts of 1:1 chats, where it is implied (−${withBy * 14}).` : '.')
+        : 'That is within the 350-byte target.'),
+      '',
+    );
+  }
+
+  // 7. Group fan-out.
+  const groups = (data(records, 'group')?.outcomes as GroupOutcome[] | undefined) ?? [];
+  const gP = groups.find((g) => g.kind === 'parley');
+  const gM = groups.find((g) => g.kind === 'mosquitto');
+  const gPl = phase(gP, 'latency');
+  const gMl = phase(gM, 'latency');
+  const gPt = phase(gP, 'throughput');
+  const gMt = phase(gM, 'throughput');
+  const perDelivery = (p: GroupPhaseOutcome | undefined, role?: string): number =>
+    p && p.delivered ? ((role ? (p.cpuMs[role] ?? NaN) : p.serverCpuMs) * 1000) / p.delivered : NaN;
+  const versus = (v: number, target: number): string => (v <= target ? 'met' : `missed by ${ms(v - target)} ms`);
+  if (gP && gPl && fin(gPl.toLast.p50)) {
+    out.push('### Group fan-out', '');
+    out.push(
+      `With all ${int(gP.members)} members connected, Parley got a message to the last of its ${int(gP.receivers)} receivers ` +
+      `in p50 ${ms(gPl.toLast.p50)} ms and p99 ${ms(gPl.toLast.p99)} ms (targets 100 and 250 ms: ${versus(gPl.toLast.p50, 100)}, ` +
+      `${versus(gPl.toLast.p99, 250)})` +
+      (gM && gMl ? `; Mosquitto reached the last of its ${int(gM.receivers)} in p50 ${ms(gMl.toLast.p50)} ms, p99 ${ms(gMl.toLast.p99)} ms. ` : '. ') +
+      `The first receiver had it after p50 ${ms(gPl.toFirst.p50)} ms${gMl ? ` (Mosquitto ${ms(gMl.toFirst.p50)} ms)` : ''}: the rest is ` +
+      'the fan-out. Parley stores the message once; the group has more devices than `PARLEY_FANOUT_CHUNK` (128), so ' +
+      'the `persist` job hands it to `fanout` jobs, each of which reads one chunk of devices, queues the next chunk ' +
+      'and publishes one `msg` per device on the cluster bus. Every delivery is thus its own msgpack-encoded Redis ' +
+      'PUBLISH from the worker (mqemitter-redis), decoded and routed by the broker\'s Aedes, and CBOR-decoded again ' +
+      'by the delivery agent to place it by seq before the socket write. ' +
+      (fin(perDelivery(gPl, 'workers'), perDelivery(gPl, 'broker'))
+        ? `In the latency phase that cost ${num(perDelivery(gPl, 'workers'), 0)} µs of worker CPU and ` +
+          `${num(perDelivery(gPl, 'broker'), 0)} µs of broker CPU per delivery` +
+          (gMl && fin(perDelivery(gMl)) ? ` (Mosquitto: ${num(perDelivery(gMl), 1)} µs in all)` : '') + '. '
+        : '') +
+      `At one message every 200 ms that work arrives in bursts of ${int(gP.receivers)} deliveries, and the last receiver ` +
+      'waits for the whole burst.',
+      '',
+    );
+    if (gPt && gMt && fin(gPt.rate, gMt.rate)) {
+      const r = gPt.rate / gMt.rate;
+      const lgBusy = gMt.wallMs > 0 ? gMt.loadgenCpuMs / gMt.wallMs : NaN;
+      out.push(
+        `At full rate Parley made ${int(gPt.rate)} deliveries/s (${num(gPt.msgRate, 1)} messages/s to everyone) against ` +
+        `Mosquitto's ${int(gMt.rate)}: ${r.toFixed(2)}× (target ≥ 0.5×: ${r >= 0.5 ? 'met' : `${(0.5 / r).toFixed(1)}× short`}), ` +
+        `with ${num(perDelivery(gPt), 0)} µs of server CPU per delivery against Mosquitto's ${num(perDelivery(gMt), 1)} µs. ` +
+        (fin(lgBusy) && lgBusy > 0.85
+          ? `Mosquitto's figure is limited by the load generator, which was busy ${Math.round(lgBusy * 100)}% of a core ` +
+            `reading and acknowledging ${int(gM?.members)} sockets, so the true ratio is lower still. `
+          : '') +
+        `With ${GROUP_WINDOW_TEXT} the rate is also the window over the time each message takes to reach everyone ` +
+        `(p50 ${ms(gPt.toLast.p50)} ms for Parley here), so the fan-out's latency and its CPU cost limit it together. ` +
+        (gPt.sent > 0
+          ? `The sender got ${num(gPt.receipts / gPt.sent, 2)} \`tally\` envelopes per message (one per batch of delivery ` +
+            'acks, not one receipt per member), so the delivered news no longer grows with the group.'
+          : ''),
+      '',
+      );
+    }
+  }
+
+  // 8. A 1:1 chat next to a group.
+  interface MixedData { label: string; kind: string; alone: { latency: { p50: number; p99: number } }; withGroup: { latency: { p50: number; p99: number } }; group: GroupOutcome }
+  const mixedOut = (data(records, 'mixed')?.outcomes as MixedData[] | undefined) ?? [];
+  const mP = mixedOut.find((x) => x.kind === 'parley');
+  const mM = mixedOut.find((x) => x.kind === 'mosquitto');
+  if (mP && fin(mP.alone.latency.p50, mP.withGroup.latency.p50)) {
+    const bg = phase(mP.group, 'background');
+    const p99Up = mP.withGroup.latency.p99 / mP.alone.latency.p99;
+    out.push('### A 1:1 chat next to a group', '');
+    out.push(
+      `Alone, Parley's 1:1 chat at 20 msg/s had p50 ${ms(mP.alone.latency.p50)} ms and p99 ${ms(mP.alone.latency.p99)} ms; ` +
+      `while a ${int(mP.group.members)}-member group got a message every 200 ms` +
+      (bg ? ` (${int(bg.rate)} deliveries/s, each message at its last receiver after p50 ${ms(bg.toLast.p50)} ms)` : '') +
+      `, p50 ${ms(mP.withGroup.latency.p50)} ms and p99 ${ms(mP.withGroup.latency.p99)} ms ` +
+      `(target p50 ≤ 10 ms: ${versus(mP.withGroup.latency.p50, 10)})` +
+      (mM ? `. Mosquitto: p50 ${ms(mM.alone.latency.p50)} ms alone, ${ms(mM.withGroup.latency.p50)} ms with its group. ` : '. ') +
+      'The two chats share every process: the 1:1 `persist` job waits only for its own shard\'s queue, but the ' +
+      'group\'s fan-out (one bus publish per device), the broker\'s routing and socket writes for it and its ' +
+      '`acks` jobs run on the same event loops and the same two cores, so a 1:1 message that arrives during a ' +
+      'group burst waits for it' +
+      (fin(p99Up) && p99Up > 2 ? `: the p99 shows that (${ms(mP.alone.latency.p99)} → ${ms(mP.withGroup.latency.p99)} ms) far more than the p50.` : '.'),
+      '',
+    );
+  }
+
+  // 9. Two worker processes.
+  interface ShardsData {
+    workers: Array<{ role: string; messages: number; jobs: number }>;
+    shards: Array<{ shard: number; messages: number; byRole: Record<string, number> }>;
+    stored: number;
+    relay: { rate: number; received: number; misordered: number; duplicates: number };
+  }
+  const sh = data(records, 'shards')?.outcome as ShardsData | undefined;
+  if (sh && sh.stored > 0) {
+    const shares = sh.workers.map((w) => ({ role: w.role, share: w.messages / sh.stored }));
+    const balanced = shares.length === 2 && shares.every((x) => x.share >= 0.35 && x.share <= 0.65);
+    const used = sh.shards.filter((x) => x.messages > 0);
+    // How much of each shard went to the process that did most of it, weighted by the shard's messages.
+    const stick = used.reduce((s, x) => s + Math.max(0, ...Object.values(x.byRole)), 0) / Math.max(1, used.reduce((s, x) => s + x.messages, 0));
+    const disorder = sh.relay.misordered + sh.relay.duplicates;
+    const single = rParley;
+    out.push('### Two worker processes on the persist shards', '');
+    out.push(
+      `With two worker processes, ${shares.map((x) => `${x.role} stored ${Math.round(x.share * 100)}%`).join(' and ')} of the ` +
+      `${int(sh.stored)} messages (target 35–65 % each: ${balanced ? 'met' : '**not met**'}). The 20 chats fell into ` +
+      `${used.length} shards of unequal load (one chat or several each); a shard runs one job at a time, the process ` +
+      'that runs it also takes the jobs waiting behind it (up to 2,000 messages), and a BullMQ worker that ' +
+      'completes a job fetches the queue\'s next one in the same call, so under load a shard tends to stay with ' +
+      `the process that has it: ${Math.round(stick * 100)}% of each shard's messages went to one process, weighted by ` +
+      'load. The split is therefore per shard, by timing, not per message, and it moves between runs. ' +
+      (disorder === 0
+        ? `Per-chat order held: none of the ${int(sh.relay.received)} messages arrived out of order or twice. `
+        : `**Per-chat order broke: ${int(sh.relay.misordered)} messages with a later seq but an earlier send time and ` +
+          `${int(sh.relay.duplicates)} repeated or backwards seqs.** `) +
+      (single && fin(single.rate)
+        ? `Delivery ran at ${int(sh.relay.rate)} msg/s against ${int(single.rate)} msg/s with one worker process in scenario 1, ` +
+          'on the same two cores.'
+        : `Delivery ran at ${int(sh.relay.rate)} msg/s.`),
       '',
     );
   }
 
   // Suggestions.
   out.push('### What would close the gaps', '');
+  const ideas: string[] = [];
   if (nagle) {
-    out.push(
-      '0. **Stop splitting packets on the wire** (the 40 ms stall above): `setNoDelay(true)` on every ' +
+    ideas.push(
+      '**Stop splitting packets on the wire** (the 40 ms stall above): `setNoDelay(true)` on every ' +
       'accepted socket and a `_writev` in the framing guard. Cheapest fix with the largest latency effect.',
     );
   }
-  out.push(
-    '1. **Cut the work per envelope; this is the throughput lever.** Every QoS 1 envelope goes through ' +
-    'aedes-persistence-redis: about ten Redis commands, a msgpack-lite encode and decode and their ' +
-    'garbage (a third of both processes\' CPU is the garbage collector). A session store written for ' +
+  ideas.push(
+    '**Cut the work per envelope; this is the throughput lever.** Delivery engine v2 took the `msg` out ' +
+    'of aedes-persistence-redis, but the `stored` notices and receipts still go through it: about ten ' +
+    'Redis commands each, a msgpack-lite encode and decode and their garbage. A session store written for ' +
     'this path would keep the packet as the raw MQTT bytes (no msgpack), enqueue a whole batch of ' +
-    'envelopes in one pipeline (SET … EX + RPUSH per envelope, one PUBLISH per node) from the worker ' +
-    'without a headless Aedes, and clear acknowledged packets in batches.',
-    '2. **Fewer envelopes per message at moderate rates.** Bursts already share their `stored` notice and ' +
-    'delivered receipts (see "Before and after"); at a steady rate spread over many chats each message ' +
-    'still costs its own `stored` and often its own receipt. The `stored` notice could ride on the ' +
-    'delivered receipt or go QoS 0 on `live/` (the SDK would then need `sync` to return its own messages ' +
-    'to recover a lost one). This helps CPU, Redis and bytes at once.',
-    '3. **Fewer, cheaper store transactions at moderate rates.** Record a batch\'s `markQueued` in the ' +
-    'next batch\'s `appendMessages` transaction (a crash in between only republishes what the SDK drops ' +
-    'as duplicates), move WAL checkpoints off the worker\'s event loop, and cache chat members and their ' +
-    'devices in the worker (invalidated over pub/sub on membership and device changes) instead of ' +
-    '`getMembers` + `listDevicesOfUsers` for every batch and every receipt.',
-    '4. **Shard the ordered consumer.** Batching now follows the load on both sides (done: see "Before ' +
-    'and after" above), but one `persist` consumer still orders the whole cluster\'s ingest; sharding ' +
-    'the queue by chat hash keeps per-chat order and lets several worker processes (and cores) store ' +
-    'and publish in parallel.',
-    '5. **Drain in chunks.** Reading a session queue with MGET over LRANGE pages would turn the offline ' +
-    'drain from one round trip per message into one per page.',
-    '6. **Shorter wire format** as in the bytes paragraph above (topic prefixes, implied fields in 1:1 receipts).',
-    '',
+    'envelopes in one pipeline from the worker without a headless Aedes, and clear acknowledged packets ' +
+    'in batches.',
+    '**Fewer BullMQ jobs per message at moderate rates.** A group-commit batch becomes one `persist` job ' +
+    'per shard it touches, and a job costs some 35–40 Redis commands; at a steady rate spread over many ' +
+    'chats that approaches a job per message (scenario 6 counts them: INCR per message). One batcher per ' +
+    'shard in the broker (a job then holds what its shard got in the window) or fewer shards while the ' +
+    'load is low would bring the batching back.',
+    '**Fan out per broker node, not per device** (groups). Each delivery of a group message is its own ' +
+    'Redis PUBLISH, msgpack encode and decode, Aedes routing and CBOR decode; a `fanout` chunk could ' +
+    'instead put the message once on the bus with its list of devices, and the broker node holding them ' +
+    'would write the same encoded packet to each socket: one bus message per chunk instead of 128.',
+    '**Fewer envelopes per message at moderate rates.** Bursts already share their `stored` notice and ' +
+    'delivered receipts; at a steady rate spread over many chats each message still costs its own `stored` ' +
+    'and often its own receipt. The `stored` notice could ride on the delivered receipt or go QoS 0 on ' +
+    '`live/` (the SDK would then need `sync` to return its own messages to recover a lost one). This helps ' +
+    'CPU, Redis and bytes at once.',
+    '**Fewer, cheaper store look-ups at moderate rates.** Move WAL checkpoints off the worker\'s event ' +
+    'loop, and cache chats, members and their devices in the worker (invalidated over pub/sub on ' +
+    'membership and device changes) instead of `chatDevices` for every batch and `getChat`, `history` and ' +
+    '`listDevicesOfUsers` for every batch of receipts.',
   );
+  const shardSplit = sh && sh.stored > 0 ? sh.workers.map((x) => x.messages / sh.stored) : [];
+  if (shardSplit.length && !shardSplit.every((x) => x >= 0.35 && x <= 0.65)) {
+    ideas.push(
+      '**Balance the persist shards by load, not by timing** (scenario 9): more shards than chats that are ' +
+      'busy at once, or a worker that yields a shard after some jobs so another process can take it.',
+    );
+  }
+  ideas.push('**Shorter wire format** as in the bytes paragraph above (topic prefixes, no `stored` when a receipt can carry the seq).');
+  out.push(...ideas.map((x, i) => `${i + 1}. ${x}`), '');
   return out.join('\n');
 }

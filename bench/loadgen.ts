@@ -9,11 +9,12 @@
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
-import { decode } from '@parley/client-sdk';
+import { decode, encode, newClientMsgId } from '@parley/client-sdk';
 import { Hist } from './lib/hist.js';
 import { LiteClient, type OnPublish } from './lib/mqtt-lite.js';
 import {
   assertLoopback, type ConnsResult, type ConnsSpec, type DrainResult, type DrainSpec, type Endpoint,
+  type GroupPhase, type GroupPhaseResult, type GroupResult, type GroupSpec,
   type LoadgenEvent, type RelayResult, type RelaySpec, type Spec,
 } from './lib/loadgen-spec.js';
 import { PHASE_MEASURE, PHASE_WARMUP, parleyPayload, rawPayload, readParley, readRaw } from './lib/payload.js';
@@ -71,12 +72,13 @@ async function relay(s: RelaySpec): Promise<RelayResult> {
   let duplicates = 0;
   let skipped = 0;
   let other = 0;
+  let misordered = 0;
   let lastRecvAt = 0;
 
-  interface Live { pub: LiteClient; sub: LiteClient; topic: string; to: string; seq: number; lastSeq: number }
+  interface Live { pub: LiteClient; sub: LiteClient; topic: string; to: string; seq: number; lastSeq: number; lastTs: number }
   const live: Live[] = [];
   for (const p of s.pairs) {
-    const entry = { topic: p.pubTopic, to: p.to ?? '', seq: 0, lastSeq: 0 } as Live;
+    const entry = { topic: p.pubTopic, to: p.to ?? '', seq: 0, lastSeq: 0, lastTs: 0 } as Live;
     entry.sub = await connect(p.sub, s.clean, (_topic, payload) => {
       const r = read(payload);
       if (!r) {
@@ -84,7 +86,12 @@ async function relay(s: RelaySpec): Promise<RelayResult> {
         return;
       }
       if (r.seq <= entry.lastSeq) duplicates++;
-      else entry.lastSeq = r.seq;
+      else {
+        // A later seq for a message sent earlier: the chat's order is not the send order.
+        if (r.ts < entry.lastTs) misordered++;
+        entry.lastSeq = r.seq;
+        entry.lastTs = r.ts;
+      }
       const now = performance.now();
       received[r.phase === PHASE_MEASURE ? 1 : 0]!++;
       if (r.phase === PHASE_MEASURE) {
@@ -166,7 +173,7 @@ async function relay(s: RelaySpec): Promise<RelayResult> {
   await Promise.all(live.flatMap((e) => [e.pub.end(), e.sub.end()]));
   return {
     sent: sent[1]!, acked, received: received[1]!, duplicates, skipped, publishMs, elapsedMs,
-    cpuMs: (cpu.user + cpu.system) / 1000, latency: hist.toJSON(), ackLatency: ackHist.toJSON(), warmupSent: sent[0]!, warmupReceived: received[0]!, otherEnvelopes: other,
+    cpuMs: (cpu.user + cpu.system) / 1000, latency: hist.toJSON(), ackLatency: ackHist.toJSON(), warmupSent: sent[0]!, warmupReceived: received[0]!, otherEnvelopes: other, misordered,
   };
 }
 
@@ -181,7 +188,7 @@ async function drain(s: DrainSpec): Promise<DrainResult> {
   await sub1.subscribe(s.subTopic, 1);
   await sub1.end();
 
-  // 2. `count` messages are published (and, for Parley, stored and queued) while it is away.
+  // 2. `count` messages are published (and, for Parley, stored) while it is away.
   let stored = 0;
   const pub = await connect(s.pub, s.flavor !== 'parley', (_t, payload) => {
     if (s.flavor !== 'parley') return;
@@ -300,6 +307,233 @@ async function conns(s: ConnsSpec): Promise<ConnsResult> {
 
 // ---------------------------------------------------------------------------------------------
 
+/** Group body: 'G', the message index (10 digits), padding. */
+const GROUP_IDX_DIGITS = 10;
+
+function groupPayloads(s: GroupSpec): { make: (idx: number) => Buffer; read: (p: Buffer) => number } {
+  if (s.flavor === 'raw') {
+    return {
+      make: (idx) => rawPayload(s.payloadBytes, PHASE_MEASURE, idx),
+      read: (p) => (p.length >= 13 ? p.readUInt32LE(9) : -1),
+    };
+  }
+  const chatId = s.chatId ?? '';
+  const body = (idx: number, pad: number): string => 'G' + String(idx).padStart(GROUP_IDX_DIGITS, '0') + 'x'.repeat(pad);
+  const base = encode({ kind: 'send', clientMsgId: newClientMsgId(), to: chatId, body: body(0, 0) }).length;
+  const pad = Math.max(0, s.payloadBytes - base);
+  return {
+    make: (idx) => Buffer.from(encode({ kind: 'send', clientMsgId: newClientMsgId(), to: chatId, body: body(idx, pad) })),
+    read: (p) => {
+      let env;
+      try {
+        env = decode(p);
+      } catch {
+        return -2;
+      }
+      if (env.kind === 'stored') return -3;
+      // Delivered/read news for the sender: a `tally` in a group (protocol v2), a `receipt` in 1:1.
+      if (env.kind === 'receipt' || env.kind === 'tally') return -4;
+      if (env.kind !== 'msg' || env.chatId !== chatId || typeof env.body !== 'string' || env.body[0] !== 'G') return -2;
+      return Number(env.body.slice(1, 1 + GROUP_IDX_DIGITS));
+    },
+  };
+}
+
+async function group(s: GroupSpec): Promise<GroupResult> {
+  assertLoopback(s.host);
+  for (const a of s.localAddresses) assertLoopback(a);
+  if (s.members.length < 2) throw new Error('a group needs at least two members');
+  const { make, read } = groupPayloads(s);
+  const max = s.maxMessages;
+  // Receivers: every member but the publisher (Parley), or every member (raw, selfDelivery).
+  const receiverOf = s.members.map((_, i) => (i === 0 && !s.selfDelivery ? -1 : i - (s.selfDelivery ? 0 : 1)));
+  const nReceivers = s.members.length - (s.selfDelivery ? 0 : 1);
+  const seen = Array.from({ length: nReceivers }, () => new Uint8Array(max));
+  const lastIdx = new Int32Array(nReceivers).fill(-1);
+  const sentAt = new Float64Array(max);
+  const got = new Uint32Array(max);
+  const phaseOf = new Uint8Array(max);
+  let next = 0;
+
+  interface Acc {
+    def: GroupPhase; sent: number; acked: number; delivered: number; duplicates: number; outOfOrder: number;
+    complete: number; lastDelivery: number; firstPublish: number; stored: number; receipts: number;
+    toLast: Hist; toFirst: Hist; each: Hist;
+  }
+  const accs: Acc[] = s.phases.map((def) => ({
+    def, sent: 0, acked: 0, delivered: 0, duplicates: 0, outOfOrder: 0, complete: 0, lastDelivery: 0, firstPublish: 0,
+    stored: 0, receipts: 0, toLast: new Hist(), toFirst: new Hist(), each: new Hist(),
+  }));
+  let current = 0;
+  let outstanding = 0; // published in the current phase and not yet at every receiver
+  let onComplete: (() => void) | null = null;
+
+  const deliver = (r: number, payload: Buffer): void => {
+    const idx = read(payload);
+    if (idx < 0) {
+      if (idx === -3) accs[current]!.stored++;
+      else if (idx === -4) accs[current]!.receipts++;
+      return;
+    }
+    if (idx >= next) return; // not one of ours
+    const acc = accs[phaseOf[idx]!]!;
+    const bm = seen[r]!;
+    if (bm[idx]) {
+      acc.duplicates++;
+      return;
+    }
+    bm[idx] = 1;
+    if (idx < lastIdx[r]!) acc.outOfOrder++;
+    else lastIdx[r] = idx;
+    const now = performance.now();
+    acc.delivered++;
+    acc.each.add(now - sentAt[idx]!);
+    acc.lastDelivery = now;
+    if (++got[idx]! === 1) acc.toFirst.add(now - sentAt[idx]!);
+    if (got[idx] === nReceivers) {
+      acc.complete++;
+      acc.toLast.add(now - sentAt[idx]!);
+      if (phaseOf[idx] === current) {
+        outstanding--;
+        onComplete?.();
+      }
+    }
+  };
+
+  // Connect everyone (bounded concurrency), then subscribe.
+  const clients: LiteClient[] = new Array<LiteClient>(s.members.length);
+  const t0 = performance.now();
+  let nextConn = 0;
+  let failed = 0;
+  let firstError: string | undefined;
+  const connector = async (): Promise<void> => {
+    while (nextConn < s.members.length) {
+      const i = nextConn++;
+      const m = s.members[i]!;
+      const r = receiverOf[i]!;
+      const addr = s.localAddresses[i % s.localAddresses.length];
+      try {
+        const c = await LiteClient.connect({
+          host: s.host, port: s.port, clientId: m.clientId, clean: s.clean, keepalive: 60, connectTimeoutMs: 30_000,
+          ...(addr ? { localAddress: addr } : {}),
+          ...(m.username !== undefined ? { username: m.username } : {}),
+          ...(m.password !== undefined ? { password: m.password } : {}),
+        }, (_t, payload) => {
+          if (r >= 0) deliver(r, payload);
+          else if (s.flavor === 'parley') {
+            const k = read(payload);
+            if (k === -3) accs[current]!.stored++;
+            else if (k === -4) accs[current]!.receipts++;
+          }
+        });
+        clients[i] = c;
+        await c.subscribe(s.flavor === 'parley' ? `inbox/${m.clientId}` : s.topic ?? '', 1);
+      } catch (err) {
+        failed++;
+        firstError ??= err instanceof Error ? err.message : String(err);
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: Math.max(1, s.connectConcurrency) }, connector));
+  const connectMs = performance.now() - t0;
+  const connected = clients.filter((c) => c && !c.closed).length;
+  emit({ event: 'established', established: connected, failed, connectMs });
+  if (failed > 0 || connected < s.members.length) {
+    for (const c of clients) c?.destroy();
+    throw new Error(`connected ${connected} of ${s.members.length} members: ${firstError ?? 'closed'}`);
+  }
+  const pub = clients[0]!;
+  const pubTopic = s.flavor === 'parley' ? `outbox/${s.members[0]!.clientId}` : s.topic ?? '';
+
+  let stopRequested = false;
+  const rl = createInterface({ input: process.stdin });
+  rl.on('line', (l) => {
+    if (l.trim() === 'stop') stopRequested = true;
+  });
+
+  let capped: boolean;
+  const sendOne = (p: number): boolean => {
+    if (next >= max || pub.closed) {
+      capped = true;
+      return false;
+    }
+    const idx = next++;
+    const acc = accs[p]!;
+    phaseOf[idx] = p;
+    const payload = make(idx);
+    const t = performance.now();
+    sentAt[idx] = t;
+    if (acc.sent === 0) acc.firstPublish = t;
+    acc.sent++;
+    outstanding++;
+    pub.publish(pubTopic, payload, 1, () => {
+      acc.acked++;
+      onComplete?.();
+    });
+    return true;
+  };
+
+  const results: GroupPhaseResult[] = [];
+  for (let p = 0; p < accs.length; p++) {
+    const acc = accs[p]!;
+    const def = acc.def;
+    current = p;
+    outstanding = 0;
+    capped = false;
+    emit({ event: 'phase', name: def.name, state: 'start', t: Date.now() });
+    const cpu0 = process.cpuUsage();
+    const start = performance.now();
+    if (def.kind === 'window') {
+      let running = true;
+      const pump = (): void => {
+        if (!running) return;
+        corkTick(pub);
+        while (running && outstanding < def.window && pub.inFlight() < def.window) {
+          if (!sendOne(p)) {
+            running = false;
+            break;
+          }
+        }
+      };
+      onComplete = pump;
+      pump();
+      await until(() => !running, start + def.durationMs, 20);
+      running = false;
+      onComplete = null;
+    } else {
+      // Paced, open loop: the n-th send is due at start + n × interval, whatever came back.
+      const limit = def.kind === 'paced' ? def.count : Infinity;
+      const deadline = def.kind === 'paced-until-stop' ? start + def.maxMs : Infinity;
+      for (let k = 0; k < limit; k++) {
+        if (stopRequested && def.kind === 'paced-until-stop') break;
+        if (performance.now() > deadline) break;
+        const wait = start + k * def.intervalMs - performance.now();
+        if (wait > 0) await sleep(wait);
+        if (stopRequested && def.kind === 'paced-until-stop') break;
+        if (!sendOne(p)) break;
+      }
+    }
+    const publishMs = performance.now() - start;
+    const drained = await until(() => acc.complete >= acc.sent, performance.now() + s.drainTimeoutMs, 5);
+    const cpu = process.cpuUsage(cpu0);
+    emit({ event: 'phase', name: def.name, state: 'end', t: Date.now() });
+    results.push({
+      name: def.name, kind: def.kind, sent: acc.sent, acked: acc.acked, receivers: nReceivers, expected: acc.sent * nReceivers,
+      delivered: acc.delivered, duplicates: acc.duplicates, outOfOrder: acc.outOfOrder, complete: acc.complete,
+      publishMs, elapsedMs: (drained ? acc.lastDelivery : performance.now()) - (acc.firstPublish || start),
+      toLast: acc.toLast.toJSON(), toFirst: acc.toFirst.toJSON(), each: acc.each.toJSON(), capped,
+      loadgenCpuMs: (cpu.user + cpu.system) / 1000, stored: acc.stored, receipts: acc.receipts,
+    });
+    // Let the acknowledgements and receipts of this phase settle before the next one.
+    if (p < accs.length - 1) await sleep(300);
+  }
+  rl.close();
+  await Promise.all(clients.map((c) => c.end()));
+  return { connected, connectMs, phases: results };
+}
+
+// ---------------------------------------------------------------------------------------------
+
 async function main(): Promise<void> {
   const file = process.argv[2];
   if (!file) throw new Error('usage: loadgen.ts <spec.json>');
@@ -309,6 +543,7 @@ async function main(): Promise<void> {
     case 'relay': result = await relay(spec); break;
     case 'drain': result = await drain(spec); break;
     case 'conns': result = await conns(spec); break;
+    case 'group': result = await group(spec); break;
   }
   emit({ result });
 }

@@ -22,6 +22,9 @@ export interface ContextOptions {
 
 let specCounter = 0;
 
+/** The persist shards of the `parley-shards` layout (Parley's default, set explicitly so the bench knows it). */
+export const PERSIST_SHARDS = 8;
+
 /**
  * In quick mode one Parley instance serves every scenario (its start-up is most of a quick
  * scenario's time); the full run starts a fresh one for each measurement.
@@ -35,6 +38,7 @@ export function createContext(o: ContextOptions): { ctx: BenchContext; close(): 
       case 'aedes': return startAedesPlain();
       case 'parley': return startParley(o.tmp, { topology: 'split', smsUrl: o.sms.url });
       case 'parley-single': return startParley(o.tmp, { topology: 'single', smsUrl: o.sms.url });
+      case 'parley-shards': return startParley(o.tmp, { topology: 'shards', smsUrl: o.sms.url, env: { PARLEY_PERSIST_SHARDS: String(PERSIST_SHARDS) } });
     }
   };
   const ctx: BenchContext = {
@@ -98,7 +102,9 @@ export function createContext(o: ContextOptions): { ctx: BenchContext; close(): 
             reject(new Error(`load generator: ${String(msg.error)}`));
           }
         });
-        child.once('exit', (code) => {
+        // 'close', not 'exit': a load generator writes its result and exits at once, and 'exit' can
+        // come before the last stdout line has been read (a lost result, seen in a full run).
+        child.once('close', (code) => {
           if (done) return;
           done = true;
           clearTimeout(timer);

@@ -24,6 +24,10 @@ export interface KeyFigures {
   wireBytes?: number;
   wireStalled?: number;
   connKiB?: number;
+  groupP50?: number;
+  groupP99?: number;
+  groupVsMosquitto?: number;
+  mixedP50?: number;
 }
 
 export interface Baseline {
@@ -52,7 +56,15 @@ const outcomes = (records: RunRecord[], name: string): O[] =>
 
 const div = (a?: number, b?: number): number | undefined => (a !== undefined && b ? a / b : undefined);
 
+interface G {
+  kind: string;
+  phases: Array<{ name: string; rate: number; toLast: { p50: number; p99: number } }>;
+}
+
 export function keyFigures(records: RunRecord[]): KeyFigures {
+  const groups = (records.find((r) => r.scenario.name === 'group')?.report?.data?.outcomes as G[] | undefined) ?? [];
+  const gPhase = (kind: string, name: string) => groups.find((g) => g.kind === kind)?.phases.find((p) => p.name === name);
+  const mixed = (records.find((r) => r.scenario.name === 'mixed')?.report?.data?.outcomes as Array<{ kind: string; withGroup: { latency: { p50: number } } }> | undefined) ?? [];
   const relay = outcomes(records, 'relay');
   const steady = outcomes(records, 'latency');
   const cost = outcomes(records, 'cost');
@@ -80,6 +92,10 @@ export function keyFigures(records: RunRecord[]): KeyFigures {
     wireBytes: wire?.total,
     wireStalled: wire?.stalledPackets,
     connKiB: div(outcomes(records, 'connections').find((o) => o.kind === 'parley')?.perConn, 1024),
+    groupP50: gPhase('parley', 'latency')?.toLast.p50,
+    groupP99: gPhase('parley', 'latency')?.toLast.p99,
+    groupVsMosquitto: div(gPhase('parley', 'throughput')?.rate, gPhase('mosquitto', 'throughput')?.rate),
+    mixedP50: mixed.find((x) => x.kind === 'parley')?.withGroup.latency.p50,
   };
 }
 
@@ -101,4 +117,8 @@ export const FIGURE_ROWS: ReadonlyArray<{ key: keyof KeyFigures; what: string; l
   { key: 'wireBytes', what: 'bytes on the wire for one message and its ticks (scenario 5)', lowerIsBetter: true, fmt: 'int' },
   { key: 'wireStalled', what: 'broker packets stalled ≥ 20 ms between TCP segments (scenario 5)', lowerIsBetter: true, fmt: 'int' },
   { key: 'connKiB', what: 'broker KiB per idle connection (scenario 4)', lowerIsBetter: true, fmt: 'n1' },
+  { key: 'groupP50', what: 'group of 1,024: publish to last delivery p50 ms (scenario 7)', lowerIsBetter: true, fmt: 'ms' },
+  { key: 'groupP99', what: 'group of 1,024: publish to last delivery p99 ms', lowerIsBetter: true, fmt: 'ms' },
+  { key: 'groupVsMosquitto', what: 'group deliveries/s ÷ Mosquitto, same run', lowerIsBetter: false, fmt: 'x' },
+  { key: 'mixedP50', what: '1:1 p50 ms next to a busy group (scenario 8)', lowerIsBetter: true, fmt: 'ms' },
 ];

@@ -72,6 +72,12 @@ export interface RelayResult {
   warmupReceived: number;
   /** Non-`msg` envelopes seen by Parley publishers (stored, receipt). */
   otherEnvelopes: number;
+  /**
+   * Parley: arrivals with a higher seq than the last one of their pair but an earlier send time
+   * (the store gave a later seq to a message sent earlier: per-chat order broken). Always 0 for
+   * raw payloads, whose seq is the publisher's own counter.
+   */
+  misordered: number;
 }
 
 export interface DrainSpec {
@@ -93,7 +99,7 @@ export interface DrainResult {
   count: number;
   /** Time to publish all messages and get every PUBACK. */
   publishMs: number;
-  /** Parley: time until the sender had a `stored` for every message (all queued for B). */
+  /** Parley: time until the sender had a `stored` for every message (all stored for B). */
   queuedMs: number;
   sessionPresent: boolean;
   connackMs: number;
@@ -136,11 +142,100 @@ export interface ConnsResult {
   firstError?: string;
 }
 
-export type Spec = RelaySpec | DrainSpec | ConnsSpec;
+/** One member of a group load: an MQTT connection (and for Parley a device of the group). */
+export interface GroupMember {
+  clientId: string;
+  username?: string;
+  password?: string;
+}
+
+/**
+ * A phase of a group load. `paced`: one message every `intervalMs`, `count` of them, open loop.
+ * `window`: as fast as the window allows for `durationMs`: at most `window` messages published
+ * and not yet delivered to every receiver (which also caps the unacknowledged QoS 1 publishes).
+ * `paced-until-stop`: one message every `intervalMs` until the runner writes `stop` (or `maxMs`).
+ * Every phase ends by waiting (at most the spec's `drainTimeoutMs`) for its messages to arrive.
+ */
+export type GroupPhase =
+  | { name: string; kind: 'paced'; intervalMs: number; count: number }
+  | { name: string; kind: 'window'; window: number; durationMs: number }
+  | { name: string; kind: 'paced-until-stop'; intervalMs: number; maxMs: number };
+
+/**
+ * One publisher and many receivers in one load generator process (so one clock times the
+ * publish and every delivery). `members[0]` publishes. Raw: every member subscribes to `topic`
+ * (with `selfDelivery` the publisher's own copy counts as a delivery). Parley: every member
+ * subscribes to its own `inbox/`, the publisher sends `send` envelopes to `chatId`, and the other
+ * members are the receivers.
+ */
+export interface GroupSpec {
+  mode: 'group';
+  flavor: Flavor;
+  host: string;
+  port: number;
+  localAddresses: string[];
+  members: GroupMember[];
+  topic?: string;
+  chatId?: string;
+  selfDelivery: boolean;
+  payloadBytes: number;
+  clean: boolean;
+  /** Handshakes (CONNECT..SUBACK) in flight at once. */
+  connectConcurrency: number;
+  phases: GroupPhase[];
+  /** Most messages over all phases (bounds the per-receiver bookkeeping). */
+  maxMessages: number;
+  drainTimeoutMs: number;
+}
+
+export interface GroupPhaseResult {
+  name: string;
+  kind: GroupPhase['kind'];
+  /** Messages published in this phase. */
+  sent: number;
+  acked: number;
+  receivers: number;
+  /** sent × receivers. */
+  expected: number;
+  /** Deliveries of this phase's messages (each message at each receiver once). */
+  delivered: number;
+  /** A message a receiver already had. */
+  duplicates: number;
+  /** A message that reached a receiver after a later message of the same publisher. */
+  outOfOrder: number;
+  /** Messages that reached every receiver. */
+  complete: number;
+  /** Phase start to the last publish. */
+  publishMs: number;
+  /** First publish to the last delivery of this phase's messages (or the drain deadline). */
+  elapsedMs: number;
+  /** Per complete message: publish to its last delivery. */
+  toLast: HistData;
+  /** Per message: publish to its first delivery. */
+  toFirst: HistData;
+  /** Every delivery: publish to arrival. */
+  each: HistData;
+  /** Sends skipped because the publisher's connection was closed or the message cap was reached. */
+  capped: boolean;
+  /** The load generator's CPU over the phase. */
+  loadgenCpuMs: number;
+  /** Parley: `stored` and `tally` (or `receipt`) envelopes the publisher got during the phase. */
+  stored: number;
+  receipts: number;
+}
+
+export interface GroupResult {
+  connected: number;
+  connectMs: number;
+  phases: GroupPhaseResult[];
+}
+
+export type Spec = RelaySpec | DrainSpec | ConnsSpec | GroupSpec;
 
 export type LoadgenEvent =
   | { event: 'measure-start'; t: number }
   | { event: 'measure-end'; t: number }
+  | { event: 'phase'; name: string; state: 'start' | 'end'; t: number }
   | { event: 'established'; established: number; failed: number; connectMs: number }
   | { event: 'progress'; text: string };
 

@@ -32,6 +32,10 @@ export interface RelayOutcome {
   acked: number;
   received: number;
   duplicates: number;
+  /** Parley: later seq, earlier send time (per-chat order broken by the store); see RelayResult. */
+  misordered: number;
+  /** Messages sent in the warm-up (not in `sent`). */
+  warmupSent: number;
   skipped: number;
   /** Messages delivered per second over the measured window (publishing, then draining). */
   rate: number;
@@ -104,7 +108,7 @@ export async function relayRun(ctx: BenchContext, target: Target, o: RelayOption
   }
   return {
     label: target.label, kind: target.kind, sent, acked: sum((r) => r.acked), received,
-    duplicates: sum((r) => r.duplicates), skipped: sum((r) => r.skipped),
+    duplicates: sum((r) => r.duplicates), misordered: sum((r) => r.misordered), warmupSent: sum((r) => r.warmupSent), skipped: sum((r) => r.skipped),
     rate: received / (elapsedMs / 1000), pubRate: sent / (publishMs / 1000), elapsedMs,
     latency: hist.summary(), ackLatency: ackHist.summary(), cpuMs: cpu, serverCpuMs, loadgenCpuMs,
     cpuPerMsgUs: received ? (serverCpuMs * 1000) / received : NaN,

@@ -104,10 +104,10 @@ const USAGE = `
 ## Running the benchmarks
 
 \`\`\`bash
-npm run bench                      # full run (about 7-12 minutes on 2 cores): writes docs/BENCHMARKS.md and docs/bench-*.svg
+npm run bench                      # full run (about 10-16 minutes on 2 cores): writes docs/BENCHMARKS.md and docs/bench-*.svg
 npm run bench -- --quick           # smoke run (under 2 minutes; CI): writes bench/results/ (gitignored)
 npm run bench -- --quick --write   # quick run that still writes docs/
-npm run bench -- --only relay,wire # some scenarios only (names: relay, latency, drain, connections, wire, cost)
+npm run bench -- --only relay,wire # some scenarios only (names: relay, latency, drain, connections, wire, cost, group, mixed, shards)
 \`\`\`
 
 \`scripts/ensure-deps.sh --bench\` (run by \`npm run bench\`) installs Mosquitto and redis-server with
@@ -120,7 +120,9 @@ each server process' CPU from \`/proc/<pid>/stat\` and memory from \`/proc/<pid>
 the load with \`bench/loadgen.ts\` processes that report JSON on stdout. Parley runs as it would be
 deployed on one machine with roles split into processes (broker, api, workers, one Redis with AOF
 every second, SQLite), so each process' CPU is visible; scenario 1 also runs the single-process
-layout of \`npm start\`. Every load loop is bounded in count and time and targets 127.0.0.0/8 only.
+layout of \`npm start\`, and scenario 9 one \`broker,api\` process with two \`workers\` processes.
+Group members (scenarios 7 and 8) are made in Parley's SQLite file through the store port, since
+groups have no HTTP API yet. Every load loop is bounded in count and time and targets 127.0.0.0/8 only.
 
 ## Adding a scenario
 

@@ -131,9 +131,11 @@ export interface Target {
 
 export interface ParleyTarget extends Target {
   kind: 'parley';
-  topology: 'single' | 'split';
+  topology: 'single' | 'split' | 'shards';
   httpUrl: string;
   redisUrl: string;
+  /** PARLEY_DATA_DIR: parley.sqlite is here (groups have no API yet: the bench makes them in the store). */
+  dataDir: string;
 }
 
 export function findMosquitto(): string | null {
@@ -205,7 +207,11 @@ export async function startAedesPlain(): Promise<Target> {
 }
 
 export interface ParleyOptions {
-  topology: 'single' | 'split';
+  /**
+   * single: one process with every role (`npm start`). split: broker, api and workers processes.
+   * shards: one `broker,api` process and two `workers` processes sharing the persist shards.
+   */
+  topology: 'single' | 'split' | 'shards';
   /** The SMS webhook of the runner (codes are captured there). */
   smsUrl: string;
   env?: Record<string, string>;
@@ -316,7 +322,7 @@ export async function startParley(tmp: string, o: ParleyOptions): Promise<Parley
       trackPid(rpid);
       return {
         kind: 'parley', topology: 'single', label: 'Parley (1 process)', host: '127.0.0.1', port: all.mqtt,
-        httpUrl: all.http, redisUrl: all.redis, brokerPid: all.c.pid!,
+        httpUrl: all.http, redisUrl: all.redis, dataDir, brokerPid: all.c.pid!,
         procs: [{ role: 'parley', pid: all.c.pid! }, { role: 'redis', pid: rpid }],
         stop: cleanup,
       };
@@ -324,11 +330,28 @@ export async function startParley(tmp: string, o: ParleyOptions): Promise<Parley
     redis = await startRedisServer({ dir: join(dataDir, 'redis'), appendfsync: 'everysec' });
     trackPid(redis.pid);
     const env = { PARLEY_REDIS_URL: redis.url };
+    if (o.topology === 'shards') {
+      // The broker creates the schema first; then both worker processes join the same queues.
+      const front = await startRole('broker,api', env);
+      if (!front.mqtt || !front.http) throw new Error('parley did not print its URLs');
+      const [wa, wb] = await Promise.all([startRole('workers', env), startRole('workers', env)]);
+      return {
+        kind: 'parley', topology: 'shards', label: 'Parley (2 worker processes)', host: '127.0.0.1', port: front.mqtt,
+        httpUrl: front.http, redisUrl: redis.url, dataDir, brokerPid: front.c.pid!,
+        procs: [
+          { role: 'broker', pid: front.c.pid! },
+          { role: 'workers A', pid: wa.c.pid! },
+          { role: 'workers B', pid: wb.c.pid! },
+          { role: 'redis', pid: redis.pid! },
+        ],
+        stop: cleanup,
+      };
+    }
     const [workers, broker, api] = await Promise.all([startRole('workers', env), startRole('broker', env), startRole('api', env)]);
     if (!broker.mqtt || !api.http) throw new Error('parley did not print its URLs');
     return {
       kind: 'parley', topology: 'split', label: 'Parley', host: '127.0.0.1', port: broker.mqtt,
-      httpUrl: api.http, redisUrl: redis.url, brokerPid: broker.c.pid!,
+      httpUrl: api.http, redisUrl: redis.url, dataDir, brokerPid: broker.c.pid!,
       procs: [
         { role: 'broker', pid: broker.c.pid! },
         { role: 'workers', pid: workers.c.pid! },

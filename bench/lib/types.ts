@@ -57,7 +57,7 @@ export interface Scenario {
   run(ctx: BenchContext): Promise<ScenarioReport>;
 }
 
-export type TargetKind = 'mosquitto' | 'aedes' | 'parley' | 'parley-single';
+export type TargetKind = 'mosquitto' | 'aedes' | 'parley' | 'parley-single' | 'parley-shards';
 
 export interface LoadgenRun<R> {
   child: ChildProcess;
@@ -79,7 +79,7 @@ export interface BenchContext {
    * Starts a broker, runs `fn`, and stops the broker whatever happens. In quick mode one Parley
    * serves every scenario unless `fresh` is set (a scenario that measures its memory needs one).
    */
-  withTarget<T>(kind: 'parley' | 'parley-single', fn: (t: ParleyTarget) => Promise<T>, opts?: { fresh?: boolean }): Promise<T>;
+  withTarget<T>(kind: 'parley' | 'parley-single' | 'parley-shards', fn: (t: ParleyTarget) => Promise<T>, opts?: { fresh?: boolean }): Promise<T>;
   withTarget<T>(kind: TargetKind, fn: (t: Target) => Promise<T>, opts?: { fresh?: boolean }): Promise<T>;
   /** Starts a load generator process on `spec`; `onEvent` sees its events as they come. */
   loadgen<R>(spec: Spec, onEvent?: (e: LoadgenEvent) => void, timeoutMs?: number): LoadgenRun<R>;

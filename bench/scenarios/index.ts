@@ -9,5 +9,8 @@ import { drain } from './drain.js';
 import { connections } from './connections.js';
 import { wire } from './wire.js';
 import { cost } from './cost.js';
+import { group } from './group.js';
+import { mixed } from './mixed.js';
+import { shards } from './shards.js';
 
-export const SCENARIOS: readonly Scenario[] = [relay, latency, drain, connections, wire, cost];
+export const SCENARIOS: readonly Scenario[] = [relay, latency, drain, connections, wire, cost, group, mixed, shards];

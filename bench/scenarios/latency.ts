@@ -37,7 +37,8 @@ export const latency: Scenario = {
     'and do not wait for PUBACKs, up to a cap of in-flight publishes) for a fixed time after a ' +
     'warm-up. Latency runs from the send time written into each payload (Parley: into the text body) ' +
     'to the moment the receiving device has the message; for Parley that includes the group commit, ' +
-    'the BullMQ job, the SQLite transaction and the Redis queue of the recipient\'s session.',
+    'the BullMQ job, the SQLite transaction and the cluster-bus publish to the broker node that holds ' +
+    'the recipient (delivery engine v2: no per-device copy in Redis).',
   async run(ctx) {
     const o = steadyOptions(ctx);
     const out: RelayOutcome[] = [];

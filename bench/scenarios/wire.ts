@@ -168,6 +168,8 @@ export const wire: Scenario = {
           ],
           data: {
             total, totalJson, headerBytes, topicBytes, payloadBytes, exchangeMs: tRead - t0,
+            // Protocol v2 leaves the implied `by` out of 1:1 receipts.
+            receiptsWithBy: rows.filter((r) => r.envelope?.kind === 'receipt' && r.envelope.by !== undefined).length,
             brokerPackets: fromBroker.length, splitPackets: split.length, stalledPackets: stalled.length, worstSpreadMs: worstSpread,
             packets: rows.map((r) => ({ who: r.who, dir: r.frame.dir, what: r.what, topic: r.frame.topic, payload: r.frame.payload?.length ?? 0, bytes: r.frame.bytes, json: r.jsonBytes })),
           },
