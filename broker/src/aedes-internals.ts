@@ -12,7 +12,8 @@
  *    each QoS 1 send (`outgoingUpdate`, cleared by the PUBACK through `outgoingClearMessageId`)
  *    lives in this process' memory instead of Redis. Everything else (sessions, subscriptions,
  *    the other envelopes) keeps using Redis unchanged. Measured effect in docs/BENCHMARKS.md.
- * 3. `connectedClient(aedes, id)`: the `clients` table, for revocation.
+ * 3. `connectedClient(aedes, id)`: the `clients` table (revocation, live delivery by device id);
+ *    `isSubscribed(client, topic)`: the client's subscription table.
  */
 import type { Aedes, Client } from 'aedes';
 import { INBOX, peekKind } from '@parley/client-sdk';
@@ -123,6 +124,12 @@ export function isPositionalPacket(packet: AedesPacket): boolean {
   if (!packet.topic.startsWith(INBOX) || !(packet.payload instanceof Uint8Array)) return false;
   const kind = peekKind(packet.payload);
   return kind !== null && LIVE_ONLY.has(kind);
+}
+
+/** Whether the client holds a subscription to exactly this topic (Aedes' per-client table). */
+export function isSubscribed(client: Client, topic: string): boolean {
+  const subs = (client as unknown as { subscriptions?: Record<string, unknown> }).subscriptions;
+  return subs !== undefined && Object.prototype.hasOwnProperty.call(subs, topic);
 }
 
 /** The client connected to this node under that id, if any. */

@@ -13,13 +13,12 @@ import {
 import { decideSubscribe, decidePublish } from './acl.js';
 import { Batcher, BatcherClosedError, type BatcherOptions } from './batcher.js';
 import { SINK_TOPIC, filterServerBound } from './mq-filter.js';
-import { watchBusReconnects } from './bus-resync.js';
 import { createLimits, type BrokerLimits } from './limits.js';
 import { connectedClient } from './aedes-internals.js';
 import { createDeliveryAgent, type DeliveryAgentOptions } from './delivery-agent.js';
 import { OUTBOX_HANDLERS, handleRead, type HandlerDeps, type HandlerResult, type Inbound } from './handlers/index.js';
 import type {
-  DeviceAuthenticator, IngestAck, IngestMessage, IngestRead, IngestSink, PositionReader, PresenceSink,
+  DeliveryBus, DeviceAuthenticator, DeviceRoutes, IngestAck, IngestMessage, IngestRead, IngestSink, PositionReader, PresenceSink,
 } from './ingest.js';
 
 export interface BrokerOptions {
@@ -69,6 +68,10 @@ export interface BrokerDeps {
   persistence: unknown;
   /** Where the delivery agent reads stored messages and watermarks. */
   positions: PositionReader;
+  /** Live deliveries from the workers to the devices connected here. */
+  bus: DeliveryBus;
+  /** Records which node each connected device is on. */
+  routes: DeviceRoutes;
   /** mqemitter-redis (the cluster bus). */
   mq: object;
   auth: DeviceAuthenticator;
@@ -250,24 +253,39 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
     });
   });
 
-  /** Devices connected to this node, for the resync after a bus loss. */
-  const connected = new Map<string, Session>();
+  const busSubscription = await deps.bus.listen(
+    aedes.id,
+    (deviceId, payload) => {
+      const c = connectedClient(aedes, deviceId);
+      if (c) agent.deliver(c, payload);
+    },
+    () => {
+      log.warn({ devices: aedes.connectedClients }, 'delivery bus reconnected: the devices connected here catch up from the store');
+      agent.resyncAll();
+    },
+  );
+  /** A token per connection, so a late clean-up of an old connection never removes a new route. */
+  const connections = new WeakMap<Client, string>();
+  let connectionSeq = 0;
   aedes.on('clientReady', (client: Client) => {
-    agent.ready(client);
+    const connection = (++connectionSeq).toString(36);
+    connections.set(client, connection);
+    // The route first: once it is in Redis, new deliveries come here, and the catch-up that
+    // follows reads everything stored before.
+    agent.ready(client, deps.routes.register(client.id, aedes.id, connection));
     const s = sessions.get(client);
-    if (!s) return;
-    connected.set(client.id, s);
-    deps.presence?.connected(client.id, s.userId);
+    if (s) deps.presence?.connected(client.id, s.userId);
+  });
+  aedes.on('subscribe', (subscriptions: Array<{ topic: string }>, client: Client) => {
+    for (const sub of subscriptions) agent.subscribed(client, sub.topic);
   });
   aedes.on('clientDisconnect', (client: Client) => {
+    const connection = connections.get(client);
+    if (connection !== undefined) {
+      deps.routes.unregister(client.id, aedes.id, connection).catch((err: unknown) => log.warn({ err, clientId: client.id }, 'could not remove the device route'));
+    }
     const s = sessions.get(client);
-    if (!s) return;
-    if (connected.get(client.id) === s) connected.delete(client.id);
-    deps.presence?.disconnected(client.id, s.userId);
-  });
-  watchBusReconnects(deps.mq, () => {
-    log.warn({ devices: connected.size }, 'cluster bus reconnected: the devices connected here catch up from the store');
-    agent.resyncAll();
+    if (s) deps.presence?.disconnected(client.id, s.userId);
   });
   aedes.on('clientError', (client: Client, err: Error) => {
     limits.clientError(client, err);
@@ -341,6 +359,7 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
       // In-flight ingest batches still reach Redis: their publishes were not acknowledged, and
       // the clients will resend them with the same clientMsgId, which the store deduplicates.
       await Promise.all([messages.close(), acks.close(), reads.close()]);
+      await busSubscription.close();
     },
   };
   return node;

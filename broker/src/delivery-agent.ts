@@ -23,7 +23,9 @@ import type { Logger } from 'pino';
 import {
   decode, encode, inboxTopic, peekKind, peekPosition, type Envelope, type MsgEnvelope, type StoredEnvelope,
 } from '@parley/client-sdk';
-import { interceptDelivery, unrouted, type AedesPacket, type Deliver, type DeliverCallback } from './aedes-internals.js';
+import { interceptDelivery, isSubscribed, unrouted, type AedesPacket, type Deliver, type DeliverCallback } from './aedes-internals.js';
+
+const noop = (): void => undefined;
 import type { PositionReader, StoredChatMessage } from './ingest.js';
 
 export interface DeliveryAgentOptions {
@@ -34,10 +36,18 @@ export interface DeliveryAgentOptions {
 export const DEFAULT_AGENT_OPTIONS: Readonly<DeliveryAgentOptions> = Object.freeze({ pageSize: 500 });
 
 export interface DeliveryAgent {
-  /** From `authenticate`: takes over the client's deliveries; live messages wait for `ready`. */
+  /** From `authenticate`: takes over the client's deliveries; live messages wait for the catch-up. */
   attach(client: Client): void;
-  /** From `clientReady`: catch up from the store, then let the live stream through. */
-  ready(client: Client): void;
+  /**
+   * From `clientReady`: once `routed` resolves (this node is recorded as the device's, so new
+   * deliveries come here) and the device is subscribed to its inbox, catch up from the store, then
+   * let the live stream through.
+   */
+  ready(client: Client, routed: Promise<void>): void;
+  /** The client subscribed to a topic (Aedes' `subscribe` event). */
+  subscribed(client: Client, topic: string): void;
+  /** A live delivery from the workers for this connected client (an encoded envelope). */
+  deliver(client: Client, payload: Uint8Array): void;
   /** A device asked for a sync (all chats, or one chat after a seq). */
   sync(client: Client, chatId?: string, after?: number): void;
   /** Every connected device catches up again, then gets `synced` (after the cluster bus lost messages). */
@@ -48,8 +58,10 @@ interface DeviceState {
   client: Client;
   /** Aedes' own deliverQoS: writes the packet to the socket. */
   send: Deliver;
-  /** Lets the catch-up start (the device is subscribed and its CONNACK sent). */
-  open: () => void;
+  /** The device is ready and routed here. */
+  readied: () => void;
+  /** The device is subscribed to its inbox. */
+  inboxed: () => void;
   /** chatId -> the last seq handed to the socket (or known to be the device's own). */
   last: Map<string, number>;
   /** Steps waiting or running; while > 0 every live message queues behind them. */
@@ -127,15 +139,43 @@ export function createDeliveryAgent(store: PositionReader, log: Logger, options:
   }
 
   /** Sends the device's messages of one chat in (afterSeq, beforeSeq). */
-  async function fill(s: DeviceState, chatId: string, afterSeq: number, beforeSeq: number, force = false): Promise<number> {
+  async function fill(s: DeviceState, chatId: string, afterSeq: number, beforeSeq: number): Promise<number> {
     let n = 0;
     let after = afterSeq;
     for (;;) {
       const page = await store.pendingInChat(s.client.id, chatId, after, beforeSeq, opts.pageSize);
-      n += await sendStored(s, page, force);
+      n += await sendStored(s, page);
       const lastMsg = page.at(-1);
       if (page.length < opts.pageSize || !lastMsg) return n;
       after = lastMsg.seq;
+    }
+  }
+
+  /**
+   * The device's own sync of one chat: everything after `after`, even what was sent before. Its own
+   * messages come as `stored` (clientMsgId and seq): if a `stored` was lost, the device would
+   * otherwise wait forever on a seq nobody sends it.
+   */
+  async function resendChat(s: DeviceState, chatId: string, after: number): Promise<number> {
+    const p = await store.progress(s.client.id, chatId);
+    if (!p) return 0;
+    let n = 0;
+    let from = Math.max(after, p.sinceSeq);
+    for (;;) {
+      const page = await store.history(chatId, from, opts.pageSize);
+      const writes: Array<Promise<void>> = [];
+      for (const m of page) {
+        const env: Envelope = m.senderDeviceId === s.client.id
+          ? { kind: 'stored', clientMsgId: m.clientMsgId, chatId: m.chatId, seq: m.seq, ts: m.ts }
+          : toMsgEnvelope(m);
+        writes.push(write(s, packetOf(s.client.id, env)));
+        if (env.kind === 'msg') n++;
+        if ((s.last.get(chatId) ?? 0) < m.seq) s.last.set(chatId, m.seq);
+      }
+      await Promise.all(writes);
+      const lastMsg = page.at(-1);
+      if (page.length < opts.pageSize || !lastMsg) return n;
+      from = lastMsg.seq;
     }
   }
 
@@ -194,16 +234,19 @@ export function createDeliveryAgent(store: PositionReader, log: Logger, options:
   return {
     attach(client) {
       if (devices.has(client)) return;
-      let open!: () => void;
-      const gate = new Promise<void>((r) => (open = r));
-      const s: DeviceState = { client, send: () => undefined, open, last: new Map(), queued: 0, chain: Promise.resolve(), closed: false };
+      let readied!: () => void;
+      let inboxed!: () => void;
+      const gates = Promise.all([new Promise<void>((r) => (readied = r)), new Promise<void>((r) => (inboxed = r))]);
+      const s: DeviceState = {
+        client, send: () => undefined, readied, inboxed, last: new Map(), queued: 0, chain: Promise.resolve(), closed: false,
+      };
       const original = interceptDelivery(client, (packet, cb) => onDeliver(s, packet, cb));
       if (!original) return;
       s.send = original;
       devices.set(client, s);
       // The catch-up is the first step: every live message queues behind it until it is done.
       step(s, async () => {
-        await gate;
+        await gates;
         if (s.closed) return;
         const n = await catchUp(s, false);
         if (n > 0) log.debug({ clientId: client.id, messages: n }, 'caught up from the store');
@@ -213,27 +256,37 @@ export function createDeliveryAgent(store: PositionReader, log: Logger, options:
         s.closed = true;
         connected.delete(s);
         // Held steps now only call their callbacks: the packets are not lost, the store has them.
-        open();
+        readied();
+        inboxed();
       });
     },
-    ready(client) {
+    ready(client, routed) {
       const s = devices.get(client);
       if (!s || s.closed) return;
       connected.add(s);
-      s.open();
+      routed.then(() => s.readied(), (err: unknown) => {
+        // Without a route, live deliveries would not find this node: let the device reconnect.
+        log.warn({ err, clientId: client.id }, 'could not record where the device is connected; closing the connection');
+        s.closed = true;
+        client.close();
+        s.readied();
+      });
+      if (isSubscribed(client, inboxTopic(client.id))) s.inboxed();
+    },
+    subscribed(client, topic) {
+      if (topic === inboxTopic(client.id)) devices.get(client)?.inboxed();
+    },
+    deliver(client, payload) {
+      const s = devices.get(client);
+      // Not subscribed (yet): the catch-up, which waits for the subscription, reads it from the store.
+      if (!s || s.closed || !isSubscribed(client, inboxTopic(client.id))) return;
+      onDeliver(s, { cmd: 'publish', topic: inboxTopic(client.id), payload: Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), qos: 1, retain: false, dup: false }, noop);
     },
     sync(client, chatId, after) {
       const s = devices.get(client);
       if (!s || s.closed) return;
       step(s, async () => {
-        let count: number;
-        if (chatId !== undefined) {
-          // The device says what it has: resend everything after that, even if sent before.
-          const from = after ?? 0;
-          count = await fill(s, chatId, from, Number.MAX_SAFE_INTEGER, true);
-        } else {
-          count = await catchUp(s, true);
-        }
+        const count = chatId !== undefined ? await resendChat(s, chatId, after ?? 0) : await catchUp(s, true);
         await write(s, packetOf(client.id, { kind: 'synced', count, ...(chatId !== undefined ? { chatId } : {}) }));
       });
     },

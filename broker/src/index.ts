@@ -4,7 +4,8 @@ export { Batcher, BatcherClosedError, type BatcherOptions } from './batcher.js';
 export { decidePublish, decideSubscribe } from './acl.js';
 export { filterServerBound, SINK_TOPIC } from './mq-filter.js';
 export type {
-  AuthResult, DeviceAuthenticator, IngestAck, IngestMessage, IngestRead, IngestSink, PositionReader, PresenceSink, StoredChatMessage,
+  AuthResult, DeliveryBus, DeviceAuthenticator, DeviceRoutes, IngestAck, IngestMessage, IngestRead, IngestSink, PositionReader,
+  PresenceSink, StoredChatMessage,
 } from './ingest.js';
 export { createDeliveryAgent, toMsgEnvelope, type DeliveryAgent, type DeliveryAgentOptions } from './delivery-agent.js';
 export { positionalPersistence, isPositionalPacket, AEDES_VERSION } from './aedes-internals.js';

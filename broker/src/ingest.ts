@@ -51,6 +51,7 @@ export interface StoredChatMessage {
   seq: number;
   senderUserId: string;
   senderDeviceId: string;
+  clientMsgId: string;
   body: Body;
   ts: number;
 }
@@ -58,7 +59,9 @@ export interface StoredChatMessage {
 /** What the delivery agent reads from the store (a subset of the services' ProgressStore). */
 export interface PositionReader {
   /** Where the device stands in the chat; null when it is not a recipient there. */
-  progress(deviceId: string, chatId: string): Promise<{ deliveredSeq: number } | null>;
+  progress(deviceId: string, chatId: string): Promise<{ sinceSeq: number; deliveredSeq: number } | null>;
+  /** A chat's messages with seq > afterSeq, ascending, at most `limit` (the device's own included). */
+  history(chatId: string, afterSeq: number, limit: number): Promise<StoredChatMessage[]>;
   /** What the device has not acknowledged, over all its chats, in (chatId, seq) order, after `after`. */
   pending(deviceId: string, after: { chatId: string; seq: number } | null, limit: number): Promise<StoredChatMessage[]>;
   /** The device's messages of one chat in (afterSeq, beforeSeq). */
@@ -74,4 +77,27 @@ export interface DeviceAuthenticator {
 export interface PresenceSink {
   connected(deviceId: string, userId: string): void;
   disconnected(deviceId: string, userId: string): void;
+}
+
+/**
+ * Live delivery between workers and broker nodes (services/src/delivery/bus.ts): each node
+ * receives the envelopes for the devices connected to it.
+ */
+export interface DeliveryBus {
+  /**
+   * Starts receiving this node's deliveries; `resync` is called when the subscription was lost and
+   * is back (deliveries in between are gone: the devices here must catch up from the store).
+   */
+  listen(nodeId: string, deliver: (deviceId: string, payload: Uint8Array) => void, resync: () => void): Promise<{ close(): Promise<void> }>;
+}
+
+/** Where each connected device is, so workers send its live deliveries to that node only. */
+export interface DeviceRoutes {
+  /**
+   * Records that the device's connection `connection` (unique on the node) is on node `nodeId`,
+   * replacing any earlier route.
+   */
+  register(deviceId: string, nodeId: string, connection: string): Promise<void>;
+  /** Removes the route if it is still that connection's (the device may be connected again since). */
+  unregister(deviceId: string, nodeId: string, connection: string): Promise<void>;
 }

@@ -22,6 +22,7 @@ import type { Store } from './store/types.js';
 import { JOB, openQueues, queueIngestSink, type QueueSettings, type Queues } from './queues.js';
 import { createIngestGate } from './ingest-gate.js';
 import { createInboxPublisher, type InboxPublisher } from './delivery/publisher.js';
+import { redisBusSender, redisDeliveryBus } from './delivery/bus.js';
 import { startWorkers, type Workers } from './workers/index.js';
 import { createApi } from './api/app.js';
 import { createDeviceAuth } from './auth/device-auth.js';
@@ -96,6 +97,8 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
     }
     const conn = redisConnection(redisUrl);
     const redis = new Redis({ ...conn, maxRetriesPerRequest: 3 });
+    // ioredis reconnects by itself; a command during an outage fails and its caller handles that.
+    redis.on('error', (err: Error) => log.debug({ err: err.message }, 'redis connection error'));
     closers.push(() => redis.quit());
 
     const store: Store = await openStore(
@@ -134,7 +137,7 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
     let workers: Workers | undefined;
     let publisher: InboxPublisher | undefined;
     if (cfg.roles.includes('workers')) {
-      publisher = await createInboxPublisher({ persistence: newPersistence(), mq: newMq() });
+      publisher = await createInboxPublisher({ persistence: newPersistence(), mq: newMq(), bus: redisBusSender(redis, KEY_PREFIX) });
       closers.push(() => publisher!.close());
       workers = await startWorkers(
         {
@@ -165,12 +168,16 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
         },
       };
       const brokerLog = log.child({ role: 'broker' });
+      const deliveryBus = redisDeliveryBus(conn, redis, KEY_PREFIX);
       const gate = createIngestGate(queues.persist, cfg.ingestGate, (over, ageMs) => {
         if (over) brokerLog.warn({ backlogMs: ageMs }, 'persist backlog over the limit: holding sent ticks (back-pressure)');
         else brokerLog.info({ backlogMs: ageMs }, 'persist backlog back under the limit');
       });
       broker = await createBrokerNode(
-        { persistence: newPersistence(), mq: newMq(), positions: store, auth, ingest: queueIngestSink(queues, gate), presence, logger: brokerLog },
+        {
+          persistence: newPersistence(), mq: newMq(), positions: store, bus: deliveryBus, routes: deliveryBus,
+          auth, ingest: queueIngestSink(queues, gate), presence, logger: brokerLog,
+        },
         { host: cfg.host, mqttPort: cfg.mqttPort, wsPort: cfg.wsPort, maxPayloadBytes: cfg.maxPayloadBytes, batch: { maxItems: cfg.batchMax, maxDelayMs: cfg.batchDelayMs, maxInFlight: cfg.batchInFlight }, ackDelayMs: cfg.ackDelayMs, limits: cfg.brokerLimits },
       );
       const b = broker;

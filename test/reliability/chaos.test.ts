@@ -158,6 +158,9 @@ describe('chaos', () => {
       clientId: rawD.deviceId, username: rawD.deviceId, password: rawD.token, clean: false,
       reconnectPeriod: 200, connectTimeout: 5000, protocolVersion: 4,
     });
+    const rawLog: string[] = [];
+    observer.on('connect', (p) => rawLog.push(`${Date.now() - t0}ms connect sp=${p.sessionPresent}`));
+    observer.on('close', () => rawLog.push(`${Date.now() - t0}ms close`));
     observer.on('message', (_t, payload) => {
       try {
         const env = decode(payload);
@@ -390,6 +393,19 @@ describe('chaos', () => {
     obsProxy.cut(); // one more reconnect, so whatever its session still holds is resent now
     await until(() => obsExpected.every((k) => rawSeen.has(k)), 60_000, 'the raw observer has every message').catch(() => undefined);
     const rawMissing = obsExpected.filter((k) => !rawSeen.has(k)).length;
+    if (rawMissing) {
+      // Diagnostics for a failure: which seqs, where the observer's watermarks stand, its connections.
+      const miss = obsExpected.filter((k) => !rawSeen.has(k));
+      const byChat = new Map<string, number[]>();
+      for (const k of miss) { const [c, q] = k.split('.'); byChat.set(c!, [...(byChat.get(c!) ?? []), parseInt(q!, 36)]); }
+      for (const [c, qs] of byChat) console.log('RAWMISS', c, qs.length, qs.slice(0, 5), qs.slice(-5));
+      const Database = (await import('better-sqlite3')).default;
+      const db = new Database(`${dataDir}/parley.sqlite`, { readonly: true });
+      console.log('RAWPROGRESS', JSON.stringify(db.prepare('SELECT * FROM device_chats WHERE device_id = ?').all(rawD.deviceId)));
+      console.log('RAWLOG', rawLog.slice(-40).join(' | '));
+      for (const r of roles) console.log('ROLEOUT', r.name, r.output().split('\n').slice(-30).join('\n'));
+      db.close();
+    }
     const rawDuplicates = [...rawSeen.values()].reduce((s, n) => s + n - 1, 0);
 
     const summary = {

@@ -1,0 +1,130 @@
+/**
+ * Live delivery of the envelopes that need no copy in a device's session (`msg`, `stored`,
+ * `synced`: broker/src/aedes-internals.ts), over Redis pub/sub, routed to the one broker node that
+ * holds the device's connection:
+ * - each broker node records `<prefix>:at:<deviceId>` = `<nodeId> <connection>` when a device is
+ *   ready there (before that device's catch-up reads the store), and removes it when that
+ *   connection goes, only if the route is still that connection's: a device that reconnected
+ *   (to this node or another) before its old connection was cleaned up keeps its new route; a device that is connected nowhere costs nothing: it catches up from the
+ *   store when it comes back;
+ * - a worker looks up the nodes of a batch's devices in one MGET and sends each node one PUBLISH
+ *   on `<prefix>:node:<nodeId>` with all of that node's deliveries, in order; the node hands each
+ *   to the device's delivery agent.
+ * So a message to a 1,024-member group costs one publish per broker node and chunk, not one per
+ * device, and nothing is encoded twice (the envelope bytes travel as they are).
+ *
+ * Frame: repeated [u8 deviceId length][deviceId][u32 payload length][payload].
+ */
+import { Redis, type RedisOptions } from 'ioredis';
+import type { DeliveryBus, DeviceRoutes } from '../../../broker/src/index.js';
+
+export interface LiveDelivery {
+  deviceId: string;
+  payload: Uint8Array;
+}
+
+export interface BusSender {
+  /** Sends each delivery to the node its device is connected to (in order per device); skips devices connected nowhere. */
+  send(items: LiveDelivery[]): Promise<void>;
+}
+
+const routeKey = (prefix: string, deviceId: string): string => `${prefix}:at:${deviceId}`;
+const nodeChannel = (prefix: string, nodeId: string): string => `${prefix}:node:${nodeId}`;
+
+export function encodeFrame(items: LiveDelivery[]): Buffer {
+  let size = 0;
+  for (const i of items) size += 1 + Buffer.byteLength(i.deviceId) + 4 + i.payload.length;
+  const buf = Buffer.allocUnsafe(size);
+  let o = 0;
+  for (const i of items) {
+    const n = buf.write(i.deviceId, o + 1, 'latin1');
+    buf[o] = n;
+    o += 1 + n;
+    buf.writeUInt32BE(i.payload.length, o);
+    o += 4;
+    buf.set(i.payload, o);
+    o += i.payload.length;
+  }
+  return buf;
+}
+
+/** Decodes a frame; a malformed tail (never written by `encodeFrame`) is ignored. */
+export function decodeFrame(buf: Buffer): LiveDelivery[] {
+  const out: LiveDelivery[] = [];
+  let o = 0;
+  while (o < buf.length) {
+    const n = buf[o]!;
+    if (o + 1 + n + 4 > buf.length) break;
+    const deviceId = buf.toString('latin1', o + 1, o + 1 + n);
+    o += 1 + n;
+    const len = buf.readUInt32BE(o);
+    o += 4;
+    if (o + len > buf.length) break;
+    out.push({ deviceId, payload: buf.subarray(o, o + len) });
+    o += len;
+  }
+  return out;
+}
+
+// Delete the route only if it still names this node: the device may have reconnected elsewhere.
+const UNREGISTER = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
+
+/** The broker's side: its routes and its subscription. */
+export function redisDeliveryBus(conn: RedisOptions, redis: Redis, prefix: string): DeliveryBus & DeviceRoutes {
+  return {
+    async register(deviceId, nodeId, connection) {
+      await redis.set(routeKey(prefix, deviceId), `${nodeId} ${connection}`);
+    },
+    async unregister(deviceId, nodeId, connection) {
+      await redis.eval(UNREGISTER, 1, routeKey(prefix, deviceId), `${nodeId} ${connection}`);
+    },
+    async listen(nodeId, deliver, resync) {
+      const sub = new Redis({ ...conn, maxRetriesPerRequest: null });
+      sub.on('error', () => undefined); // ioredis reconnects by itself; the resync below covers the gap
+      let lost = false;
+      sub.on('close', () => { lost = true; });
+      sub.on('ready', () => {
+        if (!lost) return;
+        lost = false;
+        // Re-subscribed (ioredis does it) after a gap in which publishes were lost.
+        resync();
+      });
+      sub.on('messageBuffer', (_channel: Buffer, message: Buffer) => {
+        for (const d of decodeFrame(message)) deliver(d.deviceId, d.payload);
+      });
+      await sub.subscribe(nodeChannel(prefix, nodeId));
+      return {
+        async close() {
+          sub.disconnect();
+        },
+      };
+    },
+  };
+}
+
+/** The workers' side: look up where the devices are, one publish per node. */
+export function redisBusSender(redis: Redis, prefix: string): BusSender {
+  return {
+    async send(items) {
+      if (items.length === 0) return;
+      const devices = [...new Set(items.map((i) => i.deviceId))];
+      const nodes = await redis.mget(devices.map((d) => routeKey(prefix, d)));
+      const nodeOf = new Map<string, string>();
+      devices.forEach((d, i) => {
+        const route = nodes[i];
+        if (!route) return;
+        const space = route.indexOf(' ');
+        nodeOf.set(d, space < 0 ? route : route.slice(0, space));
+      });
+      const byNode = new Map<string, LiveDelivery[]>();
+      for (const item of items) {
+        const node = nodeOf.get(item.deviceId);
+        if (!node) continue;
+        const list = byNode.get(node);
+        if (list) list.push(item);
+        else byNode.set(node, [item]);
+      }
+      await Promise.all([...byNode].map(([node, list]) => redis.publish(nodeChannel(prefix, node), encodeFrame(list))));
+    },
+  };
+}
