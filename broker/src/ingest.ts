@@ -45,14 +45,16 @@ export interface IngestSink {
   reads(items: IngestRead[]): Promise<void>;
 }
 
-/** A stored chat message, as the delivery agent reads it. */
+/** A stored chat message (the services' store ports return this shape too). */
 export interface StoredChatMessage {
   chatId: string;
   seq: number;
   senderUserId: string;
   senderDeviceId: string;
+  /** The sending device's idempotency key. */
   clientMsgId: string;
   body: Body;
+  /** Server time when stored (epoch ms). */
   ts: number;
 }
 

@@ -10,6 +10,7 @@
  * catch-up, `sync`, read checks and status queries are answered from those watermarks.
  */
 import type { Body } from '@parley/client-sdk';
+import type { StoredChatMessage } from '../../../broker/src/index.js';
 
 export interface User {
   userId: string;
@@ -60,16 +61,8 @@ export interface Member {
   readSeq: number;
 }
 
-export interface StoredMessage {
-  chatId: string;
-  seq: number;
-  senderUserId: string;
-  senderDeviceId: string;
-  clientMsgId: string;
-  body: Body;
-  /** Server time when stored. */
-  ts: number;
-}
+/** A stored message: the broker's delivery agent reads the same shape (one definition, in broker/src/ingest.ts). */
+export type StoredMessage = StoredChatMessage;
 
 export interface NewMessage {
   chatId: string;
