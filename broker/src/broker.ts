@@ -253,6 +253,9 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
     });
   });
 
+  /** A token per connection, so a late clean-up of an old connection never removes a new route. */
+  const connections = new WeakMap<Client, string>();
+  let connectionSeq = 0;
   const busSubscription = await deps.bus.listen(
     aedes.id,
     (deviceId, payload) => {
@@ -261,12 +264,17 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
     },
     () => {
       log.warn({ devices: aedes.connectedClients }, 'delivery bus reconnected: the devices connected here catch up from the store');
+      // Redis may have restarted and lost recent writes: put back the routes of the devices here
+      // that have none (a device that has reconnected elsewhere since keeps its new route).
+      for (const c of Object.values((aedes as unknown as { clients: Record<string, Client> }).clients)) {
+        const connection = connections.get(c);
+        if (connection !== undefined) {
+          deps.routes.restore(c.id, aedes.id, connection).catch((err: unknown) => log.warn({ err, clientId: c.id }, 'could not restore the device route'));
+        }
+      }
       agent.resyncAll();
     },
   );
-  /** A token per connection, so a late clean-up of an old connection never removes a new route. */
-  const connections = new WeakMap<Client, string>();
-  let connectionSeq = 0;
   aedes.on('clientReady', (client: Client) => {
     const connection = (++connectionSeq).toString(36);
     connections.set(client, connection);

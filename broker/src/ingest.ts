@@ -100,6 +100,8 @@ export interface DeviceRoutes {
    * replacing any earlier route.
    */
   register(deviceId: string, nodeId: string, connection: string): Promise<void>;
+  /** Records the route only where there is none (after Redis may have lost it), never taking one over. */
+  restore(deviceId: string, nodeId: string, connection: string): Promise<void>;
   /** Removes the route if it is still that connection's (the device may be connected again since). */
   unregister(deviceId: string, nodeId: string, connection: string): Promise<void>;
 }

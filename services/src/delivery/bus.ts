@@ -75,6 +75,9 @@ export function redisDeliveryBus(conn: RedisOptions, redis: Redis, prefix: strin
     async register(deviceId, nodeId, connection) {
       await redis.set(routeKey(prefix, deviceId), `${nodeId} ${connection}`);
     },
+    async restore(deviceId, nodeId, connection) {
+      await redis.set(routeKey(prefix, deviceId), `${nodeId} ${connection}`, 'NX');
+    },
     async unregister(deviceId, nodeId, connection) {
       await redis.eval(UNREGISTER, 1, routeKey(prefix, deviceId), `${nodeId} ${connection}`);
     },
