@@ -9,6 +9,7 @@ import { int, kib, ms, num } from './lib/format.js';
 import { phase, type GroupOutcome, type GroupPhaseOutcome } from './lib/group-run.js';
 import { FIGURE_ROWS, keyFigures, type Baseline, type KeyFigures } from './lib/history.js';
 import type { RunRecord } from './lib/report.js';
+import { WIRE_TARGET } from './scenarios/wire.js';
 
 const BASELINE_FILE = new URL('./baseline.json', import.meta.url);
 
@@ -54,8 +55,8 @@ export function beforeAfter(records: RunRecord[], base: Baseline | null = loadBa
     '',
     'Absolute figures move with the load of this shared machine; the rows that divide by Mosquitto ' +
     'compare two brokers measured minutes apart in the same run, but move with Mosquitto\'s own figure ' +
-    'too. The large changes are the latency rows: before, the pipeline did not keep up with 1,000 msg/s ' +
-    '(a job per message or two, processed one at a time) and most packets waited for a delayed ACK.',
+    'too. Read the change column against what each row measures: throughput and drain move with the work ' +
+    'per message, the latency rows with the number of sequential steps and how busy the two cores are.',
     '',
   );
   const worseRedis = (now.redisPerMsg ?? 0) > (base.figures.redisPerMsg ?? Infinity);
@@ -148,11 +149,13 @@ export function analysis(records: RunRecord[]): string {
       ', on a 2-core machine that also ran the load generator and other people\'s work. The group ' +
       'commit did its job there: adding a BullMQ job runs one INCR (its id), and Redis counted ' +
       (fin(jobsSat) ? `${num(jobsSat, 3)} per delivered message (≈ ${int(1 / jobsSat)} messages per job, \`persist\` and \`acks\` together)` : 'few') +
-      ', so the per-job cost is amortised and what remains is per-message work: the `msg` itself is one ' +
-      'msgpack-encoded PUBLISH on the cluster bus (delivery engine v2 keeps it out of the Redis session store), ' +
-      `but each delivered message still causes about ${num(per(rParley, 'rpush'), 2)} envelopes through that store ` +
-      '(the `stored` notice and the delivered `receipt`, RPUSH per message), each about ten Redis commands, a ' +
-      'msgpack encode and decode, an MQTT write and a PUBACK (see "CPU and Redis work per message" below). ' +
+      ', so the per-job cost is amortised and what remains is per-message work: the `msg` itself travels on ' +
+      'the delivery bus in one Redis PUBLISH per broker node and batch (engine v2: nothing per device in the ' +
+      'Redis session store; `stored` is live only too), ' +
+      `while each delivered message still causes about ${num(per(rParley, 'rpush'), 2)} envelopes through that store ` +
+      '(the delivered `receipt`, RPUSH per message), each about ten Redis commands, a msgpack encode and ' +
+      'decode, an MQTT write and a PUBACK; and the broker writes each `msg` and handles its PUBACK (see "CPU ' +
+      'and Redis work per message" below). ' +
       (fin(jobsSteady) ? `At a steady 1,000 msg/s the batches are smaller (${num(jobsSteady, 2)} jobs per message), so the job overhead adds to that. ` : '') +
       'The ingest is sharded over the `persist-<n>` queues by chat (8 by default), each run one job at a time ' +
       'across the cluster (per-chat order), and a job takes the jobs waiting behind it in its queue into the ' +
@@ -185,9 +188,9 @@ export function analysis(records: RunRecord[]): string {
         : '') +
       'A message crosses several sequential Redis round trips and two processes before the ' +
       'recipient has it: the group-commit wait (1 ms, or until the previous write is done) and the job add (the PUBACK), the worker\'s job ' +
-      'fetch (and the read of the jobs waiting behind it), the SQLite transaction, and the mqemitter-redis ' +
-      'PUBLISH to the broker node that holds the recipient, whose delivery agent writes it to the socket ' +
-      '(engine v2: no per-device enqueue in Redis and no SET of the packet before the write). ' +
+      'fetch (and the read of the jobs waiting behind it), the SQLite transaction, the MGET of the recipients\' ' +
+      'routes and the delivery-bus PUBLISH to the broker node that holds the recipient, whose delivery agent ' +
+      'writes it to the socket (engine v2: no per-device enqueue in Redis and no SET of the packet before the write). ' +
       'Each hop is cheap alone; on a busy 2-core machine each also waits for a CPU.' +
       (sMosq?.ackLatency && sMosq.ackLatency.p50 > 5 && sMosq.latency.p50 < 1
         ? ` (Mosquitto's own PUBACK p50 of ${ms(sMosq.ackLatency.p50)} ms is Nagle's algorithm as well: this run ` +
@@ -239,11 +242,11 @@ export function analysis(records: RunRecord[]): string {
       'Redis session store costs about ten commands in aedes-persistence-redis and mqemitter-redis: MSET, ' +
       'EXPIRE, EXPIRE, RPUSH and PUBLISH to enqueue it, SET when the broker sends it, GET, LREM, DECR and ' +
       `DEL when the device PUBACKs it; a delivered message causes ${num(env, 2)} such envelopes (RPUSH per ` +
-      'message): the `stored` notice to the sender (one per sending device and chat per `persist` batch, so ' +
-      'a burst shares one) and the delivered `receipt` to the sender (one per chat per `acks` batch, which ' +
-      'gathers for 20 ms). The `msg` to the recipient is not among them any more: with delivery engine v2 it ' +
-      'costs one PUBLISH on the cluster bus, and the broker keeps its in-flight record in memory ' +
-      '(broker/src/aedes-internals.ts); a device that was away reads it from the store.',
+      'message): the delivered `receipt` to the sender (one per chat per `acks` batch, which gathers for ' +
+      '20 ms). The `msg` and the `stored` notice are not among them any more: with delivery engine v2 they ' +
+      'go on the delivery bus (an MGET of the devices\' routes and one PUBLISH per broker node per batch), ' +
+      'and the broker keeps their in-flight record in memory (broker/src/aedes-internals.ts); a device that ' +
+      'was away reads its messages from the store, and its SDK resends sends still without `stored`.',
       `- **BullMQ: the rest, about ${num(Math.max(0, c.redis.perMsg - session), 0)} per message**, for ` +
       `${num(jobs, 2)} jobs per message (ingest \`persist\` jobs, one per shard a group-commit batch touches, and ` +
       '`acks` jobs for the delivered ticks), ' +
@@ -349,11 +352,14 @@ export function analysis(records: RunRecord[]): string {
         ? 'each repeat the chat id (14 bytes), the reader\'s user id (14) and a millisecond timestamp (9). '
         : 'each repeat the chat id (14 bytes) and a millisecond timestamp (9); protocol v2 already leaves the ' +
           'reader\'s user id out of 1:1 receipts, where it is implied. ') +
-      (w.total > 350
-        ? `Getting to 350 bytes needs about ${w.total - 350} bytes less, for example: drop the \`stored\` envelope when the ` +
+      (w.total > WIRE_TARGET
+        ? `Getting to ${WIRE_TARGET} bytes needs about ${w.total - WIRE_TARGET} bytes less, for example: drop the \`stored\` envelope when the ` +
           `delivered receipt can carry the seq (−${storedBytes}), one-letter topic prefixes \`i/\`, \`o/\`, \`r/\` ` +
-          `(−${prefixSaving})` + (withBy > 0 ? `, and no \`by\` in receipts of 1:1 chats, where it is implied (−${withBy * 14}).` : '.')
-        : 'That is within the 350-byte target.'),
+          `(−${prefixSaving})` + (withBy > 0 ? `, and no \`by\` in receipts of 1:1 chats, where it is implied (−${withBy * 14}).` : '') +
+          '; ids as 9 raw bytes instead of 13 base64url characters (−4 per id field, about −24). The first ' +
+          'two change names and semantics the brief and the SDK\'s users know (`inbox/<clientId>`, ' +
+          '`receipts/<msgId>`, a seq for every send), so they were left for a protocol decision of their own.'
+        : `That is within the ${WIRE_TARGET}-byte target.`),
       '',
     );
   }
@@ -379,9 +385,10 @@ export function analysis(records: RunRecord[]): string {
       `The first receiver had it after p50 ${ms(gPl.toFirst.p50)} ms${gMl ? ` (Mosquitto ${ms(gMl.toFirst.p50)} ms)` : ''}: the rest is ` +
       'the fan-out. Parley stores the message once; the group has more devices than `PARLEY_FANOUT_CHUNK` (128), so ' +
       'the `persist` job hands it to `fanout` jobs, each of which reads one chunk of devices, queues the next chunk ' +
-      'and publishes one `msg` per device on the cluster bus. Every delivery is thus its own msgpack-encoded Redis ' +
-      'PUBLISH from the worker (mqemitter-redis), decoded and routed by the broker\'s Aedes, and CBOR-decoded again ' +
-      'by the delivery agent to place it by seq before the socket write. ' +
+      'and sends the chunk on the delivery bus: one CBOR encoding of the `msg`, one MGET of the devices\' routes ' +
+      'and one Redis PUBLISH per broker node. The broker node reads each delivery\'s chat and seq from its first ' +
+      'bytes, places it by seq and writes it to the socket as an Aedes QoS 1 packet; the PUBACKs become `acks` jobs ' +
+      'and tallies. ' +
       (fin(perDelivery(gPl, 'workers'), perDelivery(gPl, 'broker'))
         ? `In the latency phase that cost ${num(perDelivery(gPl, 'workers'), 0)} µs of worker CPU and ` +
           `${num(perDelivery(gPl, 'broker'), 0)} µs of broker CPU per delivery` +
@@ -430,7 +437,7 @@ export function analysis(records: RunRecord[]): string {
       `(target p50 ≤ 10 ms: ${versus(mP.withGroup.latency.p50, 10)})` +
       (mM ? `. Mosquitto: p50 ${ms(mM.alone.latency.p50)} ms alone, ${ms(mM.withGroup.latency.p50)} ms with its group. ` : '. ') +
       'The two chats share every process: the 1:1 `persist` job waits only for its own shard\'s queue, but the ' +
-      'group\'s fan-out (one bus publish per device), the broker\'s routing and socket writes for it and its ' +
+      'group\'s fan-out jobs, the broker\'s socket writes for it and its ' +
       '`acks` jobs run on the same event loops and the same two cores, so a 1:1 message that arrives during a ' +
       'group burst waits for it' +
       (fin(p99Up) && p99Up > 2 ? `: the p99 shows that (${ms(mP.alone.latency.p99)} → ${ms(mP.withGroup.latency.p99)} ms) far more than the p50.` : '.'),
@@ -485,26 +492,25 @@ export function analysis(records: RunRecord[]): string {
     );
   }
   ideas.push(
-    '**Cut the work per envelope; this is the throughput lever.** Delivery engine v2 took the `msg` out ' +
-    'of aedes-persistence-redis, but the `stored` notices and receipts still go through it: about ten ' +
-    'Redis commands each, a msgpack-lite encode and decode and their garbage. A session store written for ' +
-    'this path would keep the packet as the raw MQTT bytes (no msgpack), enqueue a whole batch of ' +
-    'envelopes in one pipeline from the worker without a headless Aedes, and clear acknowledged packets ' +
-    'in batches.',
+    '**Cut the work per envelope; this is the throughput lever.** Delivery engine v2 took `msg`, `stored` ' +
+    'and `synced` out of aedes-persistence-redis, but receipts and tallies still go through it: about ten ' +
+    'Redis commands each, a msgpack-lite encode and decode and their garbage. Receipts are watermarks, so ' +
+    'they could be live too (the catch-up would send each chat\'s current watermarks to a returning ' +
+    'device); and in the broker each delivery is still an Aedes QoS 1 packet object, an MQTT write and a ' +
+    'PUBACK handled through Aedes\' generic path.',
     '**Fewer BullMQ jobs per message at moderate rates.** A group-commit batch becomes one `persist` job ' +
     'per shard it touches, and a job costs some 35–40 Redis commands; at a steady rate spread over many ' +
     'chats that approaches a job per message (scenario 6 counts them: INCR per message). One batcher per ' +
     'shard in the broker (a job then holds what its shard got in the window) or fewer shards while the ' +
     'load is low would bring the batching back.',
-    '**Fan out per broker node, not per device** (groups). Each delivery of a group message is its own ' +
-    'Redis PUBLISH, msgpack encode and decode, Aedes routing and CBOR decode; a `fanout` chunk could ' +
-    'instead put the message once on the bus with its list of devices, and the broker node holding them ' +
-    'would write the same encoded packet to each socket: one bus message per chunk instead of 128.',
+    '**Cheaper ingest jobs.** A BullMQ job costs some 35–40 Redis commands and several Lua scripts; the ' +
+    'ordered ingest could be a Redis stream per shard (one XADD per batch, XREADGROUP and XACK by the ' +
+    'shard\'s owner, a lease per shard for one-at-a-time order), which would make the job cost small at ' +
+    'any rate.',
     '**Fewer envelopes per message at moderate rates.** Bursts already share their `stored` notice and ' +
     'delivered receipts; at a steady rate spread over many chats each message still costs its own `stored` ' +
-    'and often its own receipt. The `stored` notice could ride on the delivered receipt or go QoS 0 on ' +
-    '`live/` (the SDK would then need `sync` to return its own messages to recover a lost one). This helps ' +
-    'CPU, Redis and bytes at once.',
+    'and often its own receipt. The `stored` notice could ride on the delivered receipt when both are due ' +
+    'within a few milliseconds. This helps CPU, Redis and bytes at once.',
     '**Fewer, cheaper store look-ups at moderate rates.** Move WAL checkpoints off the worker\'s event ' +
     'loop, and cache chats, members and their devices in the worker (invalidated over pub/sub on ' +
     'membership and device changes) instead of `chatDevices` for every batch and `getChat`, `history` and ' +

@@ -11,6 +11,8 @@ import { registerMany } from '../lib/register.js';
 import type { Cell, Scenario } from '../lib/types.js';
 
 const TEXT = 'See you at 8 tonight'; // 20 characters
+/** Delivery engine v2's target (issue: fewer bytes). */
+export const WIRE_TARGET = 300;
 const EXCLUDED = new Set([1, 2, 8, 9, 10, 11, 12, 13, 14]); // CONNECT, CONNACK, (UN)SUBSCRIBE/ACK, PING, DISCONNECT
 
 function rlLen(n: number): number {
@@ -148,12 +150,12 @@ export const wire: Scenario = {
             file: 'wire', title: 'Bytes on the wire: one 20-character message with sent, delivered and read ticks',
             unit: 'bytes', categories: ['Parley (CBOR envelopes)', 'same exchange, JSON envelopes'],
             series: [{ name: 'MQTT bytes, both connections, both directions', values: [total, totalJson] }],
-            target: { value: 350, label: 'target: 350 bytes' },
+            target: { value: WIRE_TARGET, label: `target: ${WIRE_TARGET} bytes` },
           }],
           targets: [{
-            target: '≤ 350 bytes for a 20-char 1:1 message with all three ticks',
+            target: `≤ ${WIRE_TARGET} bytes for a 20-char 1:1 message with all three ticks`,
             measured: `${total} bytes in ${rows.length} packets (JSON envelopes: ${totalJson})`,
-            met: total <= 350,
+            met: total <= WIRE_TARGET,
           }],
           notes: [
             `The exchange took ${int(tRead - t0)} ms from the send to the read tick at the sender. ` +
