@@ -24,16 +24,16 @@ import {
   decode, encode, inboxTopic, peekKind, peekPosition, type Envelope, type MsgEnvelope, type StoredEnvelope,
 } from '@parley/client-sdk';
 import { interceptDelivery, isSubscribed, unrouted, type AedesPacket, type Deliver, type DeliverCallback } from './aedes-internals.js';
-
-const noop = (): void => undefined;
 import type { PositionReader, StoredChatMessage } from './ingest.js';
 
+const noop = (): void => undefined;
+
 export interface DeliveryAgentOptions {
-  /** Messages read from the store per query during a catch-up or gap fill. @defaultValue 500 */
+  /** Messages read from the store per query during a catch-up or gap fill. @defaultValue 1000 */
   pageSize: number;
 }
 
-export const DEFAULT_AGENT_OPTIONS: Readonly<DeliveryAgentOptions> = Object.freeze({ pageSize: 500 });
+export const DEFAULT_AGENT_OPTIONS: Readonly<DeliveryAgentOptions> = Object.freeze({ pageSize: 1000 });
 
 export interface DeliveryAgent {
   /** From `authenticate`: takes over the client's deliveries; live messages wait for the catch-up. */

@@ -32,6 +32,23 @@ export function messageStoreContract(factory: StoreFactory): void {
         expect((await store.history(p.chatId, 0, 10)).map((m) => m.body)).toEqual(['one', 'two', 'three', 'four', 'five']);
       });
 
+      it('stores a message repeated within one batch once, interleaved with two chats and a resend', async () => {
+        const { store } = ctx;
+        const p = await newPair(store);
+        const q = await newPair(store);
+        const [old] = await store.appendMessages([fromA(p, 'earlier', 5_000, 'old-1')]);
+        const r = await store.appendMessages([
+          fromA(p, 'x', 5_000, 'rep-1'), fromA(q, 'y'), fromA(p, 'x again', 5_000, 'rep-1'), fromA(p, 'earlier', 5_000, 'old-1'), fromB(p, 'z'),
+        ]);
+        expect(r.map((x) => x.created)).toEqual([true, true, false, false, true]);
+        expect(r.map((x) => `${x.message.chatId === p.chatId ? 'p' : 'q'}${x.message.seq}`)).toEqual(['p2', 'q1', 'p2', 'p1', 'p3']);
+        expect(r[2]!.message.body).toBe('x');
+        expect(r[3]!.message).toEqual(old!.message);
+        expect((await store.history(p.chatId, 0, 10)).map((m) => m.body)).toEqual(['earlier', 'x', 'z']);
+        // The sender's own run (1, 2) moved its watermark; 3 is B's.
+        expect((await store.progress(p.da, p.chatId))?.deliveredSeq).toBe(2);
+      });
+
       it('is idempotent by (senderDeviceId, clientMsgId)', async () => {
         const { store } = ctx;
         const p = await newPair(store);

@@ -313,8 +313,8 @@ export function createSqliteStore(opts: { file: string }): Store {
 
       msgByClientId: db.prepare<[string, string], MessageRow>(
         'SELECT * FROM messages WHERE sender_device_id = ? AND client_msg_id = ?'),
-      nextSeq: db.prepare<[string], { last_seq: number }>(
-        'UPDATE chats SET last_seq = last_seq + 1 WHERE chat_id = ? RETURNING last_seq'),
+      reserveSeqs: db.prepare<[number, string], { last_seq: number }>(
+        'UPDATE chats SET last_seq = last_seq + ? WHERE chat_id = ? RETURNING last_seq'),
       insMsg: db.prepare<[string, number, string, string, string, string | Buffer, number, number]>(
         `INSERT INTO messages (chat_id, seq, sender_user_id, sender_device_id, client_msg_id, body, body_is_text, ts)
          VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
@@ -443,27 +443,50 @@ export function createSqliteStore(opts: { file: string }): Store {
 
     append: db.transaction((batch: NewMessage[]): AppendResult[] => {
       const s = st();
-      const results: AppendResult[] = [];
-      for (const m of batch) {
+      const results = new Array<AppendResult | undefined>(batch.length);
+      // 1. What is new (a resend, or a repeat within the batch, is not), and how many per chat.
+      const firstOf = new Map<string, number>();
+      const repeats: Array<[number, number]> = [];
+      const perChat = new Map<string, number[]>();
+      batch.forEach((m, i) => {
+        const key = `${m.senderDeviceId}\u0000${m.clientMsgId}`;
+        const first = firstOf.get(key);
+        if (first !== undefined) return void repeats.push([i, first]);
+        firstOf.set(key, i);
         const existing = s.msgByClientId.get(m.senderDeviceId, m.clientMsgId);
-        if (existing) {
-          results.push({ message: toMessage(existing), created: false });
-          continue;
+        if (existing) return void (results[i] = { message: toMessage(existing), created: false });
+        const list = perChat.get(m.chatId);
+        if (list) list.push(i);
+        else perChat.set(m.chatId, [i]);
+      });
+      // 2. One seq reservation per chat, then the rows in batch order.
+      const ownRuns = new Map<string, { chatId: string; deviceId: string; from: number; to: number; ts: number }>();
+      for (const [chatId, idx] of perChat) {
+        const last = s.reserveSeqs.get(idx.length, chatId)?.last_seq;
+        if (last === undefined) throw new StoreError('NOT_FOUND', `chat ${chatId} not found`);
+        let seq = last - idx.length;
+        for (const i of idx) {
+          const m = batch[i]!;
+          seq++;
+          const body = bodyToColumn(m.body);
+          s.insMsg.run(m.chatId, seq, m.senderUserId, m.senderDeviceId, m.clientMsgId, body.value, body.isText, m.ts);
+          results[i] = {
+            message: {
+              chatId: m.chatId, seq, senderUserId: m.senderUserId, senderDeviceId: m.senderDeviceId,
+              clientMsgId: m.clientMsgId, body: bodyFromColumn(body.value, body.isText), ts: m.ts,
+            },
+            created: true,
+          };
+          // The sender's first run of consecutive seqs in this chat moves its watermark in one step.
+          const runKey = `${m.senderDeviceId}\u0000${chatId}`;
+          const run = ownRuns.get(runKey);
+          if (!run) ownRuns.set(runKey, { chatId, deviceId: m.senderDeviceId, from: seq, to: seq, ts: m.ts });
+          else if (run.to === seq - 1) run.to = seq;
         }
-        const seq = s.nextSeq.get(m.chatId)?.last_seq;
-        if (seq === undefined) throw new StoreError('NOT_FOUND', `chat ${m.chatId} not found`);
-        const body = bodyToColumn(m.body);
-        s.insMsg.run(m.chatId, seq, m.senderUserId, m.senderDeviceId, m.clientMsgId, body.value, body.isText, m.ts);
-        s.passOwn.run(seq, m.ts, m.senderDeviceId, m.chatId, seq - 1);
-        results.push({
-          message: {
-            chatId: m.chatId, seq, senderUserId: m.senderUserId, senderDeviceId: m.senderDeviceId,
-            clientMsgId: m.clientMsgId, body: bodyFromColumn(body.value, body.isText), ts: m.ts,
-          },
-          created: true,
-        });
       }
-      return results;
+      for (const r of ownRuns.values()) s.passOwn.run(r.to, r.ts, r.deviceId, r.chatId, r.from - 1);
+      for (const [i, first] of repeats) results[i] = { message: results[first]!.message, created: false };
+      return results as AppendResult[];
     }),
 
     markDelivered: db.transaction((acks: DeliveryAck[]): WatermarkChange[] => {

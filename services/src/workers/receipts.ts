@@ -65,7 +65,16 @@ async function announce(ctx: WorkerContext, changes: WatermarkChange[], status: 
 }
 
 export async function processAcks(ctx: WorkerContext, items: IngestAck[]): Promise<void> {
-  const changes = await ctx.store.markDelivered(items.map((a) => ({ chatId: a.c, seq: a.s, deviceId: a.d, at: a.t })));
+  // A device gets each chat in order, so its highest ack per chat covers the rest: one watermark
+  // move per (device, chat) per job, however many messages the batch acknowledged.
+  const top = new Map<string, IngestAck>();
+  for (const a of items) {
+    const key = `${a.d}|${a.c}`;
+    const cur = top.get(key);
+    if (!cur || a.s > cur.s) top.set(key, cur && cur.t > a.t ? { ...a, t: cur.t } : a);
+    else if (a.t > cur.t) cur.t = a.t;
+  }
+  const changes = await ctx.store.markDelivered([...top.values()].map((a) => ({ chatId: a.c, seq: a.s, deviceId: a.d, at: a.t })));
   await announce(ctx, changes, 'delivered', null);
 }
 
