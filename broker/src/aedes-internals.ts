@@ -72,7 +72,21 @@ interface ClientRef { id?: string }
  * with none, which is right, because whatever was in flight is re-read from the store.
  */
 export function positionalPersistence<T extends object>(persistence: T, isPositional: (packet: AedesPacket) => boolean): T {
-  const inflight = new WeakMap<object, Map<number, AedesPacket>>();
+  /**
+   * Per client object: positional packets in flight by messageId, and how many session packets
+   * in flight use each messageId. The two can share an id: on reconnect Aedes replays the
+   * session's queued packets with the ids they had on the earlier connection (lib/handlers/
+   * connect.js emptyQueue, QoSPacket keeps `original.messageId`), while new packets get ids from
+   * the new client's counter, starting at 1. The replayed ones are written first, so a PUBACK for
+   * a shared id answers the session packet first; taking it for the positional one would move a
+   * device's watermark over a message still in its socket buffer.
+   */
+  const inflight = new WeakMap<object, { live: Map<number, AedesPacket>; session: Map<number, number> }>();
+  const of = (client: unknown) => {
+    let f = inflight.get(client as object);
+    if (!f) inflight.set(client as object, (f = { live: new Map(), session: new Map() }));
+    return f;
+  };
   const inner = persistence as unknown as Record<string, PersistenceFn>;
   const overrides: Record<string, PersistenceFn> = {
     async outgoingEnqueueCombi(subs, packet) {
@@ -85,19 +99,30 @@ export function positionalPersistence<T extends object>(persistence: T, isPositi
     },
     async outgoingUpdate(client, packet) {
       const p = packet as AedesPacket;
-      if (!isPositional(p) || p.messageId === undefined) return inner.outgoingUpdate!.call(persistence, client, packet);
-      let m = inflight.get(client as object);
-      if (!m) inflight.set(client as object, (m = new Map()));
-      m.set(p.messageId, p);
+      if (p.messageId === undefined) return inner.outgoingUpdate!.call(persistence, client, packet);
+      const f = of(client);
+      if (!isPositional(p)) {
+        f.session.set(p.messageId, (f.session.get(p.messageId) ?? 0) + 1);
+        return inner.outgoingUpdate!.call(persistence, client, packet);
+      }
+      f.live.set(p.messageId, p);
       return undefined;
     },
     async outgoingClearMessageId(client, packet) {
       const id = (packet as AedesPacket).messageId;
-      const m = inflight.get(client as object);
-      const mine = id === undefined ? undefined : m?.get(id);
-      if (mine) {
-        m!.delete(id!);
-        return mine;
+      const f = inflight.get(client as object);
+      if (id !== undefined && f) {
+        const n = f.session.get(id) ?? 0;
+        if (n > 0) {
+          if (n === 1) f.session.delete(id);
+          else f.session.set(id, n - 1);
+        } else {
+          const mine = f.live.get(id);
+          if (mine) {
+            f.live.delete(id);
+            return mine;
+          }
+        }
       }
       return inner.outgoingClearMessageId!.call(persistence, client as ClientRef, packet);
     },

@@ -110,4 +110,26 @@ describe(`Aedes internals (written for aedes ${AEDES_VERSION})`, () => {
     await until(() => again.got.length >= 2, 5000, 'the live packet');
     expect(again.got).toEqual(['other/dev2:queued', 'pos/dev2:live']);
   });
+
+  it('answers a PUBACK for an id shared by a replayed session packet and a positional one in the order they were sent', async () => {
+    const cleared: unknown[] = [];
+    const inner = {
+      async outgoingUpdate() { return undefined; },
+      async outgoingClearMessageId(_c: unknown, p: { messageId: number }) { cleared.push(p.messageId); return { topic: 'other/d', messageId: p.messageId }; },
+    };
+    const wrapped = positionalPersistence(inner, isPositional) as unknown as typeof inner & {
+      outgoingUpdate(c: object, p: AedesPacket): Promise<unknown>;
+      outgoingClearMessageId(c: object, p: { messageId: number }): Promise<{ topic: string } | undefined>;
+    };
+    const client = {};
+    const pkt = (topic: string, messageId: number): AedesPacket => ({ cmd: 'publish', topic, payload: Buffer.from('x'), qos: 1, retain: false, dup: false, messageId });
+    // A session packet replayed with its old id 7, then a new positional packet that got id 7 too.
+    await wrapped.outgoingUpdate(client, pkt('other/d', 7));
+    await wrapped.outgoingUpdate(client, pkt('pos/d', 7));
+    await wrapped.outgoingUpdate(client, pkt('pos/d', 8));
+    expect((await wrapped.outgoingClearMessageId(client, { messageId: 7 }))?.topic).toBe('other/d');
+    expect((await wrapped.outgoingClearMessageId(client, { messageId: 7 }))?.topic).toBe('pos/d');
+    expect((await wrapped.outgoingClearMessageId(client, { messageId: 8 }))?.topic).toBe('pos/d');
+    expect(cleared).toEqual([7]);
+  });
 });
