@@ -258,24 +258,26 @@ export function analysis(records: RunRecord[]): string {
       'command is still one Redis executes, and the persistence awaits some in sequence (the GET before ' +
       'the LREM when a PUBACK arrives).',
       '',
-      'CPU profiles of the split layout at full load (`BENCH_CPU_PROF=<dir> npm run bench -- --only relay`, ' +
-      'summarised with `bench/profile-top.ts --from 8` to leave out start-up; the profiler slows ' +
-      'everything, so read shares, not times) said where the CPU went **before delivery engine v2** (they ' +
-      'name v1 code such as the delivery rows of `markQueued`; re-take them to see the v2 split):',
+      'CPU profiles of the split layout at full load with delivery engine v2 (`BENCH_CPU_PROF=<dir> npm run ' +
+      'bench -- --quick --only relay`, summarised with `bench/profile-top.ts --from 3` to leave out start-up; ' +
+      'the profiler slows everything, so read shares, not times; taken on 2026-12-01 just before the last ' +
+      'hot-path commit, which cut the SQLite statements per message and per ack further):',
       '',
-      '- **broker**: garbage collection 37% of its busy time; aedes-persistence-redis 12%, msgpack-lite ' +
-      '(its packet encoding) 8% and hashlru 3%: the session queue code; Buffer copies and socket writes ' +
-      'about 20%. Aedes and Parley\'s own broker code are 2–3% each.',
-      '- **workers**: garbage collection 32%; the SQLite transactions (messages and delivery rows, inside ' +
-      '`appendMessages`, `markQueued` and `markDelivered`) about 17%; aedes-persistence-redis, ' +
-      'mqemitter-redis and msgpack-lite (enqueueing each envelope through the headless Aedes) about 19%; ' +
-      'BullMQ under 2%: with batches that grow with the load the job machinery no longer shows.',
-      '- **workers at a steady 1,000 msg/s** (`--only latency`), where batches hold two or three messages: ' +
-      'SQLite leads with about 40% of the busy time, a quarter of it in `sqliteTransaction` itself (BEGIN ' +
-      'IMMEDIATE, COMMIT and the WAL writes and checkpoints; a V8 profile counts time blocked in those ' +
-      'calls too). A small transaction costs about 100 µs here whatever it holds, and a message costs ' +
-      'two or three of them (`appendMessages`, `markQueued`, and `markDelivered` for its ack); the ' +
-      'per-batch look-ups (`listDevicesOfUsers`, `getMembers`, `getUser`) are another 9%.',
+      '- **broker**: socket writes (`writeBuffer`, native) 15% of its busy time and Buffer work 5%: every ' +
+      '`msg`, `stored` and PUBACK is its own write; garbage collection 10%; Aedes 7% and mqtt-packet 4% ' +
+      '(packet objects, parsing, the QoS 1 bookkeeping); Parley\'s broker code 7% (the delivery agent, ' +
+      'ACL, batching); BullMQ 5% (mostly `asJSON`, serialising each ingest job\'s data, which carries the ' +
+      'envelope as base64) and ioredis 3%; aedes-persistence-redis 3% (receipts only, now).',
+      '- **workers**: SQLite about a third (the `appendMessages`, `markDelivered` and `chatDevices` ' +
+      'statements, `sqliteTransaction` itself 6%: BEGIN IMMEDIATE, COMMIT, WAL writes); garbage collection ' +
+      '7%; BullMQ 7% and ioredis 6% (jobs, the routes MGET and the bus PUBLISH); cbor-x 4% (decoding each ' +
+      'ingested `send`, encoding each `msg` once per chat); the delivery bus itself (framing) 2%. ' +
+      'aedes-persistence-redis and msgpack-lite, which led the v1 profiles with a fifth of the workers\' ' +
+      'time, are down to 3%: only receipts still go through them.',
+      '- **at a steady 1,000 msg/s** batches hold one message per shard, so every message pays a BullMQ ' +
+      'job (about 40 Redis commands, three Lua scripts) and a SQLite transaction of its own; that fixed ' +
+      'cost, not the per-message work, is why the CPU per message there is twenty times the saturated ' +
+      'figure.',
       '',
     );
   }
