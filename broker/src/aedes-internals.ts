@@ -5,18 +5,19 @@
  * 1. `interceptDelivery(client, fn)` replaces a connected client's `deliverQoS`, the function
  *    Aedes calls for every QoS > 0 packet routed to it (lib/client.js), so the delivery agent can
  *    put chat messages in order, hold them during a catch-up, and fill gaps from the store.
- * 2. `positionalPersistence(persistence, isPositional)` keeps *positional* packets (chat messages,
- *    which every device can re-read from the store by its watermark) out of
- *    aedes-persistence-redis: no copy is enqueued per offline subscriber
+ * 2. `liveOnlyPersistence(persistence, isLiveOnly)` keeps *live-only* packets (`msg`, which every
+ *    device can re-read from the store by its watermark, and `stored` and `synced`: see
+ *    LIVE_ONLY_KINDS) out of aedes-persistence-redis: no copy is enqueued per offline subscriber
  *    (`outgoingEnqueueCombi`, aedes.js enqueueOffline) and the in-flight record written before
  *    each QoS 1 send (`outgoingUpdate`, cleared by the PUBACK through `outgoingClearMessageId`)
  *    lives in this process' memory instead of Redis. Everything else (sessions, subscriptions,
  *    the other envelopes) keeps using Redis unchanged. Measured effect in docs/BENCHMARKS.md.
- * 3. `connectedClient(aedes, id)`: the `clients` table (revocation, live delivery by device id);
+ * 3. `connectedClient(aedes, id)` / `connectedClients(aedes)`: the `clients` table (revocation,
+ *    live delivery by device id, route repair);
  *    `isSubscribed(client, topic)`: the client's subscription table.
  */
 import type { Aedes, Client } from 'aedes';
-import { INBOX, peekKind } from '@parley/client-sdk';
+import { INBOX, peekKind, type Envelope } from '@parley/client-sdk';
 
 /** The Aedes version these patches were written and tested against. */
 export const AEDES_VERSION = '1.2.0';
@@ -40,9 +41,9 @@ export interface AedesPacket {
 
 /**
  * Routes the client's QoS > 0 deliveries through `fn`; returns the original function, to call for
- * what `fn` lets through (null if this Aedes has no such function). Aedes assigns `deliverQoS` per client in its constructor and passes it
- * by reference when subscriptions are restored or made, so this must run before that: in
- * `authenticate`, which precedes both (lib/handlers/connect.js).
+ * what `fn` lets through (null if this Aedes has no such function). Aedes assigns `deliverQoS` per
+ * client in its constructor and passes it by reference when subscriptions are restored or made,
+ * so this must run before that: in `authenticate`, which precedes both (lib/handlers/connect.js).
  */
 export function interceptDelivery(client: Client, fn: (packet: AedesPacket, cb: DeliverCallback) => void): Deliver | null {
   const c = client as unknown as { deliverQoS?: Deliver };
@@ -67,18 +68,18 @@ type PersistenceFn = (...args: unknown[]) => Promise<unknown>;
 interface ClientRef { id?: string }
 
 /**
- * Wraps aedes-persistence-redis (or any Aedes persistence) so positional packets never reach it.
- * A connection's in-flight positional packets are kept per client object: a new connection starts
+ * Wraps aedes-persistence-redis (or any Aedes persistence) so live-only packets never reach it.
+ * A connection's in-flight live-only packets are kept per client object: a new connection starts
  * with none, which is right, because whatever was in flight is re-read from the store.
  */
-export function positionalPersistence<T extends object>(persistence: T, isPositional: (packet: AedesPacket) => boolean): T {
+export function liveOnlyPersistence<T extends object>(persistence: T, isLiveOnly: (packet: AedesPacket) => boolean): T {
   /**
-   * Per client object: positional packets in flight by messageId, and how many session packets
+   * Per client object: live-only packets in flight by messageId, and how many session packets
    * in flight use each messageId. The two can share an id: on reconnect Aedes replays the
    * session's queued packets with the ids they had on the earlier connection (lib/handlers/
    * connect.js emptyQueue, QoSPacket keeps `original.messageId`), while new packets get ids from
    * the new client's counter, starting at 1. The replayed ones are written first, so a PUBACK for
-   * a shared id answers the session packet first; taking it for the positional one would move a
+   * a shared id answers the session packet first; taking it for the live-only one would move a
    * device's watermark over a message still in its socket buffer.
    */
   const inflight = new WeakMap<object, { live: Map<number, AedesPacket>; session: Map<number, number> }>();
@@ -90,18 +91,18 @@ export function positionalPersistence<T extends object>(persistence: T, isPositi
   const inner = persistence as unknown as Record<string, PersistenceFn>;
   const overrides: Record<string, PersistenceFn> = {
     async outgoingEnqueueCombi(subs, packet) {
-      if (isPositional(packet as AedesPacket)) return undefined;
+      if (isLiveOnly(packet as AedesPacket)) return undefined;
       return inner.outgoingEnqueueCombi!.call(persistence, subs, packet);
     },
     async outgoingEnqueue(sub, packet) {
-      if (isPositional(packet as AedesPacket)) return undefined;
+      if (isLiveOnly(packet as AedesPacket)) return undefined;
       return inner.outgoingEnqueue!.call(persistence, sub, packet);
     },
     async outgoingUpdate(client, packet) {
       const p = packet as AedesPacket;
       if (p.messageId === undefined) return inner.outgoingUpdate!.call(persistence, client, packet);
       const f = of(client);
-      if (!isPositional(p)) {
+      if (!isLiveOnly(p)) {
         f.session.set(p.messageId, (f.session.get(p.messageId) ?? 0) + 1);
         return inner.outgoingUpdate!.call(persistence, client, packet);
       }
@@ -143,12 +144,12 @@ export function positionalPersistence<T extends object>(persistence: T, isPositi
  * reconnecting; the store answers again, idempotently) and `synced` (a new catch-up runs on every
  * connect). `receipt`, `tally` and `error` still wait in the session while a device is away.
  */
-const LIVE_ONLY = new Set(['msg', 'stored', 'synced']);
+export const LIVE_ONLY_KINDS: ReadonlySet<Envelope['kind']> = new Set(['msg', 'stored', 'synced']);
 
-export function isPositionalPacket(packet: AedesPacket): boolean {
+export function isLiveOnlyPacket(packet: AedesPacket): boolean {
   if (!packet.topic.startsWith(INBOX) || !(packet.payload instanceof Uint8Array)) return false;
   const kind = peekKind(packet.payload);
-  return kind !== null && LIVE_ONLY.has(kind);
+  return kind !== null && LIVE_ONLY_KINDS.has(kind);
 }
 
 /** Whether the client holds a subscription to exactly this topic (Aedes' per-client table). */
@@ -157,7 +158,14 @@ export function isSubscribed(client: Client, topic: string): boolean {
   return subs !== undefined && Object.prototype.hasOwnProperty.call(subs, topic);
 }
 
+const clientsOf = (aedes: Aedes): Record<string, Client | undefined> => (aedes as unknown as { clients: Record<string, Client | undefined> }).clients;
+
 /** The client connected to this node under that id, if any. */
 export function connectedClient(aedes: Aedes, id: string): Client | undefined {
-  return (aedes as unknown as { clients: Record<string, Client | undefined> }).clients[id];
+  return clientsOf(aedes)[id];
+}
+
+/** Every client connected to this node. */
+export function connectedClients(aedes: Aedes): Client[] {
+  return Object.values(clientsOf(aedes)).filter((c): c is Client => c !== undefined);
 }

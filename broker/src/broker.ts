@@ -14,7 +14,7 @@ import { decideSubscribe, decidePublish } from './acl.js';
 import { Batcher, BatcherClosedError, type BatcherOptions } from './batcher.js';
 import { SINK_TOPIC, filterServerBound } from './mq-filter.js';
 import { createLimits, type BrokerLimits } from './limits.js';
-import { connectedClient } from './aedes-internals.js';
+import { connectedClient, connectedClients } from './aedes-internals.js';
 import { createDeliveryAgent, type DeliveryAgentOptions } from './delivery-agent.js';
 import { OUTBOX_HANDLERS, handleRead, type HandlerDeps, type HandlerResult, type Inbound } from './handlers/index.js';
 import type {
@@ -63,7 +63,7 @@ export const DEFAULT_BROKER_OPTIONS: Readonly<BrokerOptions> = Object.freeze({
 export interface BrokerDeps {
   /**
    * aedes-persistence-redis (shared by every node and by the workers' publisher), wrapped by
-   * `positionalPersistence` so chat messages never get a Redis copy per device.
+   * `liveOnlyPersistence` so chat messages never get a Redis copy per device.
    */
   persistence: unknown;
   /** Where the delivery agent reads stored messages and watermarks. */
@@ -266,7 +266,7 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
       log.warn({ devices: aedes.connectedClients }, 'delivery bus reconnected: the devices connected here catch up from the store');
       // Redis may have restarted and lost recent writes: put back the routes of the devices here
       // that have none (a device that has reconnected elsewhere since keeps its new route).
-      for (const c of Object.values((aedes as unknown as { clients: Record<string, Client> }).clients)) {
+      for (const c of connectedClients(aedes)) {
         const connection = connections.get(c);
         if (connection !== undefined) {
           deps.routes.restore(c.id, aedes.id, connection).catch((err: unknown) => log.warn({ err, clientId: c.id }, 'could not restore the device route'));

@@ -8,4 +8,4 @@ export type {
   PresenceSink, StoredChatMessage,
 } from './ingest.js';
 export { createDeliveryAgent, toMsgEnvelope, type DeliveryAgent, type DeliveryAgentOptions } from './delivery-agent.js';
-export { positionalPersistence, isPositionalPacket, AEDES_VERSION } from './aedes-internals.js';
+export { liveOnlyPersistence, isLiveOnlyPacket, LIVE_ONLY_KINDS, AEDES_VERSION } from './aedes-internals.js';

@@ -139,9 +139,7 @@ export function peekKind(payload: Uint8Array): Envelope['kind'] | null {
  * 13-character text), seq (an unsigned integer)].
  */
 export function peekPosition(payload: Uint8Array): { chatId: string; seq: number } | null {
-  if (payload.length < 17 || payload[1] !== KIND.msg || payload[2] !== 0x6d) return null;
-  const head = payload[0]!;
-  if (head < 0x81 || head > 0x97) return null;
+  if (payload.length < 17 || peekKind(payload) !== 'msg' || payload[2] !== 0x6d) return null;
   let chatId = '';
   for (let i = 3; i < 16; i++) chatId += String.fromCharCode(payload[i]!);
   if (!isChatId(chatId)) return null;

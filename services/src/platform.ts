@@ -13,7 +13,7 @@ import redisPersistence from 'aedes-persistence-redis';
 import MQEmitterRedis from 'mqemitter-redis';
 import type { FastifyInstance } from 'fastify';
 import {
-  createBrokerNode, isPositionalPacket, positionalPersistence, type BrokerNode, type PresenceSink,
+  createBrokerNode, isLiveOnlyPacket, liveOnlyPersistence, type BrokerNode, type PresenceSink,
 } from '../../broker/src/index.js';
 import type { Config } from './config.js';
 import { startRedisServer, type RedisServer } from './redis/spawn.js';
@@ -121,7 +121,7 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
       const p = redisPersistence({ ...conn, enableAutoPipelining: true, maxSessionDelivery: 1_000_000, packetTTL: () => retentionSec });
       closers.push(() => p.destroy());
       // Chat messages get no Redis copy per device: devices catch up from the store by watermark.
-      return positionalPersistence(p, isPositionalPacket);
+      return liveOnlyPersistence(p, isLiveOnlyPacket);
     };
     const newMq = () => {
       const mq = new (MQEmitterRedis as unknown as new (o: object) => { close(cb: () => void): void; state: { on(ev: 'error', fn: (err: Error) => void): void } })({ ...conn });

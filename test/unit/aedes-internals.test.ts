@@ -10,11 +10,11 @@ import { afterEach, describe, expect, it } from 'vitest';
 import { Aedes, type Client, type PublishPacket, type PubrelPacket } from 'aedes';
 import mqtt, { type MqttClient } from 'mqtt';
 import {
-  AEDES_VERSION, interceptDelivery, positionalPersistence, type AedesPacket,
+  AEDES_VERSION, interceptDelivery, liveOnlyPersistence, type AedesPacket,
 } from '../../broker/src/aedes-internals.js';
 import { until } from '../helpers/platform.js';
 
-const isPositional = (p: AedesPacket): boolean => p.topic.startsWith('pos/');
+const isLiveOnly = (p: AedesPacket): boolean => p.topic.startsWith('pos/');
 
 interface Rig {
   aedes: Aedes;
@@ -34,7 +34,7 @@ async function rig(): Promise<Rig> {
   const intercepted: string[] = [];
   const acked: Array<PublishPacket | undefined> = [];
   const aedes = await Aedes.createBroker({
-    persistence: positionalPersistence(memory(), isPositional),
+    persistence: liveOnlyPersistence(memory(), isLiveOnly),
     authenticate(client, _u, _p, done) {
       // Must run before Aedes restores the session's subscriptions (they capture deliverQoS).
       const original = interceptDelivery(client, (packet, cb) => {
@@ -117,7 +117,7 @@ describe(`Aedes internals (written for aedes ${AEDES_VERSION})`, () => {
       async outgoingUpdate() { return undefined; },
       async outgoingClearMessageId(_c: unknown, p: { messageId: number }) { cleared.push(p.messageId); return { topic: 'other/d', messageId: p.messageId }; },
     };
-    const wrapped = positionalPersistence(inner, isPositional) as unknown as typeof inner & {
+    const wrapped = liveOnlyPersistence(inner, isLiveOnly) as unknown as typeof inner & {
       outgoingUpdate(c: object, p: AedesPacket): Promise<unknown>;
       outgoingClearMessageId(c: object, p: { messageId: number }): Promise<{ topic: string } | undefined>;
     };

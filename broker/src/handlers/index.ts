@@ -5,7 +5,6 @@ import { handleSync } from './sync.js';
 import type { HandlerDeps, HandlerResult, Inbound } from './types.js';
 
 export { handleRead } from './read.js';
-export { orderingKey } from './send.js';
 export type { HandlerDeps, HandlerResult, Inbound } from './types.js';
 
 type OutboxHandler = (deps: HandlerDeps, m: Inbound, env: Envelope) => HandlerResult;

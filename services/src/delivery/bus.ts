@@ -5,8 +5,9 @@
  * - each broker node records `<prefix>:at:<deviceId>` = `<nodeId> <connection>` when a device is
  *   ready there (before that device's catch-up reads the store), and removes it when that
  *   connection goes, only if the route is still that connection's: a device that reconnected
- *   (to this node or another) before its old connection was cleaned up keeps its new route; a device that is connected nowhere costs nothing: it catches up from the
- *   store when it comes back;
+ *   (to this node or another) before its old connection was cleaned up keeps its new route; a
+ *   device that is connected nowhere costs nothing: it catches up from the store when it comes
+ *   back;
  * - a worker looks up the nodes of a batch's devices in one MGET and sends each node one PUBLISH
  *   on `<prefix>:node:<nodeId>` with all of that node's deliveries, in order; the node hands each
  *   to the device's delivery agent.
@@ -30,6 +31,9 @@ export interface BusSender {
 
 const routeKey = (prefix: string, deviceId: string): string => `${prefix}:at:${deviceId}`;
 const nodeChannel = (prefix: string, nodeId: string): string => `${prefix}:node:${nodeId}`;
+/** A route names the node, then the connection on it. */
+const routeValue = (nodeId: string, connection: string): string => `${nodeId} ${connection}`;
+const nodeOfRoute = (route: string): string => route.split(' ', 1)[0]!;
 
 export function encodeFrame(items: LiveDelivery[]): Buffer {
   let size = 0;
@@ -66,20 +70,20 @@ export function decodeFrame(buf: Buffer): LiveDelivery[] {
   return out;
 }
 
-// Delete the route only if it still names this node: the device may have reconnected elsewhere.
+// Delete the route only if it is still this connection's: the device may have reconnected since.
 const UNREGISTER = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 
 /** The broker's side: its routes and its subscription. */
 export function redisDeliveryBus(conn: RedisOptions, redis: Redis, prefix: string): DeliveryBus & DeviceRoutes {
   return {
     async register(deviceId, nodeId, connection) {
-      await redis.set(routeKey(prefix, deviceId), `${nodeId} ${connection}`);
+      await redis.set(routeKey(prefix, deviceId), routeValue(nodeId, connection));
     },
     async restore(deviceId, nodeId, connection) {
-      await redis.set(routeKey(prefix, deviceId), `${nodeId} ${connection}`, 'NX');
+      await redis.set(routeKey(prefix, deviceId), routeValue(nodeId, connection), 'NX');
     },
     async unregister(deviceId, nodeId, connection) {
-      await redis.eval(UNREGISTER, 1, routeKey(prefix, deviceId), `${nodeId} ${connection}`);
+      await redis.eval(UNREGISTER, 1, routeKey(prefix, deviceId), routeValue(nodeId, connection));
     },
     async listen(nodeId, deliver, resync) {
       const sub = new Redis({ ...conn, maxRetriesPerRequest: null });
@@ -115,9 +119,7 @@ export function redisBusSender(redis: Redis, prefix: string): BusSender {
       const nodeOf = new Map<string, string>();
       devices.forEach((d, i) => {
         const route = nodes[i];
-        if (!route) return;
-        const space = route.indexOf(' ');
-        nodeOf.set(d, space < 0 ? route : route.slice(0, space));
+        if (route) nodeOf.set(d, nodeOfRoute(route));
       });
       const byNode = new Map<string, LiveDelivery[]>();
       for (const item of items) {

@@ -11,6 +11,7 @@
  */
 import { Aedes } from 'aedes';
 import { encode, inboxTopic, type Envelope } from '@parley/client-sdk';
+import { LIVE_ONLY_KINDS } from '../../../broker/src/index.js';
 import type { BusSender, LiveDelivery } from './bus.js';
 
 export interface InboxPublisher {
@@ -19,8 +20,6 @@ export interface InboxPublisher {
   publishAll(items: Array<{ deviceId: string; env: Envelope }>): Promise<void>;
   close(): Promise<void>;
 }
-
-const LIVE_ONLY = new Set<Envelope['kind']>(['msg', 'stored', 'synced']);
 
 export async function createInboxPublisher(deps: { persistence: unknown; mq: object; bus: BusSender; id?: string }): Promise<InboxPublisher> {
   const aedes = await Aedes.createBroker({
@@ -41,7 +40,7 @@ export async function createInboxPublisher(deps: { persistence: unknown; mq: obj
     // One encoding per envelope object, however many devices it goes to (a fan-out shares it).
     const encoded = new Map<Envelope, Uint8Array>();
     for (const i of items) {
-      if (!LIVE_ONLY.has(i.env.kind)) {
+      if (!LIVE_ONLY_KINDS.has(i.env.kind)) {
         // Aedes' publish pipeline keeps per-call order; RPUSH order = call order per device.
         rest.push(queued(i.deviceId, i.env));
         continue;
