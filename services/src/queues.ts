@@ -12,6 +12,7 @@
  */
 import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
 import type { IngestGate } from './ingest-gate.js';
+import { groupBy } from './group-by.js';
 import type { IngestAck, IngestMessage, IngestRead, IngestSink } from '../../broker/src/index.js';
 
 export const QUEUE = { persist: 'persist', fanout: 'fanout', events: 'events', maintenance: 'maintenance' } as const;
@@ -93,13 +94,7 @@ export function queueIngestSink(q: Queues, gate?: IngestGate): IngestSink {
   return {
     async messages(items) {
       await gate?.wait();
-      const byShard = new Map<number, IngestMessage[]>();
-      for (const item of items) {
-        const shard = shardOf(item.k, q.persist.length);
-        const list = byShard.get(shard);
-        if (list) list.push(item);
-        else byShard.set(shard, [item]);
-      }
+      const byShard = groupBy(items, (item) => shardOf(item.k, q.persist.length));
       await Promise.all([...byShard].map(([shard, list]) =>
         q.persist[shard]!.add(JOB.persist, { items: list } satisfies JobData['persist'])));
     },

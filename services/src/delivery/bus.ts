@@ -18,6 +18,7 @@
  */
 import { Redis, type RedisOptions } from 'ioredis';
 import type { DeliveryBus, DeviceRoutes } from '../../../broker/src/index.js';
+import { groupBy } from '../group-by.js';
 
 export interface LiveDelivery {
   deviceId: string;
@@ -121,14 +122,7 @@ export function redisBusSender(redis: Redis, prefix: string): BusSender {
         const route = nodes[i];
         if (route) nodeOf.set(d, nodeOfRoute(route));
       });
-      const byNode = new Map<string, LiveDelivery[]>();
-      for (const item of items) {
-        const node = nodeOf.get(item.deviceId);
-        if (!node) continue;
-        const list = byNode.get(node);
-        if (list) list.push(item);
-        else byNode.set(node, [item]);
-      }
+      const byNode = groupBy(items, (item) => nodeOf.get(item.deviceId));
       await Promise.all([...byNode].map(([node, list]) => redis.publish(nodeChannel(prefix, node), encodeFrame(list))));
     },
   };

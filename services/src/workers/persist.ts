@@ -14,6 +14,7 @@ import { toMsgEnvelope } from '../../../broker/src/index.js';
 import type { Chat, NewMessage, StoredMessage } from '../store/types.js';
 import type { WorkerContext } from './context.js';
 import { fanoutJobs } from './fanout.js';
+import { groupBy } from '../group-by.js';
 
 interface Resolved {
   item: IngestMessage;
@@ -109,12 +110,7 @@ export async function processPersist(ctx: WorkerContext, items: IngestMessage[])
   }));
   const messages = batch.length ? (await store.appendMessages(batch)).map((r) => r.message) : [];
 
-  const byChat = new Map<string, StoredMessage[]>();
-  for (const m of messages) {
-    const list = byChat.get(m.chatId);
-    if (list) list.push(m);
-    else byChat.set(m.chatId, [m]);
-  }
+  const byChat = groupBy(messages, (m) => m.chatId);
   // Recipients first, then the senders' `stored`: by the time a sender sees its seq, the message
   // is on its way to every recipient device of a small chat.
   for (const [chatId, list] of byChat) {

@@ -14,6 +14,7 @@ import { parseMsgId, type Envelope, type ReceiptStatus } from '@parley/client-sd
 import type { IngestAck, IngestRead } from '../../../broker/src/index.js';
 import type { WatermarkChange } from '../store/types.js';
 import type { WorkerContext } from './context.js';
+import { groupBy } from '../group-by.js';
 
 /** How far back from a moved watermark a group tally looks for the senders it concerns. */
 export const TALLY_WINDOW = 50;
@@ -47,9 +48,7 @@ async function groupTallies(ctx: WorkerContext, out: Out, chatId: string, change
 
 async function announce(ctx: WorkerContext, changes: WatermarkChange[], status: ReceiptStatus, readerDevice: string | null): Promise<void> {
   const out: Out = [];
-  const byChat = new Map<string, WatermarkChange[]>();
-  for (const c of changes) byChat.set(c.chatId, [...(byChat.get(c.chatId) ?? []), c]);
-  for (const [chatId, list] of byChat) {
+  for (const [chatId, list] of groupBy(changes, (c) => c.chatId)) {
     const chat = await ctx.store.getChat(chatId);
     if (!chat) continue;
     if (chat.kind === 'direct') {
