@@ -11,16 +11,14 @@ import { QueueEvents } from 'bullmq';
 import { newId, type TallyEnvelope } from '@parley/client-sdk';
 import { startTestPlatform, until, type TestPlatform } from '../helpers/platform.js';
 import { closeAll, device, type Recorded } from '../helpers/sdk.js';
+import { createMembers, type Member } from '../helpers/members.js';
 import { createSqliteStore } from '../../services/src/store/sqlite.js';
 import type { Store } from '../../services/src/store/types.js';
-import { newDeviceToken } from '../../services/src/auth/secrets.js';
 import type { FanoutResult } from '../../services/src/workers/fanout.js';
 
 const MEMBERS = 1024;
 const CONNECTED = 50;
 const CHUNK = 128;
-
-interface Member { userId: string; deviceId: string; token: string }
 
 describe('group fan-out', () => {
   let p: TestPlatform;
@@ -35,14 +33,7 @@ describe('group fan-out', () => {
     // A second handle on the platform's SQLite file (WAL: several processes may open it).
     store = createSqliteStore({ file: join(p.dataDir, 'parley.sqlite') });
     await store.init();
-    const run = `${process.pid % 1000}`.padStart(3, '0');
-    for (let i = 0; i < MEMBERS; i++) {
-      const { user } = await store.getOrCreateUserByPhone(`+4479${run}${String(i).padStart(5, '0')}`, newId('user'), Date.now());
-      const deviceId = newId('device');
-      const { token, tokenHash } = newDeviceToken(deviceId);
-      await store.addDevice({ deviceId, userId: user.userId, tokenHash, name: `member ${i}`, createdAt: Date.now() }, 5);
-      members.push({ userId: user.userId, deviceId, token });
-    }
+    members.push(...await createMembers(store, MEMBERS, '79'));
     chatId = newId('chat');
     await store.createGroupChat(chatId, members.map((m, i) => ({ userId: m.userId, role: i === 0 ? 'admin' as const : 'member' as const })), Date.now());
     events = new QueueEvents('fanout', { connection: { url: p.platform.urls.redis }, prefix: 'parley' });

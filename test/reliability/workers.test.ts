@@ -12,13 +12,12 @@ import { ParleyClient, newId, type ChatMessage } from '@parley/client-sdk';
 import { freePort, startRedisServer, type RedisServer } from '../../services/src/redis/spawn.js';
 import { createSqliteStore } from '../../services/src/store/sqlite.js';
 import type { Store } from '../../services/src/store/types.js';
-import { newDeviceToken } from '../../services/src/auth/secrets.js';
 import { persistQueueName } from '../../services/src/queues.js';
 import type { FanoutResult } from '../../services/src/workers/fanout.js';
 import type { PersistResult } from '../../services/src/workers/persist.js';
 import { exclusive, spawnRole, tempDir, until, type RoleProcess } from './helpers.js';
+import { createMembers, type Member } from '../helpers/members.js';
 
-interface Member { userId: string; deviceId: string; token: string }
 interface Dev { member: Member; client: ParleyClient; messages: ChatMessage[] }
 
 let dir: string;
@@ -42,19 +41,7 @@ afterAll(async () => {
   if (dir) rmSync(dir, { recursive: true, force: true });
 }, 60_000);
 
-let phoneSeq = 0;
-async function members(n: number): Promise<Member[]> {
-  const out: Member[] = [];
-  for (let i = 0; i < n; i++) {
-    const phone = `+4478${String(process.pid % 1000).padStart(3, '0')}${String(++phoneSeq).padStart(5, '0')}`;
-    const { user } = await store.getOrCreateUserByPhone(phone, newId('user'), Date.now());
-    const deviceId = newId('device');
-    const { token, tokenHash } = newDeviceToken(deviceId);
-    await store.addDevice({ deviceId, userId: user.userId, tokenHash, name: 'phone', createdAt: Date.now() }, 5);
-    out.push({ userId: user.userId, deviceId, token });
-  }
-  return out;
-}
+const members = (n: number): Promise<Member[]> => createMembers(store, n, '78');
 
 function connect(url: string, m: Member): Dev {
   const client = new ParleyClient({
