@@ -8,6 +8,7 @@
  * - dB1 acked 1..3 (at 4001..4003), dB2 acked 1..6 (at 4101..4106); B read up to 2 at 5000.
  * Each test works on a copy; the fixture itself is never opened.
  */
+import { DIRECT_DEFAULTS, MEMBER_DEFAULTS, devicesOnly } from './contract/helpers.js';
 import crypto from 'node:crypto';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -90,14 +91,14 @@ describe('SQLite store: migrating a v1 database', () => {
     expect((await store.getDevice(DA1))?.userId).toBe(A);
 
     // The chat and its members' watermarks, as v1 left them.
-    expect(await store.getChat(CHAT)).toEqual({ chatId: CHAT, kind: 'direct', createdAt: 2_000, lastSeq: 6 });
+    expect(await store.getChat(CHAT)).toEqual({ chatId: CHAT, kind: 'direct', createdAt: 2_000, lastSeq: 6, ...DIRECT_DEFAULTS });
     expect(await store.getMember(CHAT, A)).toEqual(
-      { chatId: CHAT, userId: A, role: 'member', joinedAt: 2_000, deliveredSeq: 0, readSeq: 0 },
+      { chatId: CHAT, userId: A, role: 'member', joinedAt: 2_000, deliveredSeq: 0, readSeq: 0, ...MEMBER_DEFAULTS },
     );
     expect(await store.getMember(CHAT, B)).toEqual(
-      { chatId: CHAT, userId: B, role: 'member', joinedAt: 2_000, deliveredSeq: 5, readSeq: 2 },
+      { chatId: CHAT, userId: B, role: 'member', joinedAt: 2_000, deliveredSeq: 5, readSeq: 2, ...MEMBER_DEFAULTS },
     );
-    expect(await store.chatDevices(CHAT, '', 10)).toEqual(
+    expect(devicesOnly(await store.chatDevices(CHAT, '', 10))).toEqual(
       [{ deviceId: DA1, userId: A }, { deviceId: DB1, userId: B }, { deviceId: DB2, userId: B }],
     );
 
@@ -113,10 +114,10 @@ describe('SQLite store: migrating a v1 database', () => {
     expectBody(history[5]!.body, new Uint8Array([1, 2, 3]));
 
     // Each device's watermark: up to its first unacknowledged row.
-    expect(await store.progress(DB1, CHAT)).toEqual({ deviceId: DB1, chatId: CHAT, userId: B, sinceSeq: 0, deliveredSeq: 3 });
-    expect(await store.progress(DB2, CHAT)).toEqual({ deviceId: DB2, chatId: CHAT, userId: B, sinceSeq: 0, deliveredSeq: 6 });
+    expect(await store.progress(DB1, CHAT)).toEqual({ deviceId: DB1, chatId: CHAT, userId: B, sinceSeq: 0, deliveredSeq: 3, untilSeq: null });
+    expect(await store.progress(DB2, CHAT)).toEqual({ deviceId: DB2, chatId: CHAT, userId: B, sinceSeq: 0, deliveredSeq: 6, untilSeq: null });
     // dA1 had rows only from seq 6 on, yet it was in the chat from the start: 1..5 were its own.
-    expect(await store.progress(DA1, CHAT)).toEqual({ deviceId: DA1, chatId: CHAT, userId: A, sinceSeq: 0, deliveredSeq: 5 });
+    expect(await store.progress(DA1, CHAT)).toEqual({ deviceId: DA1, chatId: CHAT, userId: A, sinceSeq: 0, deliveredSeq: 5, untilSeq: null });
     expect(seqsOf(await store.pending(DB1, null, 100))).toEqual([4, 5]);
     expect(seqsOf(await store.pending(DA1, null, 100))).toEqual([6]);
     expect(await store.pending(DB2, null, 100)).toEqual([]);
@@ -150,7 +151,7 @@ describe('SQLite store: migrating a v1 database', () => {
     await expectMigrated(store);
 
     const raw = snapshot(file) as { userVersion: number; tables: Record<string, unknown> };
-    expect(raw.userVersion).toBe(2);
+    expect(raw.userVersion).toBe(3);
     expect(Object.keys(raw.tables)).not.toContain('deliveries');
   });
 
@@ -166,8 +167,8 @@ describe('SQLite store: migrating a v1 database', () => {
     expect(next).toMatchObject({ created: true, message: { seq: 7, body: 'hello 7' } });
     expect(dupA).toMatchObject({ created: false, message: { seq: 1, body: 'hello 1', ts: 3_001 } });
     expect(dupB?.created).toBe(false);
-    expect(dupB?.message.seq).toBe(6);
-    expectBody(dupB!.message.body, new Uint8Array([1, 2, 3]));
+    expect(dupB?.message!.seq).toBe(6);
+    expectBody(dupB!.message!.body, new Uint8Array([1, 2, 3]));
     expect((await store.getChat(CHAT))?.lastSeq).toBe(7);
 
     expect(seqsOf(await store.pending(DB1, null, 100))).toEqual([4, 5, 7]);
@@ -205,8 +206,8 @@ describe('SQLite store: migrating a v1 database', () => {
     expect(a.userId).toBe(A);
     expect((await store.getOrCreateDirectChat(B, A, newId('chat'), 9_000)).chatId).toBe(CHAT);
     const dB3 = newId('device');
-    await store.addDevice({ deviceId: dB3, userId: B, tokenHash: 'd'.repeat(64), name: 'b tablet', createdAt: 9_000 }, 5);
-    expect(await store.progress(dB3, CHAT)).toEqual({ deviceId: dB3, chatId: CHAT, userId: B, sinceSeq: 7, deliveredSeq: 7 });
+    await store.addDevice({ deviceId: dB3, userId: B, tokenHash: 'd'.repeat(64), name: 'b tablet', createdAt: 9_000 }, { maxActive: 5, historyDepth: 0 });
+    expect(await store.progress(dB3, CHAT)).toEqual({ deviceId: dB3, chatId: CHAT, userId: B, sinceSeq: 7, deliveredSeq: 7, untilSeq: null });
   });
 
   it('migrates once: init() again, in this or another process, changes nothing', async () => {

@@ -48,8 +48,8 @@ describe('SQLite store', () => {
     const b = (await store.getOrCreateUserByPhone('+447700900002', newId('user'), 1)).user.userId;
     const da = newId('device');
     const db = newId('device');
-    await store.addDevice({ deviceId: da, userId: a, tokenHash: 'x', name: 'a', createdAt: 1 }, 5);
-    await store.addDevice({ deviceId: db, userId: b, tokenHash: 'y', name: 'b', createdAt: 1 }, 5);
+    await store.addDevice({ deviceId: da, userId: a, tokenHash: 'x', name: 'a', createdAt: 1 }, { maxActive: 5, historyDepth: 0 });
+    await store.addDevice({ deviceId: db, userId: b, tokenHash: 'y', name: 'b', createdAt: 1 }, { maxActive: 5, historyDepth: 0 });
     const chat = await store.getOrCreateDirectChat(a, b, newId('chat'), 1);
     return { a, b, da, db, chatId: chat.chatId };
   }
@@ -70,7 +70,7 @@ describe('SQLite store', () => {
     const raw = new Database(file, { readonly: true });
     try {
       expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
-      expect(raw.pragma('user_version', { simple: true })).toBe(2);
+      expect(raw.pragma('user_version', { simple: true })).toBe(3);
     } finally {
       raw.close();
     }
@@ -89,7 +89,7 @@ describe('SQLite store', () => {
     for (let i = 0; i < 20; i++) {
       const store = i % 2 ? s2 : s1;
       const res = await store.appendMessages([msg(ctx, `m${i}`), msg(ctx, `m${i}b`)]);
-      seqs.push(...res.map((r) => r.message.seq));
+      seqs.push(...res.map((r) => r.message!.seq));
     }
     expect(seqs).toEqual(Array.from({ length: 40 }, (_, i) => i + 1));
     expect((await s1.getChat(ctx.chatId))?.lastSeq).toBe(40);
@@ -99,7 +99,7 @@ describe('SQLite store', () => {
     const first = (await s1.getMessage(ctx.chatId, 1))!;
     const [dup] = await s2.appendMessages([{ ...msg(ctx, 'again'), clientMsgId: first.clientMsgId }]);
     expect(dup?.created).toBe(false);
-    expect(dup?.message.seq).toBe(1);
+    expect(dup?.message!.seq).toBe(1);
   });
 
   it('separate processes appending concurrently never reuse a seq and agree on direct chats', async () => {
@@ -141,7 +141,7 @@ describe('SQLite store', () => {
     // Meanwhile this process appends too.
     const mine = (async () => {
       const out: number[] = [];
-      for (let i = 0; i < 20; i++) out.push(...(await s1.appendMessages([msg(ctx, `p${i}`)])).map((r) => r.message.seq));
+      for (let i = 0; i < 20; i++) out.push(...(await s1.appendMessages([msg(ctx, `p${i}`)])).map((r) => r.message!.seq));
       return out;
     })();
     const [r1, r2] = await Promise.all([child(1), child(2)]);
@@ -174,14 +174,14 @@ describe('SQLite store', () => {
     expect(res).toHaveLength(2_000);
     expect(res.every((r, i) => r.created && r.message.seq === i + 1 && r.message.body === `bulk ${i}`)).toBe(true);
     expect((await store.getChat(ctx.chatId))?.lastSeq).toBe(2_000);
-    expect(seqsOf(await store.pending(ctx.db, null, 5_000))).toEqual(res.map((r) => r.message.seq));
+    expect(seqsOf(await store.pending(ctx.db, null, 5_000))).toEqual(res.map((r) => r.message!.seq));
     const last = await store.history(ctx.chatId, 1_998, 10);
     expect(last.map((m) => m.body)).toEqual(['bulk 1998', 'bulk 1999']);
     // Generous bound: one transaction, not 2,000 fsyncs.
     expect(ms).toBeLessThan(2_000);
 
     // Delivering them all moves the watermarks in one call.
-    const ch = await store.markDelivered(res.map((r) => ({ chatId: ctx.chatId, seq: r.message.seq, deviceId: ctx.db, at: 1 })));
+    const ch = await store.markDelivered(res.map((r) => ({ chatId: ctx.chatId, seq: r.message!.seq, deviceId: ctx.db, at: 1 })));
     expect(ch).toEqual([{ chatId: ctx.chatId, userId: ctx.b, seq: 2_000, at: 1 }]);
     expect((await store.progress(ctx.db, ctx.chatId))?.deliveredSeq).toBe(2_000);
     expect(await store.pending(ctx.db, null, 10)).toEqual([]);

@@ -47,11 +47,18 @@ async function parleyGroup(t: ParleyTarget, n: number): Promise<{ chatId: string
       const { user } = await store.getOrCreateUserByPhone(phone, newId('user'), Date.now());
       const deviceId = newId('device');
       const { token, tokenHash } = newDeviceToken(deviceId);
-      await store.addDevice({ deviceId, userId: user.userId, tokenHash, name: `bench member ${i}`, createdAt: Date.now() }, 5);
+      await store.addDevice({ deviceId, userId: user.userId, tokenHash, name: `bench member ${i}`, createdAt: Date.now() }, { maxActive: 5, historyDepth: 0 });
       members.push({ userId: user.userId, clientId: deviceId, username: deviceId, password: token });
     }
-    const chatId = newId('chat');
-    await store.createGroupChat(chatId, members.map((m, i) => ({ userId: m.userId, role: i === 0 ? 'admin' as const : 'member' as const })), Date.now());
+    // The group itself through the public API (createChat), as a client makes it.
+    const res = await fetch(`${t.httpUrl}/v1/chats`, {
+      method: 'POST',
+      headers: { 'content-type': 'application/json', authorization: `Bearer ${members[0]!.password}` },
+      body: JSON.stringify({ name: 'bench group', members: members.slice(1).map((m) => m.userId) }),
+    });
+    const created = await res.json() as { chatId?: string };
+    if (res.status !== 201 || !created.chatId) throw new Error(`createChat failed: ${res.status} ${JSON.stringify(created)}`);
+    const chatId = created.chatId;
     return { chatId, members: members.map(({ clientId, username, password }) => ({ clientId, username, password })) };
   } finally {
     await store.close();

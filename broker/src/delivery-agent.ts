@@ -72,6 +72,7 @@ interface DeviceState {
 
 export const toMsgEnvelope = (m: StoredChatMessage): MsgEnvelope => ({
   kind: 'msg', chatId: m.chatId, seq: m.seq, from: m.senderUserId, fromDevice: m.senderDeviceId, ts: m.ts, body: m.body,
+  ...(m.event ? { event: m.event } : {}),
 });
 
 export function createDeliveryAgent(store: PositionReader, log: Logger, options: Partial<DeliveryAgentOptions> = {}): DeliveryAgent {
@@ -164,7 +165,10 @@ export function createDeliveryAgent(store: PositionReader, log: Logger, options:
     for (;;) {
       const page = await store.history(chatId, from, opts.pageSize);
       const writes: Array<Promise<void>> = [];
+      // A former member gets nothing after the message that removed it.
+      const end = p.untilSeq ?? Infinity;
       for (const m of page) {
+        if (m.seq > end) break;
         const env: Envelope = m.senderDeviceId === s.client.id
           ? { kind: 'stored', clientMsgId: m.clientMsgId, chatId: m.chatId, seq: m.seq, ts: m.ts }
           : toMsgEnvelope(m);
@@ -185,7 +189,7 @@ export function createDeliveryAgent(store: PositionReader, log: Logger, options:
     if (last === undefined) {
       const p = await store.progress(s.client.id, env.chatId);
       // Not a recipient there (a stale subscription, a revoked membership): drop it.
-      if (!p) return cb();
+      if (!p || (p.untilSeq !== null && env.seq > p.untilSeq)) return cb();
       // A gap fill or catch-up queued before this step may have moved it already.
       last = s.last.get(env.chatId) ?? p.deliveredSeq;
       s.last.set(env.chatId, last);

@@ -4,7 +4,7 @@
  * these records sit in Redis, as BullMQ job data, until a worker takes them). What it reads: the
  * stored messages and watermarks it delivers from (`PositionReader`).
  */
-import type { Body } from '@parley/client-sdk';
+import type { Body, ChatEvent } from '@parley/client-sdk';
 
 export interface IngestMessage {
   /** sending device (clientId) */
@@ -56,12 +56,14 @@ export interface StoredChatMessage {
   body: Body;
   /** Server time when stored (epoch ms). */
   ts: number;
+  /** A group change (then the body is empty and senderDeviceId is ''): see ChatEvent. */
+  event?: ChatEvent;
 }
 
 /** What the delivery agent reads from the store (a subset of the services' ProgressStore). */
 export interface PositionReader {
   /** Where the device stands in the chat; null when it is not a recipient there. */
-  progress(deviceId: string, chatId: string): Promise<{ sinceSeq: number; deliveredSeq: number } | null>;
+  progress(deviceId: string, chatId: string): Promise<{ sinceSeq: number; deliveredSeq: number; untilSeq: number | null } | null>;
   /** A chat's messages with seq > afterSeq, ascending, at most `limit` (the device's own included). */
   history(chatId: string, afterSeq: number, limit: number): Promise<StoredChatMessage[]>;
   /** What the device has not acknowledged, over all its chats, in (chatId, seq) order, after `after`. */

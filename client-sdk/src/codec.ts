@@ -31,10 +31,48 @@ export type Body = string | Uint8Array;
 
 /** device -> server on `outbox/<clientId>`: a new message. `to` is a userId (1:1) or a chatId. */
 export interface SendEnvelope { kind: 'send'; clientMsgId: string; to: string; body: Body }
-/** server -> device on `inbox/<clientId>`: a stored message. Its msgId is `<chatId>.<seq36>`. */
+/**
+ * server -> device on `inbox/<clientId>`: a stored message. Its msgId is `<chatId>.<seq36>`.
+ * A group's membership and settings changes are messages too, in the same seq stream, so every
+ * device sees the same history of who was in the group when: they carry an `event`, an empty
+ * body, `from` = the user who made the change, and no `fromDevice` (the server wrote them).
+ */
 export interface MsgEnvelope {
   kind: 'msg'; chatId: string; seq: number; from: string; ts: number; body: Body; fromDevice: string;
+  event?: ChatEvent | undefined;
 }
+
+/**
+ * A change to a group, as recorded in its seq stream. `from` of the message is who made it.
+ * - `created`: the group with its name, members and admins (the creator is an admin).
+ * - `added` / `removed`: members added or removed by an admin; `joined`: `from` joined through an
+ *   invitation link; `left`: `from` left (and `promoted` lists who became admin because the last
+ *   admin left).
+ * - `promoted` / `demoted`: admin rights given or taken.
+ * - `updated`: the name, description or avatar reference changed (only the changed ones are set;
+ *   an empty string clears description or avatar).
+ * - `deleted`: the group was deleted; nothing more is delivered in it.
+ */
+export type ChatEvent =
+  | { type: 'created'; name: string; members: string[]; admins: string[] }
+  | { type: 'added'; users: string[] }
+  | { type: 'removed'; users: string[] }
+  | { type: 'joined' }
+  | { type: 'left'; promoted?: string[] | undefined }
+  | { type: 'promoted'; users: string[] }
+  | { type: 'demoted'; users: string[] }
+  | { type: 'updated'; name?: string | undefined; description?: string | undefined; avatar?: string | undefined }
+  | { type: 'deleted' };
+
+export type ChatEventType = ChatEvent['type'];
+
+/** Wire codes of chat events (the first item of the event array). */
+export const CHAT_EVENT = {
+  created: 1, added: 2, removed: 3, joined: 4, left: 5, promoted: 6, demoted: 7, updated: 8, deleted: 9,
+} as const;
+
+/** Longest group name, description and avatar reference (characters). */
+export const GROUP_LIMITS = Object.freeze({ name: 100, description: 2048, avatar: 512 });
 /**
  * server -> sending device: the message is stored with this seq (follows the PUBACK = sent tick).
  * `more` lists further messages of the same device in the same chat that were stored in the same
@@ -93,7 +131,9 @@ export function encode(env: Envelope): Uint8Array {
   let fields: unknown[];
   switch (env.kind) {
     case 'send': fields = [KIND.send, env.clientMsgId, env.to, env.body]; break;
-    case 'msg': fields = [KIND.msg, env.chatId, env.seq, env.from, env.ts, env.body, env.fromDevice]; break;
+    case 'msg':
+      fields = [KIND.msg, env.chatId, env.seq, env.from, env.ts, env.body, env.fromDevice || undefined, env.event ? encodeEvent(env.event) : undefined];
+      break;
     case 'stored':
       fields = [KIND.stored, env.clientMsgId, env.chatId, env.seq, env.ts, env.more?.length ? env.more.flatMap((m) => [m.clientMsgId, m.seq]) : undefined];
       break;
@@ -169,9 +209,16 @@ export function decode(payload: Uint8Array): Envelope {
       if (!isId(b)) throw bad('to');
       if (!isBody(c)) throw bad('body');
       return { kind: 'send', clientMsgId: a, to: b, body: c };
-    case KIND.msg:
-      if (!isChatId(a) || !isSeq(b) || !isUserId(c) || !isTs(d) || !isBody(e) || !isId(f)) throw bad('msg fields');
-      return { kind: 'msg', chatId: a, seq: b, from: c, ts: d, body: e, fromDevice: f };
+    case KIND.msg: {
+      if (!isChatId(a) || !isSeq(b) || !isUserId(c) || !isTs(d) || !isBody(e)) throw bad('msg fields');
+      const g = (raw as unknown[])[7];
+      if (g === undefined || g === null) {
+        if (!isId(f)) throw bad('msg fields');
+        return { kind: 'msg', chatId: a, seq: b, from: c, ts: d, body: e, fromDevice: f };
+      }
+      if (!optional(f, isId)) throw bad('msg fields');
+      return { kind: 'msg', chatId: a, seq: b, from: c, ts: d, body: e, fromDevice: f ?? '', event: decodeEvent(g) };
+    }
     case KIND.stored: {
       if (!isClientMsgId(a) || !isChatId(b) || !isSeq(c) || !isTs(d)) throw bad('stored fields');
       if (e === undefined || e === null) return { kind: 'stored', clientMsgId: a, chatId: b, seq: c, ts: d };
@@ -212,6 +259,47 @@ export function decode(payload: Uint8Array): Envelope {
       return { kind: 'tally', chatId: a, seq: b, delivered: c as number, read: d as number, of: e as number };
     default:
       throw bad('unknown kind');
+  }
+}
+
+const isUserList = (v: unknown): v is string[] => Array.isArray(v) && v.length > 0 && v.length <= 4096 && v.every(isUserId);
+const isText = (max: number) => (v: unknown): v is string => typeof v === 'string' && v.length <= max;
+
+function encodeEvent(ev: ChatEvent): unknown[] {
+  switch (ev.type) {
+    case 'created': return [CHAT_EVENT.created, ev.name, ev.members, ev.admins];
+    case 'added': case 'removed': case 'promoted': case 'demoted': return [CHAT_EVENT[ev.type], ev.users];
+    case 'left': return ev.promoted?.length ? [CHAT_EVENT.left, ev.promoted] : [CHAT_EVENT.left];
+    case 'updated': return trim([CHAT_EVENT.updated, ev.name, ev.description, ev.avatar]);
+    case 'joined': case 'deleted': return [CHAT_EVENT[ev.type]];
+  }
+}
+
+/** Validates a chat event (from the wire, or from JSON where it has the object form). */
+export function decodeEvent(raw: unknown): ChatEvent {
+  if (!Array.isArray(raw) || raw.length === 0) throw bad('event');
+  const [code, a, b, c] = raw as unknown[];
+  switch (code) {
+    case CHAT_EVENT.created:
+      if (!isText(GROUP_LIMITS.name)(a) || !isUserList(b) || !isUserList(c)) throw bad('created event');
+      return { type: 'created', name: a, members: b, admins: c };
+    case CHAT_EVENT.added: case CHAT_EVENT.removed: case CHAT_EVENT.promoted: case CHAT_EVENT.demoted: {
+      if (!isUserList(a)) throw bad('event users');
+      const type = code === CHAT_EVENT.added ? 'added' : code === CHAT_EVENT.removed ? 'removed' : code === CHAT_EVENT.promoted ? 'promoted' : 'demoted';
+      return { type, users: a };
+    }
+    case CHAT_EVENT.left:
+      if (!optional(a, isUserList)) throw bad('left event');
+      return a ? { type: 'left', promoted: a } : { type: 'left' };
+    case CHAT_EVENT.updated: {
+      if (!optional(a, isText(GROUP_LIMITS.name)) || !optional(b, isText(GROUP_LIMITS.description)) || !optional(c, isText(GROUP_LIMITS.avatar))) {
+        throw bad('updated event');
+      }
+      return { type: 'updated', ...(a != null ? { name: a } : {}), ...(b != null ? { description: b } : {}), ...(c != null ? { avatar: c } : {}) };
+    }
+    case CHAT_EVENT.joined: return { type: 'joined' };
+    case CHAT_EVENT.deleted: return { type: 'deleted' };
+    default: throw bad('unknown event');
   }
 }
 

@@ -31,6 +31,14 @@ export const ERRORS = {
   E_CONFIG: { status: 500, message: 'The configuration is invalid' },
   E_TIMEOUT: { status: 504, message: 'The operation timed out' },
   E_CLOSED: { status: 499, message: 'The client was closed' },
+  E_CHAT_NOT_FOUND: { status: 404, message: 'No such chat' },
+  E_NOT_ADMIN: { status: 403, message: 'Only an admin of the group may do this' },
+  E_GROUP_FULL: { status: 409, message: 'The group would have more members than allowed' },
+  E_CHAT_DELETED: { status: 410, message: 'The group was deleted' },
+  E_ALREADY_MEMBER: { status: 409, message: 'The user is already a member of the group' },
+  E_LINK_CODE: { status: 410, message: 'The link or invitation code is wrong, expired, used or revoked' },
+  E_CONFLICT: { status: 409, message: 'The chat changed at the same time; retry' },
+  E_MESSAGE_GONE: { status: 410, message: 'The server no longer has that message (retention)' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -42,7 +42,10 @@ const schema = z.object({
   PARLEY_SMS: z.enum(['console', 'webhook']).default('console'),
   PARLEY_SMS_WEBHOOK_URL: z.string().url().optional(),
   PARLEY_MAX_PAYLOAD_BYTES: positiveInt.default(65536),
-  PARLEY_MAX_DEVICES: positiveInt.default(5),
+  PARLEY_MAX_DEVICES: positiveInt.max(64).default(5),
+  PARLEY_LINK_HISTORY: z.coerce.number().int().min(0).max(100_000).default(1000),
+  PARLEY_LINK_CODE_TTL_SEC: positiveInt.max(3600).default(120),
+  PARLEY_MAX_GROUP_MEMBERS: positiveInt.max(100_000).default(1024),
   PARLEY_RETENTION_DAYS: z.coerce.number().positive().default(30),
   PARLEY_CODE_TTL_SEC: positiveInt.default(900),
   PARLEY_CODE_MAX_ATTEMPTS: positiveInt.default(5),
@@ -87,6 +90,10 @@ export interface Config {
   sms: { kind: 'console' } | { kind: 'webhook'; url: string };
   maxPayloadBytes: number;
   maxDevices: number;
+  /** Messages per chat a newly linked device receives from before it was linked. */
+  linkHistory: number;
+  linkCodeTtlMs: number;
+  maxGroupMembers: number;
   retentionMs: number;
   codeTtlMs: number;
   codeMaxAttempts: number;
@@ -154,6 +161,9 @@ export function parseConfig(env: Record<string, string | undefined>): Readonly<C
     sms: e.PARLEY_SMS === 'webhook' ? { kind: 'webhook', url: e.PARLEY_SMS_WEBHOOK_URL as string } : { kind: 'console' },
     maxPayloadBytes: e.PARLEY_MAX_PAYLOAD_BYTES,
     maxDevices: e.PARLEY_MAX_DEVICES,
+    linkHistory: e.PARLEY_LINK_HISTORY,
+    linkCodeTtlMs: e.PARLEY_LINK_CODE_TTL_SEC * 1000,
+    maxGroupMembers: e.PARLEY_MAX_GROUP_MEMBERS,
     retentionMs: Math.round(e.PARLEY_RETENTION_DAYS * 86_400_000),
     codeTtlMs: e.PARLEY_CODE_TTL_SEC * 1000,
     codeMaxAttempts: e.PARLEY_CODE_MAX_ATTEMPTS,

@@ -19,12 +19,14 @@ import type { Config } from './config.js';
 import { startRedisServer, type RedisServer } from './redis/spawn.js';
 import { openStore } from './store/index.js';
 import type { Store } from './store/types.js';
-import { JOB, openQueues, queueIngestSink, type QueueSettings, type Queues } from './queues.js';
+import { enqueueFanout, openQueues, queueIngestSink, type QueueSettings, type Queues } from './queues.js';
 import { createIngestGate } from './ingest-gate.js';
 import { createInboxPublisher, type InboxPublisher } from './delivery/publisher.js';
 import { redisBusSender, redisDeliveryBus } from './delivery/bus.js';
 import { startWorkers, type Workers } from './workers/index.js';
 import { createApi } from './api/app.js';
+import { Groups } from './groups/groups.js';
+import { fanoutJobs } from './workers/fanout.js';
 import { createDeviceAuth } from './auth/device-auth.js';
 import { redisRateLimiter } from './auth/rate-limit.js';
 import { consoleSms, webhookSms, type SmsSender } from './sms/sms.js';
@@ -144,13 +146,7 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
           store, publisher, log: log.child({ role: 'workers' }), now: Date.now, retentionMs: cfg.retentionMs,
           workerId: `${hostname()}:${process.pid}`,
           fanoutChunk: cfg.fanoutChunk,
-          enqueueFanout: async (jobs) => {
-            // A chunk re-run after a crash queues its successor again: the id makes that a no-op
-            // while the successor is still waiting or running.
-            await queues.fanout.addBulk(jobs.map((data) => ({
-              name: JOB.fanout, data, opts: { jobId: `fanout-${data.chatId}-${data.fromSeq}-${data.toSeq}-${data.afterDevice || '0'}` },
-            })));
-          },
+          enqueueFanout: (jobs) => enqueueFanout(queues, jobs),
         },
         queueSettings, queues, { concurrency: cfg.workerConcurrency },
       );
@@ -198,9 +194,14 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
           store, auth, limiter, secret, log: log.child({ role: 'api' }),
           sms: deps.sms ?? (cfg.sms.kind === 'webhook' ? webhookSms(cfg.sms.url) : consoleSms(log.child({ role: 'sms' }))),
           revoke: async (deviceId) => { await redis.publish(REVOKE_CHANNEL, deviceId); },
+          // Group changes are messages of the group: delivered by the fan-out like any other.
+          groups: new Groups(
+            { store, now: Date.now, deliver: (m) => enqueueFanout(queues, fanoutJobs(m.chatId, [m.seq])) },
+            { maxGroupMembers: cfg.maxGroupMembers },
+          ),
         },
         {
-          maxDevices: cfg.maxDevices, codeTtlMs: cfg.codeTtlMs, codeMaxAttempts: cfg.codeMaxAttempts,
+          maxDevices: cfg.maxDevices, linkHistory: cfg.linkHistory, linkCodeTtlMs: cfg.linkCodeTtlMs, codeTtlMs: cfg.codeTtlMs, codeMaxAttempts: cfg.codeMaxAttempts,
           codeRatePerPhone: cfg.codeRatePerPhone, codeRatePerIp: cfg.codeRatePerIp, rateWindowSec: cfg.rateWindowSec,
           trustProxy: cfg.trustProxy, bodyLimit: 65536,
         },

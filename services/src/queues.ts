@@ -87,6 +87,16 @@ export function openQueues(s: QueueSettings): Queues {
 }
 
 /**
+ * Queues fan-out jobs, durably (resolves once they are in Redis). A chunk re-run after a crash
+ * queues its successor again: the job id makes that a no-op while the successor still exists.
+ */
+export async function enqueueFanout(q: Queues, jobs: FanoutJob[]): Promise<void> {
+  await q.fanout.addBulk(jobs.map((data) => ({
+    name: JOB.fanout, data, opts: { jobId: `fanout-${data.chatId}-${data.fromSeq}-${data.toSeq}-${data.afterDevice || '0'}` },
+  })));
+}
+
+/**
  * The broker's ingest, as BullMQ jobs: one job per group-commit batch and shard. New messages
  * pass the back-pressure `gate` first (services/src/ingest-gate.ts); receipts never wait.
  */

@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { newId } from '@parley/client-sdk';
 import { StoreError } from '../../services/src/store/types.js';
 import {
-  byDevice, errorOf, fromA, fromB, newDevice, newMessage, newPair, newPhone, newUser, seqsOf, sortIds, useStore,
+  byDevice, errorOf, newGroup, fromA, fromB, newDevice, newMessage, newPair, newPhone, newUser, seqsOf, sortIds, useStore,
   type StoreFactory,
 } from './helpers.js';
 
@@ -55,8 +55,8 @@ export function accountStoreContract(factory: StoreFactory): void {
         const other = await newUser(store);
         const newer = { deviceId: newId('device'), userId: u, tokenHash: 'a'.repeat(64), name: 'laptop', createdAt: 20 };
         const older = { deviceId: newId('device'), userId: u, tokenHash: 'b'.repeat(64), name: 'phone', createdAt: 10 };
-        await store.addDevice(newer, 5);
-        await store.addDevice(older, 5);
+        await store.addDevice(newer, { maxActive: 5, historyDepth: 0 });
+        await store.addDevice(older, { maxActive: 5, historyDepth: 0 });
         const otherDev = await newDevice(store, other);
         await newDevice(store, await newUser(store)); // a third user's device, never asked for
 
@@ -75,10 +75,10 @@ export function accountStoreContract(factory: StoreFactory): void {
         const u = await newUser(store);
         const mk = (createdAt: number) => ({ deviceId: newId('device'), userId: u, tokenHash: 'c'.repeat(64), name: 'x', createdAt });
         const d1 = mk(1);
-        await store.addDevice(d1, 2);
-        await store.addDevice(mk(2), 2);
+        await store.addDevice(d1, { maxActive: 2, historyDepth: 0 });
+        await store.addDevice(mk(2), { maxActive: 2, historyDepth: 0 });
         const third = mk(3);
-        const err = await errorOf(store.addDevice(third, 2));
+        const err = await errorOf(store.addDevice(third, { maxActive: 2, historyDepth: 0 }));
         expect(err).toBeInstanceOf(StoreError);
         expect((err as StoreError).code).toBe('DEVICE_LIMIT');
         expect(await store.getDevice(third.deviceId)).toBeNull();
@@ -86,7 +86,7 @@ export function accountStoreContract(factory: StoreFactory): void {
 
         // Revoked devices do not count.
         expect(await store.revokeDevice(d1.deviceId, 50)).toBe(true);
-        await store.addDevice(third, 2);
+        await store.addDevice(third, { maxActive: 2, historyDepth: 0 });
         expect((await store.listDevices(u)).map((d) => d.deviceId)).toContain(third.deviceId);
       });
 
@@ -94,7 +94,7 @@ export function accountStoreContract(factory: StoreFactory): void {
         const { store } = ctx;
         const p = await newPair(store);
         const extra = { deviceId: newId('device'), userId: p.b, tokenHash: 'd'.repeat(64), name: 'x', createdAt: 3 };
-        expect(await errorOf(store.addDevice(extra, 2))).toBeInstanceOf(StoreError);
+        expect(await errorOf(store.addDevice(extra, { maxActive: 2, historyDepth: 0 }))).toBeInstanceOf(StoreError);
         expect(await store.progress(extra.deviceId, p.chatId)).toBeNull();
         const all = await store.chatDevices(p.chatId, '', 100);
         expect(all.map((d) => d.deviceId)).not.toContain(extra.deviceId);
@@ -123,22 +123,22 @@ export function accountStoreContract(factory: StoreFactory): void {
         const c = await newUser(store);
         const dc = await newDevice(store, c);
         const group = newId('chat');
-        await store.createGroupChat(group, [{ userId: p.b, role: 'admin' }, { userId: c, role: 'member' }], 2_500);
+        await newGroup(store, group, [{ userId: p.b, role: 'admin' }, { userId: c, role: 'member' }], 2_500);
         await store.appendMessages([fromA(p, 'a1'), fromA(p, 'a2'), fromB(p, 'b3')]);
         await store.appendMessages([newMessage(group, c, dc, 'g1')]);
 
         const db3 = await newDevice(store, p.b, 6_000);
         expect(await store.progress(db3, p.chatId)).toEqual(
-          { deviceId: db3, chatId: p.chatId, userId: p.b, sinceSeq: 3, deliveredSeq: 3 },
+          { deviceId: db3, chatId: p.chatId, userId: p.b, sinceSeq: 3, deliveredSeq: 3, untilSeq: null },
         );
         expect(await store.progress(db3, group)).toEqual(
-          { deviceId: db3, chatId: group, userId: p.b, sinceSeq: 1, deliveredSeq: 1 },
+          { deviceId: db3, chatId: group, userId: p.b, sinceSeq: 2, deliveredSeq: 2, untilSeq: null },
         );
         // Older messages are history, not pending, and were not meant for it.
         expect(await store.pending(db3, null, 100)).toEqual([]);
         expect(await store.pendingInChat(db3, p.chatId, 0, 100, 100)).toEqual([]);
         for (const seq of [1, 2, 3]) expect(await store.isRecipient(db3, p.chatId, seq)).toBe(false);
-        expect(await store.isRecipient(db3, group, 1)).toBe(false);
+        for (const seq of [1, 2]) expect(await store.isRecipient(db3, group, seq)).toBe(false);
         expect((await store.messageStatus(p.chatId, 1))!.recipients.map((r) => r.deviceId)).not.toContain(db3);
         expect(seqsOf(await store.history(p.chatId, 0, 100))).toEqual([1, 2, 3]);
         // It is one of the chats' devices from now on.
@@ -149,7 +149,7 @@ export function accountStoreContract(factory: StoreFactory): void {
         await store.appendMessages([fromA(p, 'a4'), newMessage(group, c, dc, 'g2')]);
         expect((await store.pending(db3, null, 100)).map((m) => m.body).sort()).toEqual(['a4', 'g2']);
         expect(await store.isRecipient(db3, p.chatId, 4)).toBe(true);
-        expect(await store.isRecipient(db3, group, 2)).toBe(true);
+        expect(await store.isRecipient(db3, group, 3)).toBe(true);
         expect((await store.messageStatus(p.chatId, 4))!.recipients.map((r) => r.deviceId)).toContain(db3);
         expect(seqsOf(await store.pendingInChat(db3, p.chatId, 0, 100, 100))).toEqual([4]);
       });
@@ -164,7 +164,7 @@ export function accountStoreContract(factory: StoreFactory): void {
         // Its user's first chat then takes it in from seq 0.
         const chat = await store.getOrCreateDirectChat(loner, p.a, newId('chat'), 3_000);
         expect(await store.progress(d, chat.chatId)).toEqual(
-          { deviceId: d, chatId: chat.chatId, userId: loner, sinceSeq: 0, deliveredSeq: 0 },
+          { deviceId: d, chatId: chat.chatId, userId: loner, sinceSeq: 0, deliveredSeq: 0, untilSeq: null },
         );
       });
     });

@@ -4,7 +4,7 @@
  */
 import { afterEach, beforeEach, expect } from 'vitest';
 import { newId, type Body } from '@parley/client-sdk';
-import type { AccountStore, ChatStore, NewMessage, Store, StoredMessage } from '../../services/src/store/types.js';
+import type { AccountStore, Chat, ChatStore, MemberRole, NewMessage, Store, StoredMessage } from '../../services/src/store/types.js';
 
 /** Makes a fresh, empty adapter (not yet initialised) and a way to close and delete it. */
 export type StoreFactory = () => Promise<{ store: Store; cleanup: () => Promise<void> }>;
@@ -76,7 +76,7 @@ export async function newUser(store: AccountStore, createdAt = 1_000): Promise<s
 
 export async function newDevice(store: AccountStore, userId: string, createdAt = 1_000): Promise<string> {
   const deviceId = newId('device');
-  await store.addDevice({ deviceId, userId, tokenHash: 'h'.repeat(64), name: 'phone', createdAt }, 10);
+  await store.addDevice({ deviceId, userId, tokenHash: 'h'.repeat(64), name: 'phone', createdAt }, { maxActive: 10, historyDepth: 0 });
   return deviceId;
 }
 
@@ -110,3 +110,30 @@ export const fromB = (p: Pair, body: Body = 'yo', ts = 5_000, clientMsgId = newC
 
 /** Resolves with the error a promise rejects with (null when it resolves). */
 export const errorOf = (p: Promise<unknown>): Promise<unknown> => p.then(() => null, (e: unknown) => e);
+
+/**
+ * A group made through the ChatStore port, the way the group service does: the first member is
+ * its creator, and seq 1 is its `created` message (so the first chat message is seq 2).
+ */
+export async function newGroup(
+  store: ChatStore, chatId: string, members: Array<{ userId: string; role: MemberRole }>, at: number, name = 'group',
+): Promise<Chat> {
+  const admins = members.filter((m) => m.role === 'admin').map((m) => m.userId);
+  const { chat } = await store.createGroupChat({
+    chatId, name, description: null, avatar: null, shareHistory: false, members,
+    created: {
+      senderUserId: members[0]!.userId, clientMsgId: `created-${chatId}`, ts: at,
+      event: { type: 'created', name, members: members.map((m) => m.userId), admins: admins.length ? admins : [members[0]!.userId] },
+    },
+  });
+  return chat;
+}
+
+/** A chat's fields beyond id, kind, creation and last seq, as a direct chat (or a v2 chat) has them. */
+export const DIRECT_DEFAULTS = { name: null, description: null, avatar: null, shareHistory: false, deletedAt: null, version: 0 } as const;
+/** A member's fields beyond the v2 ones, for a member since the start who never left. */
+export const MEMBER_DEFAULTS = { sinceSeq: 0, leftSeq: null, mutedUntil: 0, archived: false } as const;
+
+/** The device and user of chatDevices rows (their seq window checked apart). */
+export const devicesOnly = (rows: Array<{ deviceId: string; userId: string }>): Array<{ deviceId: string; userId: string }> =>
+  rows.map(({ deviceId, userId }) => ({ deviceId, userId }));

@@ -56,7 +56,7 @@ export function lifecycleContract(factory: StoreFactory): void {
 
       // Seqs keep counting after expiry.
       const [next] = await store.appendMessages([fromA(p, 'after')]);
-      expect(next?.message.seq).toBe(5);
+      expect(next?.message!.seq).toBe(5);
 
       expect(await store.expire(500, 5_000)).toEqual({ messages: 0, marks: 0, registrations: 0 });
     });

@@ -16,17 +16,17 @@ export function messageStoreContract(factory: StoreFactory): void {
         const { store } = ctx;
         const p = await newPair(store);
         const r1 = await store.appendMessages([fromA(p, 'one'), fromB(p, 'two'), fromA(p, 'three')]);
-        expect(r1.map((r) => r.message.seq)).toEqual([1, 2, 3]);
+        expect(r1.map((r) => r.message!.seq)).toEqual([1, 2, 3]);
         expect(r1.map((r) => r.created)).toEqual([true, true, true]);
-        expect(r1.map((r) => r.message.body)).toEqual(['one', 'two', 'three']);
+        expect(r1.map((r) => r.message!.body)).toEqual(['one', 'two', 'three']);
         const r2 = await store.appendMessages([fromB(p, 'four'), fromA(p, 'five')]);
-        expect(r2.map((r) => r.message.seq)).toEqual([4, 5]);
+        expect(r2.map((r) => r.message!.seq)).toEqual([4, 5]);
         expect((await store.getChat(p.chatId))?.lastSeq).toBe(5);
         expect(await store.appendMessages([])).toEqual([]);
 
         const first = r1[0]!;
         expect(first.message).toEqual({
-          chatId: p.chatId, seq: 1, senderUserId: p.a, senderDeviceId: p.da, clientMsgId: first.message.clientMsgId,
+          chatId: p.chatId, seq: 1, senderUserId: p.a, senderDeviceId: p.da, clientMsgId: first.message!.clientMsgId,
           body: 'one', ts: 5_000,
         });
         expect((await store.history(p.chatId, 0, 10)).map((m) => m.body)).toEqual(['one', 'two', 'three', 'four', 'five']);
@@ -41,8 +41,8 @@ export function messageStoreContract(factory: StoreFactory): void {
           fromA(p, 'x', 5_000, 'rep-1'), fromA(q, 'y'), fromA(p, 'x again', 5_000, 'rep-1'), fromA(p, 'earlier', 5_000, 'old-1'), fromB(p, 'z'),
         ]);
         expect(r.map((x) => x.created)).toEqual([true, true, false, false, true]);
-        expect(r.map((x) => `${x.message.chatId === p.chatId ? 'p' : 'q'}${x.message.seq}`)).toEqual(['p2', 'q1', 'p2', 'p1', 'p3']);
-        expect(r[2]!.message.body).toBe('x');
+        expect(r.map((x) => `${x.message!.chatId === p.chatId ? 'p' : 'q'}${x.message!.seq}`)).toEqual(['p2', 'q1', 'p2', 'p1', 'p3']);
+        expect(r[2]!.message!.body).toBe('x');
         expect(r[3]!.message).toEqual(old!.message);
         expect((await store.history(p.chatId, 0, 10)).map((m) => m.body)).toEqual(['earlier', 'x', 'z']);
         // The sender's own run (1, 2) moved its watermark; 3 is B's.
@@ -66,14 +66,14 @@ export function messageStoreContract(factory: StoreFactory): void {
         // Within one batch too: the second copy is the first one.
         const twin = fromB(p, 'twin', 6_000, 'dup-2');
         const res = await store.appendMessages([twin, fromA(p, 'between'), { ...twin, body: 'twin again' }]);
-        expect(res.map((r) => [r.message.seq, r.created])).toEqual([[3, true], [4, true], [3, false]]);
-        expect(res[2]?.message.body).toBe('twin');
+        expect(res.map((r) => [r.message!.seq, r.created])).toEqual([[3, true], [4, true], [3, false]]);
+        expect(res[2]?.message!.body).toBe('twin');
         expect(await store.history(p.chatId, 0, 10)).toHaveLength(4);
 
         // The same clientMsgId from another device is another message.
         const [fromOtherDevice] = await store.appendMessages([{ ...fromB(p, 'x', 7_000, 'dup-1'), senderDeviceId: p.db2 }]);
         expect(fromOtherDevice?.created).toBe(true);
-        expect(fromOtherDevice?.message.seq).toBe(5);
+        expect(fromOtherDevice?.message!.seq).toBe(5);
       });
 
       it('round-trips text and bytes bodies with their types', async () => {
@@ -89,7 +89,7 @@ export function messageStoreContract(factory: StoreFactory): void {
           new Uint8Array(new ArrayBuffer(16), 4, 8).fill(7), // a view with an offset
         ];
         const res = await store.appendMessages(bodies.map((b) => fromA(p, b)));
-        res.forEach((r, i) => expectBody(r.message.body, bodies[i]!));
+        res.forEach((r, i) => expectBody(r.message!.body, bodies[i]!));
 
         const hist = await store.history(p.chatId, 0, 100);
         expect(hist).toHaveLength(bodies.length);
@@ -106,9 +106,9 @@ export function messageStoreContract(factory: StoreFactory): void {
         expectBody((await store.messageStatus(p.chatId, 4))!.message.body, bodies[3]!);
 
         // A duplicate returns the stored body with its type.
-        const [dup] = await store.appendMessages([{ ...fromA(p), clientMsgId: res[3]!.message.clientMsgId }]);
+        const [dup] = await store.appendMessages([{ ...fromA(p), clientMsgId: res[3]!.message!.clientMsgId }]);
         expect(dup?.created).toBe(false);
-        expectBody(dup!.message.body, bodies[3]!);
+        expectBody(dup!.message!.body, bodies[3]!);
       });
 
       it('keeps seqs per chat in a batch spanning two chats', async () => {
@@ -119,7 +119,7 @@ export function messageStoreContract(factory: StoreFactory): void {
         const other = await store.getOrCreateDirectChat(p.a, c, newId('chat'), 1);
         const toC = (body: string): NewMessage => newMessage(other.chatId, p.a, p.da, body, 1);
         const res = await store.appendMessages([fromA(p, 'b1'), toC('c1'), fromA(p, 'b2'), toC('c2'), toC('c3')]);
-        expect(res.map((r) => [r.message.chatId, r.message.seq])).toEqual([
+        expect(res.map((r) => [r.message!.chatId, r.message!.seq])).toEqual([
           [p.chatId, 1], [other.chatId, 1], [p.chatId, 2], [other.chatId, 2], [other.chatId, 3],
         ]);
         expect((await store.getChat(p.chatId))?.lastSeq).toBe(2);
@@ -133,9 +133,9 @@ export function messageStoreContract(factory: StoreFactory): void {
         const p = await newPair(store);
         const res = await Promise.all(Array.from({ length: 12 }, (_, i) =>
           store.appendMessages(i % 2 ? [fromA(p, `a${i}`)] : [fromB(p, `b${i}`), fromB(p, `b${i}'`)])));
-        const seqs = res.flat().map((r) => r.message.seq);
+        const seqs = res.flat().map((r) => r.message!.seq);
         for (const batch of res) {
-          const s = batch.map((r) => r.message.seq);
+          const s = batch.map((r) => r.message!.seq);
           expect(s).toEqual([...s].sort((x, y) => x - y));
         }
         expect([...seqs].sort((x, y) => x - y)).toEqual(Array.from({ length: 18 }, (_, i) => i + 1));

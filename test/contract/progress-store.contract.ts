@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { newId } from '@parley/client-sdk';
 import type { ChatCursor, NewMessage, StoredMessage } from '../../services/src/store/types.js';
 import {
-  byDevice, fromA, fromB, keyOf, newDevice, newMessage, newPair, newUser, seqsOf, useStore, type StoreFactory,
+  byDevice, fromA, newGroup, fromB, keyOf, newDevice, newMessage, newPair, newUser, seqsOf, useStore, type StoreFactory,
 } from './helpers.js';
 
 export function progressStoreContract(factory: StoreFactory): void {
@@ -38,7 +38,7 @@ export function progressStoreContract(factory: StoreFactory): void {
         expect(await store.progress(newId('device'), p.chatId)).toBeNull();
         expect(await store.progress(p.db1, newId('chat'))).toBeNull();
         expect(await store.progress(p.db1, p.chatId)).toEqual(
-          { deviceId: p.db1, chatId: p.chatId, userId: p.b, sinceSeq: 0, deliveredSeq: 0 },
+          { deviceId: p.db1, chatId: p.chatId, userId: p.b, sinceSeq: 0, deliveredSeq: 0, untilSeq: null },
         );
       });
     });
@@ -471,10 +471,10 @@ export function progressStoreContract(factory: StoreFactory): void {
         const devices = [await newDevice(store, users[0]!), await newDevice(store, users[1]!), await newDevice(store, users[2]!)];
         const extra = await newDevice(store, users[2]!);
         const chatId = newId('chat');
-        await store.createGroupChat(chatId, users.map((userId) => ({ userId, role: 'member' as const })), 1);
+        await newGroup(store, chatId, users.map((userId) => ({ userId, role: 'member' as const })), 1);
         await store.appendMessages([newMessage(chatId, users[0]!, devices[0]!, 'hello group')]);
-        await store.markDelivered([{ chatId, seq: 1, deviceId: extra, at: 7 }]);
-        expect(byDevice((await store.messageStatus(chatId, 1))!.recipients)).toEqual(byDevice([
+        await store.markDelivered([{ chatId, seq: 2, deviceId: extra, at: 7 }]);
+        expect(byDevice((await store.messageStatus(chatId, 2))!.recipients)).toEqual(byDevice([
           { userId: users[1]!, deviceId: devices[1]!, deliveredAt: null, readAt: null },
           { userId: users[2]!, deviceId: devices[2]!, deliveredAt: null, readAt: null },
           { userId: users[2]!, deviceId: extra, deliveredAt: 7, readAt: null },
@@ -488,7 +488,7 @@ export function progressStoreContract(factory: StoreFactory): void {
         const users = [await newUser(store), await newUser(store), await newUser(store), await newUser(store)];
         const devices = await Promise.all(users.map((u) => newDevice(store, u)));
         const chatId = newId('chat');
-        await store.createGroupChat(chatId, users.map((userId) => ({ userId, role: 'member' as const })), 1);
+        await newGroup(store, chatId, users.map((userId) => ({ userId, role: 'member' as const })), 1);
         await store.appendMessages([newMessage(chatId, users[0]!, devices[0]!, 'one'), newMessage(chatId, users[0]!, devices[0]!, 'two')]);
         expect(await store.tally(chatId, 2, users[0]!)).toEqual({ of: 3, delivered: 0, read: 0 });
         await store.markDelivered([

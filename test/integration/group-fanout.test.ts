@@ -8,10 +8,10 @@
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QueueEvents } from 'bullmq';
-import { newId, type TallyEnvelope } from '@parley/client-sdk';
+import type { TallyEnvelope } from '@parley/client-sdk';
 import { startTestPlatform, until, type TestPlatform } from '../helpers/platform.js';
 import { closeAll, device, type Recorded } from '../helpers/sdk.js';
-import { createMembers, type Member } from '../helpers/members.js';
+import { createGroupOverApi, createMembers, type Member } from '../helpers/members.js';
 import { createSqliteStore } from '../../services/src/store/sqlite.js';
 import type { Store } from '../../services/src/store/types.js';
 import type { FanoutResult } from '../../services/src/workers/fanout.js';
@@ -34,8 +34,7 @@ describe('group fan-out', () => {
     store = createSqliteStore({ file: join(p.dataDir, 'parley.sqlite') });
     await store.init();
     members.push(...await createMembers(store, MEMBERS, '79'));
-    chatId = newId('chat');
-    await store.createGroupChat(chatId, members.map((m, i) => ({ userId: m.userId, role: i === 0 ? 'admin' as const : 'member' as const })), Date.now());
+    chatId = await createGroupOverApi(p.httpUrl, members[0]!.token, members.slice(1).map((m) => m.userId));
     events = new QueueEvents('fanout', { connection: { url: p.platform.urls.redis }, prefix: 'parley' });
     events.on('completed', ({ returnvalue }) => chunks.push(returnvalue as unknown as FanoutResult));
     await events.waitUntilReady();

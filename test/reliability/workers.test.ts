@@ -8,7 +8,7 @@ import { join } from 'node:path';
 import { rmSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { QueueEvents } from 'bullmq';
-import { ParleyClient, newId, type ChatMessage } from '@parley/client-sdk';
+import { ParleyClient, type ChatMessage } from '@parley/client-sdk';
 import { freePort, startRedisServer, type RedisServer } from '../../services/src/redis/spawn.js';
 import { createSqliteStore } from '../../services/src/store/sqlite.js';
 import type { Store } from '../../services/src/store/types.js';
@@ -16,7 +16,7 @@ import { persistQueueName } from '../../services/src/queues.js';
 import type { FanoutResult } from '../../services/src/workers/fanout.js';
 import type { PersistResult } from '../../services/src/workers/persist.js';
 import { exclusive, spawnRole, tempDir, until, type RoleProcess } from './helpers.js';
-import { createMembers, type Member } from '../helpers/members.js';
+import { createGroupOverApi, createMembers, type Member } from '../helpers/members.js';
 
 interface Dev { member: Member; client: ParleyClient; messages: ChatMessage[] }
 
@@ -61,6 +61,7 @@ function events(queue: string): QueueEvents {
 
 describe('worker processes', () => {
   let mqttUrl: string;
+  let httpUrl: string;
   const common = (): Record<string, string> => ({
     PARLEY_DATA_DIR: dir,
     PARLEY_REDIS_URL: redis.url,
@@ -74,7 +75,8 @@ describe('worker processes', () => {
     const [mqtt, http] = [await freePort(), await freePort()];
     roles.push(await spawnRole('broker,api', { ...common(), PARLEY_MQTT_PORT: String(mqtt), PARLEY_HTTP_PORT: String(http) }, 'broker'));
     mqttUrl = `mqtt://127.0.0.1:${mqtt}`;
-    // The broker process created the schema; this handle only adds users, devices and the group.
+    httpUrl = `http://127.0.0.1:${http}`;
+    // The broker process created the schema; this handle only adds users and devices.
     store = createSqliteStore({ file: join(dir, 'parley.sqlite') });
     await store.init();
   }, 60_000);
@@ -84,8 +86,7 @@ describe('worker processes', () => {
     const workers = await spawnRole('workers', { ...common(), PARLEY_WORKER_CONCURRENCY: '1' }, 'workers-a');
     roles.push(workers);
     const group = await members(1024);
-    const chatId = newId('chat');
-    await store.createGroupChat(chatId, group.map((m, i) => ({ userId: m.userId, role: i === 0 ? 'admin' as const : 'member' as const })), Date.now());
+    const chatId = await createGroupOverApi(httpUrl, group[0]!.token, group.slice(1).map((m) => m.userId));
 
     const online = group.slice(0, 50).map((m) => connect(mqttUrl, m));
     await Promise.all(online.map((d) => d.client.connect()));

@@ -1,20 +1,29 @@
 /**
- * The HTTP API (fastify): registration with SMS codes, device linking and revocation, contacts
- * look-up, message status and history. Built without listening so tests can use inject() or an
- * ephemeral port. Every error answer is `{ error: { code, message, detail? } }` from the catalogue.
+ * The HTTP API (fastify): registration with SMS codes, devices (link codes, listing, revocation),
+ * contacts look-up; chats, groups, message status and history are in chats.ts. Built without
+ * listening so tests can use inject() or an ephemeral port. Every error answer is
+ * `{ error: { code, message, detail? } }` from the catalogue. Request schemas are declared once,
+ * in client-sdk/src/api-types.ts, and shared with the SDK.
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import { z } from 'zod';
+import type { z } from 'zod';
 import type { Logger } from 'pino';
-import { ParleyError, isChatId, msgIdOf, newId, parseMsgId, type Body } from '@parley/client-sdk';
-import { StoreError, type Device, type Store, type StoredMessage } from '../store/types.js';
+import { ParleyError, newId } from '@parley/client-sdk';
+import { E164, schemas, type LinkCode, type VerifyResult } from '@parley/client-sdk/api-types';
+import { StoreError, type Device, type Store } from '../store/types.js';
 import type { TokenVerifier } from '../auth/device-auth.js';
 import type { RateLimiter } from '../auth/rate-limit.js';
-import { hashCode, newCode, newDeviceToken } from '../auth/secrets.js';
+import { hashCode, hashGrant, newCode, newDeviceToken, newGrantCode } from '../auth/secrets.js';
 import type { SmsSender } from '../sms/sms.js';
+import type { Groups } from '../groups/groups.js';
+import { registerChatRoutes } from './chats.js';
 
 export interface ApiOptions {
+  /** Active devices per user, the primary included. */
   maxDevices: number;
+  /** Messages per chat a newly linked device receives from before it was linked. */
+  linkHistory: number;
+  linkCodeTtlMs: number;
   codeTtlMs: number;
   codeMaxAttempts: number;
   codeRatePerPhone: number;
@@ -34,28 +43,14 @@ export interface ApiDeps {
   secret: string;
   /** Disconnects a revoked device on every broker node. */
   revoke(deviceId: string): Promise<void>;
+  groups: Groups;
   log: Logger;
   now?: () => number;
   /** Extra routes (metrics, dashboard) registered by the composition root. */
   extend?: (app: FastifyInstance) => void;
 }
 
-/** E.164: a plus sign, a non-zero country digit, at most 15 digits in all. */
-const E164 = /^\+[1-9][0-9]{6,14}$/;
-const phone = z.string().regex(E164, 'E.164 phone number, e.g. +447700900123');
-
-const schemas = {
-  register: z.object({ phone }).strict(),
-  verify: z.object({ phone, code: z.string().regex(/^[0-9]{6}$/, '6 digits'), deviceName: z.string().min(1).max(64).optional() }).strict(),
-  link: z.object({ deviceName: z.string().min(1).max(64).optional() }).strict(),
-  lookup: z.object({ phones: z.array(z.string().max(32)).min(1).max(256) }).strict(),
-  history: z.object({
-    after: z.coerce.number().int().min(0).default(0),
-    limit: z.coerce.number().int().min(1).max(500).default(100),
-  }).strict(),
-};
-
-function parse<T>(schema: z.ZodType<T>, value: unknown): T {
+export function parse<T>(schema: z.ZodType<T>, value: unknown): T {
   const r = schema.safeParse(value ?? {});
   if (!r.success) {
     const i = r.error.issues[0];
@@ -65,15 +60,14 @@ function parse<T>(schema: z.ZodType<T>, value: unknown): T {
   return r.data;
 }
 
-function bodyJson(b: Body): { text: string } | { data: string } {
-  return typeof b === 'string' ? { text: b } : { data: Buffer.from(b).toString('base64') };
-}
-
-function messageJson(m: StoredMessage): Record<string, unknown> {
-  return {
-    msgId: msgIdOf(m.chatId, m.seq), chatId: m.chatId, seq: m.seq, from: m.senderUserId,
-    fromDevice: m.senderDeviceId, ts: m.ts, ...bodyJson(m.body),
-  };
+/** What chat routes share with the rest of the API. */
+export interface RouteContext {
+  app: FastifyInstance;
+  deps: ApiDeps;
+  opts: ApiOptions;
+  now(): number;
+  /** The calling device, from its bearer token (E_AUTH_REQUIRED / E_AUTH_TOKEN otherwise). */
+  authDevice(req: FastifyRequest): Promise<Device>;
 }
 
 export function createApi(deps: ApiDeps, opts: ApiOptions): FastifyInstance {
@@ -191,29 +185,65 @@ export function createApi(deps: ApiDeps, opts: ApiOptions): FastifyInstance {
     }
     const deviceId = newId('device');
     const { token, tokenHash } = newDeviceToken(deviceId);
-    await store.addDevice({ deviceId, userId: user.userId, tokenHash, name: body.deviceName ?? 'primary', createdAt: t }, opts.maxDevices);
+    await store.addDevice({ deviceId, userId: user.userId, tokenHash, name: body.deviceName ?? 'primary', createdAt: t }, { maxActive: opts.maxDevices, historyDepth: opts.linkHistory });
     return { userId: user.userId, deviceId, token };
   });
 
-  // Link a companion device (web, desktop) to the caller's account.
-  app.post('/v1/devices', async (req, reply) => {
-    const caller = await authDevice(req);
-    const body = parse(schemas.link, req.body);
+  /** A new device of a user; it receives its chats' recent history on its first connection. */
+  const addDevice = async (userId: string, name: string): Promise<VerifyResult> => {
     const deviceId = newId('device');
     const { token, tokenHash } = newDeviceToken(deviceId);
     try {
-      await store.addDevice({ deviceId, userId: caller.userId, tokenHash, name: body.deviceName ?? 'companion', createdAt: now() }, opts.maxDevices);
+      await store.addDevice({ deviceId, userId, tokenHash, name, createdAt: now() }, { maxActive: opts.maxDevices, historyDepth: opts.linkHistory });
     } catch (err) {
       if (err instanceof StoreError && err.code === 'DEVICE_LIMIT') throw new ParleyError('E_DEVICE_LIMIT', `at most ${opts.maxDevices}`);
       throw err;
     }
-    return reply.status(201).send({ userId: caller.userId, deviceId, token });
+    return { userId, deviceId, token };
+  };
+
+  // Link a companion device (web, desktop) from a device of the account: the token is returned
+  // to the calling device, which hands it over itself.
+  app.post('/v1/devices', async (req, reply) => {
+    const caller = await authDevice(req);
+    const body = parse(schemas.addDevice, req.body);
+    return reply.status(201).send(await addDevice(caller.userId, body.deviceName ?? 'companion'));
+  });
+
+  // A short-lived, single-use link code (and its QR payload) for a new device to join the account.
+  app.post('/v1/devices/link-codes', async (req, reply) => {
+    const caller = await authDevice(req);
+    parse(schemas.linkCode, req.body ?? {});
+    if (!(await limiter.hit(`linkcode:${caller.userId}`, 10, 3600))) throw new ParleyError('E_RATE_LIMITED', 'too many link codes');
+    const code = newGrantCode('link');
+    const t = now();
+    const expiresAt = t + opts.linkCodeTtlMs;
+    await store.putGrant({ codeHash: hashGrant(deps.secret, 'link', code), kind: 'link', userId: caller.userId, chatId: null, createdAt: t, expiresAt });
+    const answer: LinkCode = { code, qr: `parley:link:${code}`, expiresAt };
+    return reply.status(201).send(answer);
+  });
+
+  // The new device: trades a link code for its own token. Guessing is rate-limited per address.
+  app.post('/v1/devices/link', async (req, reply) => {
+    const body = parse(schemas.linkDevice, req.body);
+    const ipKey = `link:ip:${req.ip}`;
+    if (await limiter.over(ipKey, 20)) throw new ParleyError('E_RATE_LIMITED', 'too many link attempts');
+    const code = body.code.startsWith('parley:link:') ? body.code.slice('parley:link:'.length) : body.code;
+    const hash = hashGrant(deps.secret, 'link', code);
+    const grant = await store.getGrant(hash, now());
+    // Single use: of two devices racing with one code, only the one that deletes it goes on.
+    if (!grant || grant.kind !== 'link' || !(await store.deleteGrant(hash))) {
+      await limiter.hit(ipKey, 20, 600);
+      req.log.warn({ ip: req.ip }, 'bad link code');
+      throw new ParleyError('E_LINK_CODE');
+    }
+    return reply.status(201).send(await addDevice(grant.userId, body.deviceName ?? 'companion'));
   });
 
   app.get('/v1/devices', async (req) => {
     const caller = await authDevice(req);
     const devices = await store.listDevices(caller.userId);
-    return { devices: devices.map((d) => ({ deviceId: d.deviceId, name: d.name, createdAt: d.createdAt })) };
+    return { devices: devices.map((d) => ({ deviceId: d.deviceId, name: d.name, createdAt: d.createdAt })), current: caller.deviceId };
   });
 
   // Deactivate a client: its token stops working and its connection is closed cluster-wide.
@@ -242,36 +272,7 @@ export function createApi(deps: ApiDeps, opts: ApiOptions): FastifyInstance {
     return { users: users.map((u) => ({ phone: u.phone, userId: u.userId })) };
   });
 
-  // getMessageStatus
-  app.get<{ Params: { msgId: string } }>('/v1/messages/:msgId/status', async (req) => {
-    const caller = await authDevice(req);
-    const id = parseMsgId(req.params.msgId);
-    if (!id) throw new ParleyError('E_VALIDATION', 'msgId');
-    if (!(await store.getMember(id.chatId, caller.userId))) throw new ParleyError('E_NOT_FOUND', 'no such message');
-    const st = await store.messageStatus(id.chatId, id.seq);
-    if (!st) throw new ParleyError('E_NOT_FOUND', 'no such message');
-    const rec = st.recipients;
-    const deliveredAt = rec.length && rec.every((r) => r.deliveredAt !== null) ? Math.max(...rec.map((r) => r.deliveredAt ?? 0)) : null;
-    const anyDelivered = rec.some((r) => r.deliveredAt !== null);
-    const anyRead = rec.some((r) => r.readAt !== null);
-    return {
-      msgId: req.params.msgId,
-      status: anyRead ? 'read' : anyDelivered ? 'delivered' : 'sent',
-      sentAt: st.message.ts,
-      deliveredAt,
-      recipients: rec,
-    };
-  });
-
-  // readNewMessages: history after a seq, for sync on a new or returning device.
-  app.get<{ Params: { chatId: string } }>('/v1/chats/:chatId/messages', async (req) => {
-    const caller = await authDevice(req);
-    if (!isChatId(req.params.chatId)) throw new ParleyError('E_VALIDATION', 'chatId');
-    const q = parse(schemas.history, req.query);
-    if (!(await store.getMember(req.params.chatId, caller.userId))) throw new ParleyError('E_NOT_MEMBER');
-    const messages = await store.history(req.params.chatId, q.after, q.limit);
-    return { messages: messages.map(messageJson) };
-  });
+  registerChatRoutes({ app, deps, opts, now, authDevice });
 
   deps.extend?.(app);
   return app;

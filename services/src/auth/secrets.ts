@@ -38,3 +38,20 @@ export function newCode(): string {
 export function hashCode(secret: string, phone: string, code: string): string {
   return createHmac('sha256', secret).update(`${phone}:${code}`).digest('hex');
 }
+
+/** Link codes are typed by hand: no 0/O or 1/I/L. 10 of 32 symbols = 50 bits, single use, short-lived, rate-limited. */
+const LINK_ALPHABET = 'ABCDEFGHJKMNPQRSTUVWXYZ23456789';
+
+/** A device link code (`XXXXX-XXXXX`) or, with `invite`, a group invitation code (22 base64url characters, 132 bits). */
+export function newGrantCode(kind: 'link' | 'invite'): string {
+  if (kind === 'invite') return randomBytes(16).toString('base64url');
+  let s = '';
+  for (let i = 0; i < 10; i++) s += LINK_ALPHABET[randomInt(0, LINK_ALPHABET.length)];
+  return `${s.slice(0, 5)}-${s.slice(5)}`;
+}
+
+/** What is stored of a link code or invitation: an HMAC with the server secret (a leaked table grants nothing). */
+export function hashGrant(secret: string, kind: 'link' | 'invite', code: string): string {
+  const normal = kind === 'link' ? code.toUpperCase().replace(/[^A-Z0-9]/g, '') : code;
+  return createHmac('sha256', secret).update(`${kind}:${normal}`).digest('hex');
+}

@@ -12,11 +12,17 @@
  * better-sqlite3 is synchronous; the async methods only wrap it so both adapters share one port.
  */
 import Database from 'better-sqlite3';
-import type { Body } from '@parley/client-sdk';
+import type { Body, ChatEvent } from '@parley/client-sdk';
 import {
   StoreError,
   type AppendResult,
   type Chat,
+  type ChatDevice,
+  type ChatListEntry,
+  type Grant,
+  type GroupChange,
+  type NewGroup,
+  type SystemMessage,
   type ChatKind,
   type DeliveryAck,
   type Device,
@@ -34,7 +40,7 @@ import {
 } from './types.js';
 import { memberDelivered } from './watermarks.js';
 
-const SCHEMA_VERSION = 2;
+const SCHEMA_VERSION = 3;
 
 /** v1 (release 0.1): one delivery row per message per recipient device. Kept to create, then migrate. */
 const SCHEMA_V1 = `
@@ -180,22 +186,64 @@ SELECT r.chat_id, r.user_id, 2, r.seq, MIN(r.read_at) FROM deliveries r
 DROP TABLE deliveries;
 `;
 
+/**
+ * v3: groups. Group settings on `chats` (and a version that orders concurrent changes), the
+ * visible window of each membership (`since_seq`, `left_seq`) and each device's (`until_seq`),
+ * per-user chat-list flags, system messages (`event`, JSON of a ChatEvent), and `grants` (hashed
+ * device link codes and group invitations). Existing rows keep working as they were: every v2
+ * membership is current and sees its chat from the start.
+ */
+const SCHEMA_V3 = `
+ALTER TABLE chats ADD COLUMN name TEXT;
+ALTER TABLE chats ADD COLUMN description TEXT;
+ALTER TABLE chats ADD COLUMN avatar TEXT;
+ALTER TABLE chats ADD COLUMN share_history INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE chats ADD COLUMN deleted_at INTEGER;
+ALTER TABLE chats ADD COLUMN version INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE members ADD COLUMN since_seq INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE members ADD COLUMN left_seq INTEGER;
+ALTER TABLE members ADD COLUMN muted_until INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE members ADD COLUMN archived INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE device_chats ADD COLUMN until_seq INTEGER;
+ALTER TABLE messages ADD COLUMN event TEXT;
+CREATE TABLE IF NOT EXISTS grants (
+  code_hash  TEXT PRIMARY KEY,
+  kind       TEXT NOT NULL CHECK (kind IN ('link', 'invite')),
+  user_id    TEXT NOT NULL,
+  chat_id    TEXT,
+  created_at INTEGER NOT NULL,
+  expires_at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS grants_chat ON grants (chat_id, expires_at);
+CREATE INDEX IF NOT EXISTS grants_expiry ON grants (expires_at);
+`;
+
 const MARK = { delivered: 1, read: 2 } as const;
+
+/** Above any seq: the end of a membership that has not ended. */
+const OPEN_END = Number.MAX_SAFE_INTEGER;
 
 interface UserRow { user_id: string; phone: string; created_at: number }
 interface DeviceRow {
   device_id: string; user_id: string; token_hash: string; name: string; created_at: number; revoked_at: number | null;
 }
 interface RegRow { phone: string; code_hash: string; expires_at: number; attempts: number; created_at: number }
-interface ChatRow { chat_id: string; kind: ChatKind; created_at: number; last_seq: number }
+interface ChatRow {
+  chat_id: string; kind: ChatKind; created_at: number; last_seq: number; name: string | null; description: string | null;
+  avatar: string | null; share_history: number; deleted_at: number | null; version: number;
+}
 interface MemberRow {
   chat_id: string; user_id: string; role: MemberRole; joined_at: number; delivered_seq: number; read_seq: number;
+  since_seq: number; left_seq: number | null; muted_until: number; archived: number;
 }
 interface MessageRow {
   chat_id: string; seq: number; sender_user_id: string; sender_device_id: string; client_msg_id: string;
-  body: Buffer | string; body_is_text: number; ts: number;
+  body: Buffer | string; body_is_text: number; ts: number; event: string | null;
 }
-interface ProgressRow { device_id: string; chat_id: string; user_id: string; since_seq: number; delivered_seq: number }
+interface ProgressRow {
+  device_id: string; chat_id: string; user_id: string; since_seq: number; delivered_seq: number; until_seq: number | null;
+}
+interface GrantRow { code_hash: string; kind: 'link' | 'invite'; user_id: string; chat_id: string | null; created_at: number; expires_at: number }
 interface StatusRow { user_id: string; device_id: string; delivered: number; read: number }
 
 const toUser = (r: UserRow): User => ({ userId: r.user_id, phone: r.phone, createdAt: r.created_at });
@@ -206,14 +254,30 @@ const toDevice = (r: DeviceRow): Device => ({
 const toReg = (r: RegRow): PendingRegistration => ({
   phone: r.phone, codeHash: r.code_hash, expiresAt: r.expires_at, attempts: r.attempts, createdAt: r.created_at,
 });
-const toChat = (r: ChatRow): Chat => ({ chatId: r.chat_id, kind: r.kind, createdAt: r.created_at, lastSeq: r.last_seq });
+const toChat = (r: ChatRow): Chat => ({
+  chatId: r.chat_id, kind: r.kind, createdAt: r.created_at, lastSeq: r.last_seq, name: r.name, description: r.description,
+  avatar: r.avatar, shareHistory: r.share_history === 1, deletedAt: r.deleted_at, version: r.version,
+});
 const toMember = (r: MemberRow): Member => ({
-  chatId: r.chat_id, userId: r.user_id, role: r.role, joinedAt: r.joined_at, deliveredSeq: r.delivered_seq,
-  readSeq: r.read_seq,
+  chatId: r.chat_id, userId: r.user_id, role: r.role, joinedAt: r.joined_at, sinceSeq: r.since_seq, leftSeq: r.left_seq,
+  deliveredSeq: r.delivered_seq, readSeq: r.read_seq, mutedUntil: r.muted_until, archived: r.archived === 1,
 });
 const toProgress = (r: ProgressRow): DeviceProgress => ({
   deviceId: r.device_id, chatId: r.chat_id, userId: r.user_id, sinceSeq: r.since_seq, deliveredSeq: r.delivered_seq,
+  untilSeq: r.until_seq,
 });
+const toGrant = (r: GrantRow): Grant => ({
+  codeHash: r.code_hash, kind: r.kind, userId: r.user_id, chatId: r.chat_id, createdAt: r.created_at, expiresAt: r.expires_at,
+});
+const toChatDevice = (r: { device_id: string; user_id: string; since_seq: number; until_seq: number | null }): ChatDevice => ({
+  deviceId: r.device_id, userId: r.user_id, sinceSeq: r.since_seq, untilSeq: r.until_seq,
+});
+
+/** A stored event is the JSON of the ChatEvent object (written only by this adapter, from a validated event). */
+function eventFromColumn(raw: string | null): ChatEvent | undefined {
+  if (raw === null) return undefined;
+  return JSON.parse(raw) as ChatEvent;
+}
 
 /** Text is stored as TEXT, bytes as a BLOB; `body_is_text` says which type to give back. */
 function bodyToColumn(body: Body): { value: string | Buffer; isText: number } {
@@ -228,10 +292,15 @@ function bodyFromColumn(value: Buffer | string, isText: number): Body {
   return new Uint8Array(buf);
 }
 
-const toMessage = (r: MessageRow): StoredMessage => ({
-  chatId: r.chat_id, seq: r.seq, senderUserId: r.sender_user_id, senderDeviceId: r.sender_device_id,
-  clientMsgId: r.client_msg_id, body: bodyFromColumn(r.body, r.body_is_text), ts: r.ts,
-});
+const toMessage = (r: MessageRow): StoredMessage => {
+  const m: StoredMessage = {
+    chatId: r.chat_id, seq: r.seq, senderUserId: r.sender_user_id, senderDeviceId: r.sender_device_id,
+    clientMsgId: r.client_msg_id, body: bodyFromColumn(r.body, r.body_is_text), ts: r.ts,
+  };
+  const event = eventFromColumn(r.event);
+  if (event) m.event = event;
+  return m;
+};
 
 const directKey = (a: string, b: string): string => (a < b ? `${a}|${b}` : `${b}|${a}`);
 
@@ -250,6 +319,7 @@ export function createSqliteStore(opts: { file: string }): Store {
       db.exec(SCHEMA_V2);
       db.exec(MIGRATE_V1_V2);
     }
+    if (version < 3) db.exec(SCHEMA_V3);
     if (version < SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
   });
 
@@ -278,11 +348,12 @@ export function createSqliteStore(opts: { file: string }): Store {
       revokeDevice: db.prepare<[number, string]>(
         'UPDATE devices SET revoked_at = ? WHERE device_id = ? AND revoked_at IS NULL'),
       dropDeviceChats: db.prepare<[string]>('DELETE FROM device_chats WHERE device_id = ?'),
-      // A new device joins each of its user's chats at the chat's current end.
-      joinUserChats: db.prepare<[string, string]>(
+      // A new device joins each of its user's current chats `depth` messages before the chat's end
+      // (not before what the member may see): the catch-up then delivers that recent history.
+      joinUserChats: db.prepare<[string, number, number, string]>(
         `INSERT OR IGNORE INTO device_chats (device_id, chat_id, user_id, since_seq, delivered_seq)
-         SELECT ?, c.chat_id, m.user_id, c.last_seq, c.last_seq
-           FROM members m JOIN chats c ON c.chat_id = m.chat_id WHERE m.user_id = ?`),
+         SELECT ?, c.chat_id, m.user_id, MAX(m.since_seq, c.last_seq - ?), MAX(m.since_seq, c.last_seq - ?)
+           FROM members m JOIN chats c ON c.chat_id = m.chat_id WHERE m.user_id = ? AND m.left_seq IS NULL`),
       // Every active device of one member joins a chat at a seq.
       joinMemberDevices: db.prepare<[string, number, number, string]>(
         `INSERT OR IGNORE INTO device_chats (device_id, chat_id, user_id, since_seq, delivered_seq)
@@ -298,18 +369,70 @@ export function createSqliteStore(opts: { file: string }): Store {
 
       insDirectChat: db.prepare<[string, string, number]>(
         `INSERT OR IGNORE INTO chats (chat_id, kind, direct_key, created_at, last_seq) VALUES (?, 'direct', ?, ?, 0)`),
-      insGroupChat: db.prepare<[string, number]>(
-        `INSERT OR IGNORE INTO chats (chat_id, kind, direct_key, created_at, last_seq) VALUES (?, 'group', NULL, ?, 0)`),
-      chatByDirectKey: db.prepare<[string], ChatRow>(
-        'SELECT chat_id, kind, created_at, last_seq FROM chats WHERE direct_key = ?'),
-      chatById: db.prepare<[string], ChatRow>('SELECT chat_id, kind, created_at, last_seq FROM chats WHERE chat_id = ?'),
+      insGroupChat: db.prepare<[{ id: string; at: number; name: string; description: string | null; avatar: string | null; share: number }]>(
+        `INSERT OR IGNORE INTO chats (chat_id, kind, direct_key, created_at, last_seq, name, description, avatar, share_history, version)
+         VALUES (@id, 'group', NULL, @at, 0, @name, @description, @avatar, @share, 1)`),
+      chatByDirectKey: db.prepare<[string], ChatRow>('SELECT * FROM chats WHERE direct_key = ?'),
+      chatById: db.prepare<[string], ChatRow>('SELECT * FROM chats WHERE chat_id = ?'),
       insMember: db.prepare<[string, string, string, number]>(
         'INSERT OR IGNORE INTO members (chat_id, user_id, role, joined_at) VALUES (?, ?, ?, ?)'),
-      members: db.prepare<[string], MemberRow>('SELECT * FROM members WHERE chat_id = ? ORDER BY joined_at, user_id'),
-      member: db.prepare<[string, string], MemberRow>('SELECT * FROM members WHERE chat_id = ? AND user_id = ?'),
-      chatDevices: db.prepare<[string, string, number], { device_id: string; user_id: string }>(
-        `SELECT dc.device_id, dc.user_id FROM device_chats dc JOIN devices d ON d.device_id = dc.device_id
-          WHERE dc.chat_id = ? AND dc.device_id > ? AND d.revoked_at IS NULL ORDER BY dc.device_id LIMIT ?`),
+      members: db.prepare<[string], MemberRow>(
+        'SELECT * FROM members WHERE chat_id = ? AND left_seq IS NULL ORDER BY joined_at, user_id'),
+      member: db.prepare<[string, string], MemberRow>(
+        'SELECT * FROM members WHERE chat_id = ? AND user_id = ? AND left_seq IS NULL'),
+      membership: db.prepare<[string, string], MemberRow>('SELECT * FROM members WHERE chat_id = ? AND user_id = ?'),
+      memberships: db.prepare<[string], MemberRow>('SELECT * FROM members WHERE user_id = ?'),
+      chatDevices: db.prepare<[string, string, number, number], { device_id: string; user_id: string; since_seq: number; until_seq: number | null }>(
+        `SELECT dc.device_id, dc.user_id, dc.since_seq, dc.until_seq FROM device_chats dc JOIN devices d ON d.device_id = dc.device_id
+          WHERE dc.chat_id = ? AND dc.device_id > ? AND d.revoked_at IS NULL AND (dc.until_seq IS NULL OR dc.until_seq >= ?)
+          ORDER BY dc.device_id LIMIT ?`),
+      lastVisible: db.prepare<[string, number, number], MessageRow>(
+        'SELECT * FROM messages WHERE chat_id = ? AND seq > ? AND seq <= ? ORDER BY seq DESC LIMIT 1'),
+      unread: db.prepare<[string, number, number, string], { n: number }>(
+        `SELECT COUNT(*) AS n FROM messages
+          WHERE chat_id = ? AND seq > ? AND seq <= ? AND sender_user_id <> ? AND event IS NULL`),
+      setFlags: db.prepare<[number | null, number | null, string, string]>(
+        `UPDATE members SET muted_until = COALESCE(?, muted_until), archived = COALESCE(?, archived)
+          WHERE chat_id = ? AND user_id = ?`),
+      // Group changes.
+      bumpVersion: db.prepare<[string, number]>('UPDATE chats SET version = version + 1 WHERE chat_id = ? AND version = ?'),
+      upsertMember: db.prepare<[{ chat: string; user: string; role: string; at: number; since: number; start: number }]>(
+        `INSERT INTO members (chat_id, user_id, role, joined_at, since_seq, left_seq, delivered_seq, read_seq)
+         VALUES (@chat, @user, @role, @at, @since, NULL, @start, @start)
+         ON CONFLICT (chat_id, user_id) DO UPDATE SET role = @role, joined_at = @at, since_seq = @since, left_seq = NULL,
+           delivered_seq = MAX(delivered_seq, @start), read_seq = MAX(read_seq, @start)`),
+      upsertMemberDevices: db.prepare<[{ chat: string; user: string; since: number; start: number }]>(
+        `INSERT INTO device_chats (device_id, chat_id, user_id, since_seq, delivered_seq, until_seq)
+         SELECT device_id, @chat, user_id, @since, @start, NULL FROM devices WHERE user_id = @user AND revoked_at IS NULL
+         ON CONFLICT (device_id, chat_id) DO UPDATE SET since_seq = @since, delivered_seq = MAX(delivered_seq, @start), until_seq = NULL`),
+      endMember: db.prepare<[number, string, string]>(
+        'UPDATE members SET left_seq = ? WHERE chat_id = ? AND user_id = ? AND left_seq IS NULL'),
+      endMemberDevices: db.prepare<[number, string, string]>(
+        'UPDATE device_chats SET until_seq = ? WHERE chat_id = ? AND user_id = ? AND until_seq IS NULL'),
+      endAllMembers: db.prepare<[number, string]>('UPDATE members SET left_seq = ? WHERE chat_id = ? AND left_seq IS NULL'),
+      endAllDevices: db.prepare<[number, string]>('UPDATE device_chats SET until_seq = ? WHERE chat_id = ? AND until_seq IS NULL'),
+      setRole: db.prepare<[string, string, string]>('UPDATE members SET role = ? WHERE chat_id = ? AND user_id = ? AND left_seq IS NULL'),
+      setSettings: db.prepare<[{ chat: string; name: string | null; setDesc: number; description: string | null; setAvatar: number; avatar: string | null }]>(
+        `UPDATE chats SET name = COALESCE(@name, name),
+                          description = CASE WHEN @setDesc THEN @description ELSE description END,
+                          avatar = CASE WHEN @setAvatar THEN @avatar ELSE avatar END
+          WHERE chat_id = @chat`),
+      deleteChat: db.prepare<[number, string]>('UPDATE chats SET deleted_at = ? WHERE chat_id = ?'),
+      insEvent: db.prepare<[string, number, string, string, number, string]>(
+        `INSERT INTO messages (chat_id, seq, sender_user_id, sender_device_id, client_msg_id, body, body_is_text, ts, event)
+         VALUES (?, ?, ?, '', ?, '', 1, ?, ?)`),
+      eventByClientId: db.prepare<[string, string], MessageRow>(
+        `SELECT * FROM messages WHERE sender_device_id = '' AND client_msg_id = ? AND chat_id = ?`),
+
+      putGrant: db.prepare<[string, string, string, string | null, number, number]>(
+        'INSERT OR REPLACE INTO grants (code_hash, kind, user_id, chat_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)'),
+      getGrant: db.prepare<[string, number], GrantRow>('SELECT * FROM grants WHERE code_hash = ? AND expires_at > ?'),
+      delGrant: db.prepare<[string]>('DELETE FROM grants WHERE code_hash = ?'),
+      grantsOfChat: db.prepare<[string, number], GrantRow>(
+        'SELECT * FROM grants WHERE chat_id = ? AND expires_at > ? ORDER BY created_at'),
+      expireGrants: db.prepare<[number]>('DELETE FROM grants WHERE expires_at <= ?'),
+      memberActive: db.prepare<[string, string], { one: number }>(
+        'SELECT 1 AS one FROM members WHERE chat_id = ? AND user_id = ? AND left_seq IS NULL'),
 
       msgByClientId: db.prepare<[string, string], MessageRow>(
         'SELECT * FROM messages WHERE sender_device_id = ? AND client_msg_id = ?'),
@@ -330,12 +453,13 @@ export function createSqliteStore(opts: { file: string }): Store {
         `SELECT m.* FROM device_chats dc
            JOIN messages m ON m.chat_id = dc.chat_id AND m.seq > dc.delivered_seq
           WHERE dc.device_id = ? AND m.sender_device_id <> ?
+            AND (dc.until_seq IS NULL OR m.seq <= dc.until_seq)
             AND (dc.chat_id > ? OR (dc.chat_id = ? AND m.seq > ?))
           ORDER BY dc.chat_id, m.seq LIMIT ?`),
-      pendingInChat: db.prepare<[string, number, number, string, string, number], MessageRow>(
-        `SELECT m.* FROM messages m
-          WHERE m.chat_id = ? AND m.seq > ? AND m.seq < ? AND m.sender_device_id <> ?
-            AND m.seq > (SELECT since_seq FROM device_chats WHERE device_id = ? AND chat_id = m.chat_id)
+      pendingInChat: db.prepare<[string, string, number, number, string, number], MessageRow>(
+        `SELECT m.* FROM device_chats dc JOIN messages m ON m.chat_id = dc.chat_id
+          WHERE dc.device_id = ? AND dc.chat_id = ? AND m.seq > ? AND m.seq < ? AND m.sender_device_id <> ?
+            AND m.seq > dc.since_seq AND (dc.until_seq IS NULL OR m.seq <= dc.until_seq)
           ORDER BY m.seq LIMIT ?`),
       raiseDevice: db.prepare<[number, number, string, string, number], { user_id: string }>(
         `UPDATE device_chats SET delivered_seq = ?, delivered_at = ?
@@ -352,14 +476,16 @@ export function createSqliteStore(opts: { file: string }): Store {
         'INSERT OR IGNORE INTO marks (chat_id, user_id, kind, seq, at) VALUES (?, ?, ?, ?, ?)'),
       tally: db.prepare<[{ seq: number; chat: string; except: string }], { of: number; delivered: number | null; read: number | null }>(
         `SELECT COUNT(*) AS "of", SUM(delivered_seq >= @seq) AS delivered, SUM(read_seq >= @seq) AS read
-           FROM members WHERE chat_id = @chat AND user_id <> @except`),
+           FROM members WHERE chat_id = @chat AND user_id <> @except AND left_seq IS NULL`),
       isRecipient: db.prepare<[string, string, number], { one: number }>(
         `SELECT 1 AS one FROM device_chats dc JOIN messages m ON m.chat_id = dc.chat_id
           WHERE dc.device_id = ? AND dc.chat_id = ? AND m.sender_device_id <> dc.device_id
-            AND m.seq = ? AND m.seq > dc.since_seq`),
+            AND m.seq = ? AND m.seq > dc.since_seq AND (dc.until_seq IS NULL OR m.seq <= dc.until_seq)`),
 
       history: db.prepare<[string, number, number], MessageRow>(
         'SELECT * FROM messages WHERE chat_id = ? AND seq > ? ORDER BY seq LIMIT ?'),
+      historyBefore: db.prepare<[string, number, number, number], MessageRow>(
+        'SELECT * FROM messages WHERE chat_id = ? AND seq < ? AND seq > ? ORDER BY seq DESC LIMIT ?'),
       message: db.prepare<[string, number], MessageRow>('SELECT * FROM messages WHERE chat_id = ? AND seq = ?'),
       status: db.prepare<[{ chat: string; seq: number; sender: string }], StatusRow>(
         `SELECT dc.user_id, dc.device_id, dc.delivered_seq >= @seq AS delivered, m.read_seq >= @seq AS read
@@ -367,6 +493,7 @@ export function createSqliteStore(opts: { file: string }): Store {
            JOIN devices d ON d.device_id = dc.device_id AND d.revoked_at IS NULL
            JOIN members m ON m.chat_id = dc.chat_id AND m.user_id = dc.user_id
           WHERE dc.chat_id = @chat AND dc.device_id <> @sender AND dc.since_seq < @seq
+            AND (dc.until_seq IS NULL OR dc.until_seq >= @seq)
           ORDER BY dc.user_id, dc.device_id`),
       // The first move of a member's watermark that covered a seq: when it was delivered / read.
       markAt: db.prepare<[string, string, number, number], { at: number }>(
@@ -382,6 +509,19 @@ export function createSqliteStore(opts: { file: string }): Store {
     if (closed) throw new Error('store is closed');
     if (!q) throw new Error('store not initialised: call init() first');
     return q;
+  }
+
+  /**
+   * Stores a system message with the chat's next seq (idempotent by its clientMsgId: a change
+   * retried after a lost answer finds its message).
+   */
+  function appendEvent(s: NonNullable<typeof q>, chatId: string, m: SystemMessage): StoredMessage {
+    const existing = s.eventByClientId.get(m.clientMsgId, chatId);
+    if (existing) return toMessage(existing);
+    const seq = s.reserveSeqs.get(1, chatId)?.last_seq;
+    if (seq === undefined) throw new StoreError('NOT_FOUND', `chat ${chatId} not found`);
+    s.insEvent.run(chatId, seq, m.senderUserId, m.clientMsgId, m.ts, JSON.stringify(m.event));
+    return { chatId, seq, senderUserId: m.senderUserId, senderDeviceId: '', clientMsgId: m.clientMsgId, body: '', ts: m.ts, event: m.event };
   }
 
   /** Raises a member's delivered watermark to `seq` and records the move; true when it moved. */
@@ -400,14 +540,15 @@ export function createSqliteStore(opts: { file: string }): Store {
       return { user: toUser(row), created };
     }),
 
-    addDevice: db.transaction((d: Omit<Device, 'revokedAt'>, maxActive: number) => {
+    addDevice: db.transaction((d: Omit<Device, 'revokedAt'>, maxActive: number, historyDepth: number) => {
       const s = st();
       const n = s.countActiveDevices.get(d.userId)?.n ?? 0;
       if (n >= maxActive) throw new StoreError('DEVICE_LIMIT', `user ${d.userId} already has ${n} active devices`);
       if (s.insDevice.run(d.deviceId, d.userId, d.tokenHash, d.name, d.createdAt).changes !== 1) {
         throw new StoreError('DUPLICATE', `device ${d.deviceId} already exists`);
       }
-      s.joinUserChats.run(d.deviceId, d.userId);
+      const depth = Math.max(0, Math.floor(historyDepth));
+      s.joinUserChats.run(d.deviceId, depth, depth, d.userId);
     }),
 
     revokeDevice: db.transaction((deviceId: string, at: number) => {
@@ -431,23 +572,79 @@ export function createSqliteStore(opts: { file: string }): Store {
       return toChat(row);
     }),
 
-    groupChat: db.transaction((chatId: string, members: Array<{ userId: string; role: MemberRole }>, now: number) => {
+    groupChat: db.transaction((g: NewGroup) => {
       const s = st();
-      if (s.insGroupChat.run(chatId, now).changes !== 1) throw new StoreError('DUPLICATE', `chat id ${chatId} already taken`);
-      for (const m of members) {
-        s.insMember.run(chatId, m.userId, m.role, now);
-        s.joinMemberDevices.run(chatId, 0, 0, m.userId);
+      const at = g.created.ts;
+      const row = { id: g.chatId, at, name: g.name, description: g.description, avatar: g.avatar, share: g.shareHistory ? 1 : 0 };
+      if (s.insGroupChat.run(row).changes !== 1) throw new StoreError('DUPLICATE', `chat id ${g.chatId} already taken`);
+      for (const m of g.members) {
+        s.insMember.run(g.chatId, m.userId, m.role, at);
+        s.joinMemberDevices.run(g.chatId, 0, 0, m.userId);
       }
-      return toChat(s.chatById.get(chatId)!);
+      const message = appendEvent(s, g.chatId, g.created);
+      return { chat: toChat(s.chatById.get(g.chatId)!), message };
+    }),
+
+    commitGroupChange: db.transaction((c: GroupChange): StoredMessage => {
+      const s = st();
+      const chat = s.chatById.get(c.chatId);
+      if (!chat) throw new StoreError('NOT_FOUND', `chat ${c.chatId} not found`);
+      if (s.bumpVersion.run(c.chatId, c.version).changes !== 1) {
+        throw new StoreError('CONFLICT', `chat ${c.chatId} is at version ${chat.version}, not ${c.version}`);
+      }
+      const message = appendEvent(s, c.chatId, c.message);
+      const seq = message.seq;
+      // Joining members see from this message on (or everything, when the group shares history);
+      // their devices deliver from it and have nothing older to acknowledge.
+      const since = chat.share_history ? 0 : seq - 1;
+      for (const a of c.add ?? []) {
+        s.upsertMember.run({ chat: c.chatId, user: a.userId, role: a.role, at: message.ts, since, start: seq - 1 });
+        s.upsertMemberDevices.run({ chat: c.chatId, user: a.userId, since, start: seq - 1 });
+      }
+      // Leaving members get this message and nothing after it.
+      for (const u of c.remove ?? []) {
+        s.endMember.run(seq, c.chatId, u);
+        s.endMemberDevices.run(seq, c.chatId, u);
+      }
+      for (const r of c.roles ?? []) s.setRole.run(r.role, c.chatId, r.userId);
+      if (c.settings) {
+        const st2 = c.settings;
+        s.setSettings.run({
+          chat: c.chatId, name: st2.name ?? null,
+          setDesc: st2.description !== undefined ? 1 : 0, description: st2.description ?? null,
+          setAvatar: st2.avatar !== undefined ? 1 : 0, avatar: st2.avatar ?? null,
+        });
+      }
+      if (c.delete) {
+        s.deleteChat.run(message.ts, c.chatId);
+        s.endAllMembers.run(seq, c.chatId);
+        s.endAllDevices.run(seq, c.chatId);
+      }
+      return message;
     }),
 
     append: db.transaction((batch: NewMessage[]): AppendResult[] => {
       const s = st();
       const results = new Array<AppendResult | undefined>(batch.length);
       // 1. What is new (a resend, or a repeat within the batch, is not), and how many per chat.
+      // A sender no longer in the chat (or a deleted group) is refused here, in the transaction
+      // that assigns seqs: nothing can be stored after the message that removed its sender.
       const firstOf = new Map<string, number>();
       const repeats: Array<[number, number]> = [];
       const perChat = new Map<string, number[]>();
+      const allowed = new Map<string, AppendResult | null>();
+      const admit = (m: NewMessage): AppendResult | null => {
+        const key = `${m.chatId}\u0000${m.senderUserId}`;
+        let r = allowed.get(key);
+        if (r === undefined) {
+          const chat = s.chatById.get(m.chatId);
+          r = chat?.deleted_at != null ? { message: null, created: false, refused: 'CHAT_DELETED' }
+            : chat && !s.memberActive.get(m.chatId, m.senderUserId) ? { message: null, created: false, refused: 'NOT_MEMBER' }
+              : null;
+          allowed.set(key, r);
+        }
+        return r;
+      };
       batch.forEach((m, i) => {
         const key = `${m.senderDeviceId}\u0000${m.clientMsgId}`;
         const first = firstOf.get(key);
@@ -455,6 +652,8 @@ export function createSqliteStore(opts: { file: string }): Store {
         firstOf.set(key, i);
         const existing = s.msgByClientId.get(m.senderDeviceId, m.clientMsgId);
         if (existing) return void (results[i] = { message: toMessage(existing), created: false });
+        const refused = admit(m);
+        if (refused) return void (results[i] = refused);
         const list = perChat.get(m.chatId);
         if (list) list.push(i);
         else perChat.set(m.chatId, [i]);
@@ -485,7 +684,10 @@ export function createSqliteStore(opts: { file: string }): Store {
         }
       }
       for (const r of ownRuns.values()) s.passOwn.run(r.to, r.ts, r.deviceId, r.chatId, r.from - 1);
-      for (const [i, first] of repeats) results[i] = { message: results[first]!.message, created: false };
+      for (const [i, first] of repeats) {
+        const r = results[first]!;
+        results[i] = r.refused ? r : { message: r.message, created: false };
+      }
       return results as AppendResult[];
     }),
 
@@ -503,7 +705,8 @@ export function createSqliteStore(opts: { file: string }): Store {
       }
       const changes: WatermarkChange[] = [];
       for (const { chatId, userId, at } of affected.values()) {
-        const m = s.member.get(chatId, userId);
+        // A former member's devices still acknowledge what they got before the end.
+        const m = s.membership.get(chatId, userId);
         if (!m) continue;
         const spans = s.spans.all(chatId, userId).map((r) => ({ sinceSeq: r.since_seq, deliveredSeq: r.delivered_seq }));
         const top = Math.max(m.delivered_seq, ...spans.map((x) => x.deliveredSeq));
@@ -550,7 +753,7 @@ export function createSqliteStore(opts: { file: string }): Store {
       const s = st();
       const messages = s.expireMessages.run(before).changes;
       const marks = s.expireMarks.run(before).changes;
-      const registrations = s.expireRegs.run(now).changes;
+      const registrations = s.expireRegs.run(now).changes + s.expireGrants.run(now).changes;
       return { messages, marks, registrations };
     }),
   };
@@ -585,8 +788,8 @@ export function createSqliteStore(opts: { file: string }): Store {
       return st().usersByPhones.all(JSON.stringify(phones)).map(toUser);
     },
 
-    async addDevice(device, maxActive) {
-      tx.addDevice.immediate(device, maxActive);
+    async addDevice(device, limits) {
+      tx.addDevice.immediate(device, limits.maxActive, limits.historyDepth);
     },
     async getDevice(deviceId) {
       const r = st().deviceById.get(deviceId);
@@ -616,6 +819,19 @@ export function createSqliteStore(opts: { file: string }): Store {
     async deletePendingRegistration(phone) {
       st().delReg.run(phone);
     },
+    async putGrant(g) {
+      st().putGrant.run(g.codeHash, g.kind, g.userId, g.chatId, g.createdAt, g.expiresAt);
+    },
+    async getGrant(codeHash, now) {
+      const r = st().getGrant.get(codeHash, now);
+      return r ? toGrant(r) : null;
+    },
+    async deleteGrant(codeHash) {
+      return st().delGrant.run(codeHash).changes === 1;
+    },
+    async listGrants(chatId, now) {
+      return st().grantsOfChat.all(chatId, now).map(toGrant);
+    },
 
     async getOrCreateDirectChat(userA, userB, newChatId, now) {
       // Almost always it exists: a plain read then, without taking the write lock.
@@ -623,8 +839,33 @@ export function createSqliteStore(opts: { file: string }): Store {
       if (existing) return toChat(existing);
       return tx.directChat.immediate(userA, userB, newChatId, now);
     },
-    async createGroupChat(chatId, members, now) {
-      return tx.groupChat.immediate(chatId, members, now);
+    async createGroupChat(group) {
+      return tx.groupChat.immediate(group);
+    },
+    async commitGroupChange(change) {
+      return tx.commitGroupChange.immediate(change);
+    },
+    async getMembership(chatId, userId) {
+      const r = st().membership.get(chatId, userId);
+      return r ? toMember(r) : null;
+    },
+    async listChats(userId, limit) {
+      const s = st();
+      const out: ChatListEntry[] = [];
+      for (const mr of s.memberships.all(userId)) {
+        const c = s.chatById.get(mr.chat_id);
+        if (!c) continue;
+        const end = mr.left_seq ?? OPEN_END;
+        const lastRow = s.lastVisible.get(mr.chat_id, mr.since_seq, end);
+        const unread = s.unread.get(mr.chat_id, Math.max(mr.read_seq, mr.since_seq), end, userId)?.n ?? 0;
+        out.push({ chat: toChat(c), member: toMember(mr), last: lastRow ? toMessage(lastRow) : null, unread });
+      }
+      out.sort((a, b) => (b.last?.ts ?? b.chat.createdAt) - (a.last?.ts ?? a.chat.createdAt) || (a.chat.chatId < b.chat.chatId ? -1 : 1));
+      return out.slice(0, limit);
+    },
+    async setChatFlags(chatId, userId, flags) {
+      const r = st().setFlags.run(flags.mutedUntil ?? null, flags.archived === undefined ? null : flags.archived ? 1 : 0, chatId, userId);
+      return r.changes === 1;
     },
     async getChat(chatId) {
       const r = st().chatById.get(chatId);
@@ -637,8 +878,8 @@ export function createSqliteStore(opts: { file: string }): Store {
       const r = st().member.get(chatId, userId);
       return r ? toMember(r) : null;
     },
-    async chatDevices(chatId, afterDeviceId, limit) {
-      return st().chatDevices.all(chatId, afterDeviceId, limit).map((r) => ({ deviceId: r.device_id, userId: r.user_id }));
+    async chatDevices(chatId, afterDeviceId, limit, fromSeq = 0) {
+      return st().chatDevices.all(chatId, afterDeviceId, fromSeq, limit).map(toChatDevice);
     },
 
     async appendMessages(batch) {
@@ -647,6 +888,9 @@ export function createSqliteStore(opts: { file: string }): Store {
     },
     async history(chatId, afterSeq, limit) {
       return st().history.all(chatId, afterSeq, limit).map(toMessage);
+    },
+    async historyBefore(chatId, beforeSeq, limit, afterSeq = 0) {
+      return st().historyBefore.all(chatId, beforeSeq, afterSeq, limit).map(toMessage).reverse();
     },
     async getMessage(chatId, seq) {
       const r = st().message.get(chatId, seq);
@@ -662,7 +906,7 @@ export function createSqliteStore(opts: { file: string }): Store {
       return st().pending.all(deviceId, deviceId, c, c, after?.seq ?? 0, limit).map(toMessage);
     },
     async pendingInChat(deviceId, chatId, afterSeq, beforeSeq, limit) {
-      return st().pendingInChat.all(chatId, afterSeq, beforeSeq, deviceId, deviceId, limit).map(toMessage);
+      return st().pendingInChat.all(deviceId, chatId, afterSeq, beforeSeq, deviceId, limit).map(toMessage);
     },
     async markDelivered(acks) {
       if (acks.length === 0) return [];

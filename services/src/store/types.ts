@@ -9,7 +9,7 @@
  * received is one watermark per (device, chat), not a row per message per device. Offline
  * catch-up, `sync`, read checks and status queries are answered from those watermarks.
  */
-import type { Body } from '@parley/client-sdk';
+import type { Body, ChatEvent } from '@parley/client-sdk';
 import type { StoredChatMessage } from '../../../broker/src/index.js';
 
 export interface User {
@@ -48,6 +48,16 @@ export interface Chat {
   createdAt: number;
   /** The highest seq assigned in this chat (0 when empty). */
   lastSeq: number;
+  /** Group settings (null in a direct chat). */
+  name: string | null;
+  description: string | null;
+  /** A reference to the avatar image (a media id or URL); the image itself is not stored here. */
+  avatar: string | null;
+  /** Members who join see the group's earlier messages (history over HTTP) too. */
+  shareHistory: boolean;
+  deletedAt: number | null;
+  /** Bumped by every group change: a change planned on an older version is refused (CONFLICT). */
+  version: number;
 }
 
 export interface Member {
@@ -55,10 +65,79 @@ export interface Member {
   userId: string;
   role: MemberRole;
   joinedAt: number;
+  /** The member sees the messages after this seq (0 in a direct chat, or when history is shared). */
+  sinceSeq: number;
+  /** The seq of the message that removed the member (left, removed, group deleted); null while a member. */
+  leftSeq: number | null;
   /** Every message of others up to here reached at least one of this user's devices. */
   deliveredSeq: number;
   /** This user has read everything up to here. */
   readSeq: number;
+  /** The user's own chat-list settings: notifications muted until (epoch ms; 0 = not muted), archived. */
+  mutedUntil: number;
+  archived: boolean;
+}
+
+/** One row of a user's chat list. */
+export interface ChatListEntry {
+  chat: Chat;
+  member: Member;
+  /** The last message the user can see (null when none). */
+  last: StoredMessage | null;
+  /** Messages of others the user can see after its read watermark. */
+  unread: number;
+}
+
+/** A new group: its settings, first members, and the `created` message that opens its stream. */
+export interface NewGroup {
+  chatId: string;
+  name: string;
+  description: string | null;
+  avatar: string | null;
+  shareHistory: boolean;
+  members: Array<{ userId: string; role: MemberRole }>;
+  /** The `created` event, stored as seq 1 with the creator as sender. */
+  created: SystemMessage;
+}
+
+/** A group change's message: from a user (the actor), with an event and no body. */
+export interface SystemMessage {
+  senderUserId: string;
+  /** Unique per chat: the idempotency key of the change. */
+  clientMsgId: string;
+  event: ChatEvent;
+  ts: number;
+}
+
+/**
+ * A planned group change (services/src/groups/): applied with its system message in one atomic
+ * step, only if the chat's `version` is still the one it was planned on.
+ */
+export interface GroupChange {
+  chatId: string;
+  version: number;
+  message: SystemMessage;
+  /** New members (or former ones back), from this message on. */
+  add?: Array<{ userId: string; role: MemberRole }>;
+  /** Members who stop receiving after this message (they get this message). */
+  remove?: string[];
+  roles?: Array<{ userId: string; role: MemberRole }>;
+  settings?: { name?: string; description?: string | null; avatar?: string | null };
+  /** Deletes the group: every member is removed by this message. */
+  delete?: boolean;
+}
+
+/** A short-lived secret that lets a new device join a user's account, or a user join a group. */
+export interface Grant {
+  /** HMAC of the code; the code itself is never stored. */
+  codeHash: string;
+  kind: 'link' | 'invite';
+  /** The user whose device is linked, or the admin who made the invitation. */
+  userId: string;
+  /** The group of an invitation. */
+  chatId: string | null;
+  createdAt: number;
+  expiresAt: number;
 }
 
 /** A stored message: the broker's delivery agent reads the same shape (one definition, in broker/src/ingest.ts). */
@@ -73,11 +152,21 @@ export interface NewMessage {
   ts: number;
 }
 
-export interface AppendResult {
-  message: StoredMessage;
-  /** false when (senderDeviceId, clientMsgId) was already stored: nothing was written. */
-  created: boolean;
-}
+/**
+ * Refused: the sender is not (or no longer) a member of the chat, or the group was deleted.
+ * Checked in the same transaction that assigns the seq, so a message can never follow its
+ * sender's removal.
+ */
+export type AppendRefusal = 'NOT_MEMBER' | 'CHAT_DELETED';
+
+export type AppendResult =
+  | {
+    message: StoredMessage;
+    /** false when (senderDeviceId, clientMsgId) was already stored: nothing was written. */
+    created: boolean;
+    refused?: undefined;
+  }
+  | { message: null; created: false; refused: AppendRefusal };
 
 /** A device received (PUBACKed) every message of the chat up to `seq` that was meant for it. */
 export interface DeliveryAck {
@@ -104,7 +193,21 @@ export interface DeviceProgress {
   sinceSeq: number;
   /** The device acknowledged every message meant for it up to here. */
   deliveredSeq: number;
+  /** The device gets nothing after this seq (its user left or was removed); null while a member. */
+  untilSeq: number | null;
 }
+
+/** A device of a chat's fan-out, with the seqs it receives: (sinceSeq, untilSeq]. */
+export interface ChatDevice {
+  deviceId: string;
+  userId: string;
+  sinceSeq: number;
+  untilSeq: number | null;
+}
+
+/** Whether that device of the fan-out receives that message (not the sender's own device). */
+export const receives = (d: ChatDevice, m: { seq: number; senderDeviceId: string }): boolean =>
+  d.deviceId !== m.senderDeviceId && m.seq > d.sinceSeq && (d.untilSeq === null || m.seq <= d.untilSeq);
 
 export interface RecipientStatus {
   userId: string;
@@ -130,12 +233,13 @@ export interface ExpireResult {
   messages: number;
   /** Watermark history rows (delivered/read times) older than the retention. */
   marks: number;
+  /** Pending registrations, link codes and invitations past their expiry. */
   registrations: number;
 }
 
 /** Thrown by adapters for conditions the caller must handle; `code` is stable. */
 export class StoreError extends Error {
-  constructor(readonly code: 'DEVICE_LIMIT' | 'DUPLICATE' | 'NOT_FOUND', message: string) {
+  constructor(readonly code: 'DEVICE_LIMIT' | 'DUPLICATE' | 'NOT_FOUND' | 'CONFLICT', message: string) {
     super(message);
     this.name = 'StoreError';
   }
@@ -145,7 +249,7 @@ export interface StoreLifecycle {
   /** Creates tables / collections and indexes, and migrates older data. Idempotent. */
   init(): Promise<void>;
   close(): Promise<void>;
-  /** Deletes messages with ts < before and watermark history older than that, and expired pending registrations. */
+  /** Deletes messages with ts < before and watermark history older than that, and expired pending registrations, link codes and invitations. */
   expire(before: number, now: number): Promise<ExpireResult>;
 }
 
@@ -160,10 +264,11 @@ export interface AccountStore {
 
   /**
    * Adds a device; throws StoreError('DEVICE_LIMIT') when the user already has `maxActive` active
-   * ones. Atomic. The device starts in each of the user's chats at that chat's last seq: it gets
-   * what is sent from now on (history is `history()`).
+   * ones. Atomic. The device joins each chat the user is a member of with the last
+   * `historyDepth` messages the user may see still to deliver (0: only what is sent from now on),
+   * so a linked device gets its chats and their recent history without asking.
    */
-  addDevice(device: Omit<Device, 'revokedAt'>, maxActive: number): Promise<void>;
+  addDevice(device: Omit<Device, 'revokedAt'>, limits: { maxActive: number; historyDepth: number }): Promise<void>;
   /** Returns the device even when revoked (check `revokedAt`). */
   getDevice(deviceId: string): Promise<Device | null>;
   /** Active (not revoked) devices of a user, oldest first. */
@@ -179,6 +284,15 @@ export interface AccountStore {
   /** Adds one failed attempt; returns the new count (0 when there is no pending registration). */
   bumpRegistrationAttempts(phone: string): Promise<number>;
   deletePendingRegistration(phone: string): Promise<void>;
+
+  /** Stores a device link code or a group invitation. */
+  putGrant(grant: Grant): Promise<void>;
+  /** The grant with that code hash, if it exists and has not expired at `now`. */
+  getGrant(codeHash: string, now: number): Promise<Grant | null>;
+  /** Removes a grant (used, or revoked); false when there was none. Atomic: one caller wins. */
+  deleteGrant(codeHash: string): Promise<boolean>;
+  /** Unexpired invitations of a group, oldest first. */
+  listGrants(chatId: string, now: number): Promise<Grant[]>;
 }
 
 /** Chats and their membership. */
@@ -186,18 +300,34 @@ export interface ChatStore {
   /** The direct chat of two users (the same for (a, b) and (b, a); a may equal b), created with `newChatId` if missing. */
   getOrCreateDirectChat(userA: string, userB: string, newChatId: string, now: number): Promise<Chat>;
   /**
-   * Creates a group chat with these members (throws StoreError('DUPLICATE') if the id is taken).
-   * Every active device of every member starts at seq 0.
+   * Creates a group chat with its members and its `created` message at seq 1 (throws
+   * StoreError('DUPLICATE') if the id is taken). Every active device of every member starts at 0.
    */
-  createGroupChat(chatId: string, members: Array<{ userId: string; role: MemberRole }>, now: number): Promise<Chat>;
-  getChat(chatId: string): Promise<Chat | null>;
-  getMembers(chatId: string): Promise<Member[]>;
-  getMember(chatId: string, userId: string): Promise<Member | null>;
+  createGroupChat(group: NewGroup): Promise<{ chat: Chat; message: StoredMessage }>;
   /**
-   * Active devices of the chat's members, by deviceId, a page at a time: the fan-out walks a
-   * 1,024-member group in bounded chunks with this.
+   * Applies a group change and stores its message with the chat's next seq, atomically; throws
+   * StoreError('CONFLICT') when the chat's version is no longer `change.version`, 'NOT_FOUND'
+   * when there is no such chat. Added members' devices receive from this message on; removed ones
+   * receive this message and nothing after.
    */
-  chatDevices(chatId: string, afterDeviceId: string, limit: number): Promise<Array<{ deviceId: string; userId: string }>>;
+  commitGroupChange(change: GroupChange): Promise<StoredMessage>;
+  getChat(chatId: string): Promise<Chat | null>;
+  /** Current members (not those who left), oldest first. */
+  getMembers(chatId: string): Promise<Member[]>;
+  /** A current member, or null. */
+  getMember(chatId: string, userId: string): Promise<Member | null>;
+  /** The user's membership even when it ended (`leftSeq` set): what the user may still read. */
+  getMembership(chatId: string, userId: string): Promise<Member | null>;
+  /** The user's chats (current and former memberships), most recently active first, at most `limit`. */
+  listChats(userId: string, limit: number): Promise<ChatListEntry[]>;
+  /** Sets the user's mute / archive flags of a chat; false when the user was never in it. */
+  setChatFlags(chatId: string, userId: string, flags: { mutedUntil?: number; archived?: boolean }): Promise<boolean>;
+  /**
+   * Devices of the chat's fan-out by deviceId, a page at a time (the fan-out walks a 1,024-member
+   * group in bounded chunks with this): active devices of current members, and of former members
+   * whose last seq is at least `fromSeq`. `receives(device, message)` says who gets what.
+   */
+  chatDevices(chatId: string, afterDeviceId: string, limit: number, fromSeq?: number): Promise<ChatDevice[]>;
 }
 
 /** The messages of every chat, each stored once. */
@@ -210,6 +340,8 @@ export interface MessageStore {
   appendMessages(batch: NewMessage[]): Promise<AppendResult[]>;
   /** A chat's messages with seq > afterSeq, ascending, at most `limit`. */
   history(chatId: string, afterSeq: number, limit: number): Promise<StoredMessage[]>;
+  /** A chat's messages with afterSeq < seq < beforeSeq, the last `limit` of them, ascending (paging back). */
+  historyBefore(chatId: string, beforeSeq: number, limit: number, afterSeq?: number): Promise<StoredMessage[]>;
   getMessage(chatId: string, seq: number): Promise<StoredMessage | null>;
 }
 

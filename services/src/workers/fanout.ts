@@ -8,6 +8,7 @@
  */
 import { toMsgEnvelope } from '../../../broker/src/index.js';
 import type { FanoutJob } from '../queues.js';
+import { receives } from '../store/types.js';
 import type { WorkerContext } from './context.js';
 
 /** Most messages one fan-out job carries (a retried old message is its own run). */
@@ -34,7 +35,7 @@ export interface FanoutResult {
 
 export async function processFanout(ctx: WorkerContext, job: FanoutJob): Promise<FanoutResult> {
   const { store } = ctx;
-  const devices = await store.chatDevices(job.chatId, job.afterDevice, ctx.fanoutChunk);
+  const devices = await store.chatDevices(job.chatId, job.afterDevice, ctx.fanoutChunk, job.fromSeq);
   const lastDevice = devices.at(-1);
   if (devices.length === ctx.fanoutChunk && lastDevice) {
     await ctx.enqueueFanout([{ ...job, afterDevice: lastDevice.deviceId }]);
@@ -43,7 +44,7 @@ export async function processFanout(ctx: WorkerContext, job: FanoutJob): Promise
   const out = [];
   for (const m of messages) {
     const env = toMsgEnvelope(m);
-    for (const d of devices) if (d.deviceId !== m.senderDeviceId) out.push({ deviceId: d.deviceId, env });
+    for (const d of devices) if (receives(d, m)) out.push({ deviceId: d.deviceId, env });
   }
   await ctx.publisher.publishAll(out);
   ctx.log.debug({ chatId: job.chatId, devices: devices.length, messages: messages.length }, 'fan-out chunk delivered');

@@ -11,7 +11,7 @@ import {
 } from '@parley/client-sdk';
 import type { IngestMessage } from '../../../broker/src/index.js';
 import { toMsgEnvelope } from '../../../broker/src/index.js';
-import type { Chat, NewMessage, StoredMessage } from '../store/types.js';
+import { receives, type AppendRefusal, type Chat, type NewMessage, type StoredMessage } from '../store/types.js';
 import type { WorkerContext } from './context.js';
 import { fanoutJobs } from './fanout.js';
 import { groupBy } from '../group-by.js';
@@ -54,6 +54,10 @@ async function resolveChats(ctx: WorkerContext, items: IngestMessage[], out: Out
     } else if (isChatId(env.to)) {
       if (!chats.has(env.to)) chats.set(env.to, await store.getChat(env.to));
       chat = chats.get(env.to) ?? null;
+      if (chat?.deletedAt != null) {
+        refuse(item, 'E_CHAT_DELETED', env.to, env.clientMsgId);
+        continue;
+      }
       if (chat) {
         const mk = `${chat.chatId}|${item.u}`;
         if (!membership.has(mk)) membership.set(mk, (await store.getMember(chat.chatId, item.u)) !== null);
@@ -73,6 +77,8 @@ async function resolveChats(ctx: WorkerContext, items: IngestMessage[], out: Out
   }
   return resolved;
 }
+
+const REFUSAL_CODE: Record<AppendRefusal, ErrorCode> = { NOT_MEMBER: 'E_NOT_MEMBER', CHAT_DELETED: 'E_CHAT_DELETED' };
 
 /** One `stored` per sending device and chat answers all of its messages in this batch (same ts). */
 function storedNotices(messages: StoredMessage[], out: Out): void {
@@ -108,20 +114,32 @@ export async function processPersist(ctx: WorkerContext, items: IngestMessage[])
   const batch: NewMessage[] = resolved.map(({ item, env, chat }) => ({
     chatId: chat.chatId, senderUserId: item.u, senderDeviceId: item.d, clientMsgId: env.clientMsgId, body: env.body, ts,
   }));
-  const messages = batch.length ? (await store.appendMessages(batch)).map((r) => r.message) : [];
+  const messages: StoredMessage[] = [];
+  if (batch.length) {
+    const results = await store.appendMessages(batch);
+    // The store checks membership again where it assigns the seq: a sender removed since the check
+    // above (by a group change committed in between) is refused there.
+    results.forEach((r, i) => {
+      if (r.message) messages.push(r.message);
+      else {
+        const m = batch[i]!;
+        out.push({ deviceId: m.senderDeviceId, env: { kind: 'error', code: REFUSAL_CODE[r.refused], detail: m.chatId, ref: m.clientMsgId } });
+      }
+    });
+  }
 
   const byChat = groupBy(messages, (m) => m.chatId);
   // Recipients first, then the senders' `stored`: by the time a sender sees its seq, the message
   // is on its way to every recipient device of a small chat.
   for (const [chatId, list] of byChat) {
-    const devices = await store.chatDevices(chatId, '', ctx.fanoutChunk + 1);
+    const devices = await store.chatDevices(chatId, '', ctx.fanoutChunk + 1, Math.min(...list.map((m) => m.seq)));
     if (devices.length > ctx.fanoutChunk) {
       await ctx.enqueueFanout(fanoutJobs(chatId, list.map((m) => m.seq)));
       continue;
     }
     for (const m of list) {
       const env = toMsgEnvelope(m);
-      for (const d of devices) if (d.deviceId !== m.senderDeviceId) out.push({ deviceId: d.deviceId, env });
+      for (const d of devices) if (receives(d, m)) out.push({ deviceId: d.deviceId, env });
     }
   }
   storedNotices(messages, out);

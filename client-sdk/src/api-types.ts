@@ -1,0 +1,185 @@
+/**
+ * The HTTP API's request schemas (zod) and response types, declared once: the server validates
+ * with these schemas (services/src/api/) and the SDK's request and response types are these
+ * types. The SDK imports this module for types only, so zod is not in a browser bundle.
+ */
+import { z } from 'zod';
+import type { ChatEvent } from './codec.js';
+import { GROUP_LIMITS } from './codec.js';
+import { isMsgId, isUserId } from './ids.js';
+
+/** E.164: a plus sign, a non-zero country digit, at most 15 digits in all. */
+export const E164 = /^\+[1-9][0-9]{6,14}$/;
+
+const phone = z.string().regex(E164, 'E.164 phone number, e.g. +447700900123');
+const userId = z.string().refine(isUserId, 'a userId');
+const deviceName = z.string().min(1).max(64);
+/** Members named in one request: a whole group of the largest allowed size fits. */
+const MAX_USERS_PER_REQUEST = 4096;
+const users = z.array(userId).min(1).max(MAX_USERS_PER_REQUEST);
+const seq = z.coerce.number().int().min(0);
+
+export const schemas = {
+  register: z.object({ phone }).strict(),
+  verify: z.object({ phone, code: z.string().regex(/^[0-9]{6}$/, '6 digits'), deviceName: deviceName.optional() }).strict(),
+  /** POST /v1/devices (authenticated) */
+  addDevice: z.object({ deviceName: deviceName.optional() }).strict(),
+  /** POST /v1/devices/link-codes */
+  linkCode: z.object({}).strict(),
+  /** POST /v1/devices/link: a link code (or the QR payload that carries it). */
+  linkDevice: z.object({ code: z.string().min(1).max(128), deviceName: deviceName.optional() }).strict(),
+  lookup: z.object({ phones: z.array(z.string().max(32)).min(1).max(256) }).strict(),
+  /** POST /v1/chats: `{ userId }` for a direct chat, `{ name, members, ... }` for a group. */
+  createChat: z.union([
+    z.object({ userId }).strict(),
+    z.object({
+      name: z.string().max(GROUP_LIMITS.name * 4),
+      members: z.array(userId).max(MAX_USERS_PER_REQUEST),
+      admins: z.array(userId).max(MAX_USERS_PER_REQUEST).optional(),
+      description: z.string().max(GROUP_LIMITS.description).optional(),
+      avatar: z.string().max(GROUP_LIMITS.avatar).optional(),
+      shareHistory: z.boolean().optional(),
+    }).strict(),
+  ]),
+  updateChat: z.object({
+    name: z.string().max(GROUP_LIMITS.name * 4).optional(),
+    description: z.string().max(GROUP_LIMITS.description).optional(),
+    avatar: z.string().max(GROUP_LIMITS.avatar).optional(),
+  }).strict(),
+  participants: z.object({ add: users.optional(), remove: users.optional() }).strict(),
+  admins: z.object({ users }).strict(),
+  chatSettings: z.object({
+    mutedUntil: z.number().int().min(0).max(8_640_000_000_000_000).optional(),
+    archived: z.boolean().optional(),
+  }).strict(),
+  invite: z.object({ ttlSec: z.number().int().min(60).max(30 * 86_400).optional() }).strict(),
+  chatList: z.object({ limit: z.coerce.number().int().min(1).max(1000).default(500) }).strict(),
+  history: z.object({
+    after: seq.optional(),
+    afterMsgId: z.string().refine(isMsgId, 'a msgId').optional(),
+    before: seq.optional(),
+    limit: z.coerce.number().int().min(1).max(500).default(100),
+  }).strict(),
+};
+
+export type CreateGroupInput = Extract<z.input<typeof schemas.createChat>, { name: string }>;
+export type UpdateChatInput = z.input<typeof schemas.updateChat>;
+export type ParticipantsInput = z.input<typeof schemas.participants>;
+export type ChatSettingsInput = z.input<typeof schemas.chatSettings>;
+
+export interface VerifyResult {
+  userId: string;
+  deviceId: string;
+  /** The device token: the MQTT password and the HTTP bearer token. Keep it secret. */
+  token: string;
+}
+
+export interface LookupEntry {
+  phone: string;
+  userId: string;
+}
+
+export interface DeviceInfo {
+  deviceId: string;
+  name: string;
+  createdAt: number;
+}
+
+export interface LinkCode {
+  /** Typed on the new device (or scanned from `qr`). Single use. */
+  code: string;
+  /** The QR payload: `parley:link:<code>`; `linkDevice` takes it as well as the code. */
+  qr: string;
+  expiresAt: number;
+}
+
+/** One message as the HTTP API returns it. */
+export interface HistoryMessage {
+  msgId: string;
+  chatId: string;
+  seq: number;
+  from: string;
+  /** '' for a group change (written by the server). */
+  fromDevice: string;
+  ts: number;
+  /** The body, when it is text. */
+  text?: string;
+  /** The body, when it is bytes: base64. */
+  data?: string;
+  /** Set on group changes. */
+  event?: ChatEvent;
+}
+
+export interface HistoryPage {
+  messages: HistoryMessage[];
+  /** More messages follow the page in its direction. */
+  more: boolean;
+}
+
+export interface ChatMemberInfo {
+  userId: string;
+  role: 'member' | 'admin';
+  joinedAt: number;
+}
+
+export interface ChatInfo {
+  chatId: string;
+  kind: 'direct' | 'group';
+  name: string | null;
+  description: string | null;
+  avatar: string | null;
+  shareHistory: boolean;
+  createdAt: number;
+  lastSeq: number;
+  deleted: boolean;
+  /** Current members (empty for a former member). */
+  members: ChatMemberInfo[];
+  /** The caller's own place in it. */
+  me: { role: 'member' | 'admin'; left: boolean; mutedUntil: number; archived: boolean };
+}
+
+export interface ChatListItem {
+  chatId: string;
+  kind: 'direct' | 'group';
+  name: string | null;
+  lastMessage: HistoryMessage | null;
+  /** Messages of others after the caller's read watermark (group changes not counted). */
+  unread: number;
+  mutedUntil: number;
+  archived: boolean;
+  left: boolean;
+  deleted: boolean;
+}
+
+/** A group change's answer: the chat as it is now, and the system message(s) that recorded it. */
+export interface ChatChange {
+  chat: ChatInfo;
+  msgIds: string[];
+}
+
+export interface InviteInfo {
+  /** The invitation's id (for revoking it); not the code. */
+  inviteId: string;
+  expiresAt: number;
+}
+
+export interface NewInvite extends InviteInfo {
+  /** What a user gives to `joinGroup`. Shown once. */
+  code: string;
+}
+
+export interface MessageStatusResponse {
+  msgId: string;
+  /** `read` once any recipient read it, `delivered` once any device got it. */
+  status: 'sent' | 'delivered' | 'read';
+  sentAt: number;
+  /** When the last recipient device got it (null until all have). */
+  deliveredAt: number | null;
+  /** Every recipient user has it on a device / has read it. */
+  deliveredToAll: boolean;
+  readByAll: boolean;
+  /** Per recipient user: when it first reached one of their devices, when they read it. */
+  users: Array<{ userId: string; deliveredAt: number | null; readAt: number | null }>;
+  /** Per recipient device. */
+  recipients: Array<{ userId: string; deviceId: string; deliveredAt: number | null; readAt: number | null }>;
+}
