@@ -9,7 +9,7 @@
 import { readFileSync } from 'node:fs';
 import { performance } from 'node:perf_hooks';
 import { createInterface } from 'node:readline';
-import { decode, encode, newClientMsgId } from '@parley/client-sdk';
+import { decode, encode, newClientMsgId } from '@parley/client-sdk/protocol';
 import { Hist } from './lib/hist.js';
 import { LiteClient, type OnPublish } from './lib/mqtt-lite.js';
 import {

@@ -22,7 +22,7 @@
 import { existsSync, statSync } from 'node:fs';
 import { dirname, resolve } from 'node:path';
 import Database from 'better-sqlite3';
-import { ParleyError } from '@parley/client-sdk';
+import { ParleyError } from '@parley/client-sdk/protocol';
 import { parseConfig } from '../services/src/config.js';
 
 const USAGE = `usage:

@@ -16,7 +16,7 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import Database from 'better-sqlite3';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { newId } from '@parley/client-sdk';
+import { newId } from '@parley/client-sdk/protocol';
 import { createSqliteStore } from '../services/src/store/sqlite.js';
 import type { Store } from '../services/src/store/types.js';
 import { byDevice, expectBody, seqsOf } from './contract/helpers.js';

@@ -5,7 +5,7 @@
  */
 import { describe } from 'vitest';
 import { MongoClient } from 'mongodb';
-import { randomIdBody } from '@parley/client-sdk';
+import { randomIdBody } from '@parley/client-sdk/protocol';
 import { createMongoStore } from '../services/src/store/mongo.js';
 import { storeContracts } from './contract/index.js';
 

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { newId } from '@parley/client-sdk';
+import { newId } from '@parley/client-sdk/protocol';
 import { createSqliteStore } from '../services/src/store/sqlite.js';
 import type { NewMessage, Store } from '../services/src/store/types.js';
 import { seqsOf } from './contract/helpers.js';

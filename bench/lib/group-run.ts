@@ -6,7 +6,7 @@
  * do (test/integration/group-fanout.test.ts). Used by the group and mixed scenarios.
  */
 import { join } from 'node:path';
-import { newId } from '@parley/client-sdk';
+import { newId } from '@parley/client-sdk/protocol';
 import { createSqliteStore } from '../../services/src/store/sqlite.js';
 import { newDeviceToken } from '../../services/src/auth/secrets.js';
 import { Hist, type LatencySummary } from './hist.js';

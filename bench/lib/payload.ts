@@ -6,7 +6,7 @@
  * they share the performance.now() clock.
  */
 import { performance } from 'node:perf_hooks';
-import { decode, encode, newClientMsgId } from '@parley/client-sdk';
+import { decode, encode, newClientMsgId } from '@parley/client-sdk/protocol';
 
 export const PHASE_WARMUP = 0;
 export const PHASE_MEASURE = 1;

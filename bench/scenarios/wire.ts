@@ -2,7 +2,7 @@
  * Scenario 5: bytes on the wire for one 20-character 1:1 text message with its sent, delivered and
  * read ticks, measured by a counting TCP proxy between the two devices and Parley's broker.
  */
-import { decode, encode, newClientMsgId, toDebugJSON, type Envelope } from '@parley/client-sdk';
+import { decode, encode, newClientMsgId, toDebugJSON, type Envelope } from '@parley/client-sdk/protocol';
 import { performance } from 'node:perf_hooks';
 import { int, ms } from '../lib/format.js';
 import { LiteClient } from '../lib/mqtt-lite.js';

@@ -3,7 +3,7 @@
  * to its own `inbox/` (QoS 1) and `live/` (QoS 0), and publish only to its own `outbox/` and to
  * `receipts/<msgId>`. Wildcards never match anything here because parseTopic rejects them.
  */
-import { parseTopic } from '@parley/client-sdk';
+import { parseTopic } from '@parley/client-sdk/protocol';
 
 export type SubscribeDecision = { allow: true; qos: 0 | 1 } | { allow: false };
 

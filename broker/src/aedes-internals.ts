@@ -17,7 +17,7 @@
  *    `isSubscribed(client, topic)`: the client's subscription table.
  */
 import type { Aedes, Client } from 'aedes';
-import { INBOX, peekKind, type Envelope } from '@parley/client-sdk';
+import { INBOX, peekKind, type Envelope } from '@parley/client-sdk/protocol';
 
 /** The Aedes version these patches were written and tested against. */
 export const AEDES_VERSION = '1.2.0';

@@ -9,7 +9,7 @@ import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { Logger } from 'pino';
 import {
   ParleyError, decode, encode, inboxTopic, parseTopic, peekPosition, type ErrorCode, type Envelope,
-} from '@parley/client-sdk';
+} from '@parley/client-sdk/protocol';
 import { decideSubscribe, decidePublish } from './acl.js';
 import { Batcher, BatcherClosedError, type BatcherOptions } from './batcher.js';
 import { SINK_TOPIC, filterServerBound } from './mq-filter.js';

@@ -22,7 +22,7 @@ import type { Client } from 'aedes';
 import type { Logger } from 'pino';
 import {
   decode, encode, inboxTopic, peekKind, peekPosition, type Envelope, type MsgEnvelope, type StoredEnvelope,
-} from '@parley/client-sdk';
+} from '@parley/client-sdk/protocol';
 import { interceptDelivery, isSubscribed, unrouted, type AedesPacket, type Deliver, type DeliverCallback } from './aedes-internals.js';
 import type { PositionReader, StoredChatMessage } from './ingest.js';
 

@@ -4,7 +4,7 @@
  * these records sit in Redis, as BullMQ job data, until a worker takes them). What it reads: the
  * stored messages and watermarks it delivers from (`PositionReader`).
  */
-import type { Body, ChatEvent } from '@parley/client-sdk';
+import type { Body, ChatEvent } from '@parley/client-sdk/protocol';
 
 export interface IngestMessage {
   /** sending device (clientId) */

@@ -5,7 +5,7 @@
  * handed them to the queue inside authorizePublish. Dropping them here saves one Redis round trip
  * and N node wake-ups per message.
  */
-import { isServerBound } from '@parley/client-sdk';
+import { isServerBound } from '@parley/client-sdk/protocol';
 
 /** Topic that refused publishes are re-pointed to so that Aedes routes them nowhere. */
 export const SINK_TOPIC = '$parley/sink';

@@ -62,9 +62,27 @@ export const schemas = {
   }).strict(),
 };
 
+/**
+ * A new group: its name, the other members, optionally more admins (the creator is one), a
+ * description, an avatar reference, and whether new members see earlier messages.
+ * @useDeclaredType
+ */
 export type CreateGroupInput = Extract<z.input<typeof schemas.createChat>, { name: string }>;
+/**
+ * A group's new name, description or avatar reference (only the fields given change; an empty
+ * string clears description or avatar).
+ * @useDeclaredType
+ */
 export type UpdateChatInput = z.input<typeof schemas.updateChat>;
+/**
+ * Members to add and to remove, in one change.
+ * @useDeclaredType
+ */
 export type ParticipantsInput = z.input<typeof schemas.participants>;
+/**
+ * The caller's own settings of a chat: muted until (epoch ms; 0 = not muted), archived.
+ * @useDeclaredType
+ */
 export type ChatSettingsInput = z.input<typeof schemas.chatSettings>;
 
 export interface VerifyResult {

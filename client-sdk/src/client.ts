@@ -20,8 +20,13 @@
 import mqtt from 'mqtt';
 import type { IClientOptions, IConnackPacket, MqttClient } from 'mqtt';
 import {
-  decode, encode, type Body, type Envelope, type MsgEnvelope, type ReceiptEnvelope, type StoredEnvelope, type TallyEnvelope,
+  decode, encode, type Body, type ChatEvent, type Envelope, type MsgEnvelope, type StoredEnvelope,
 } from './codec.js';
+import type {
+  ChatChange, ChatInfo, ChatListItem, ChatSettingsInput, CreateGroupInput, DeviceInfo, HistoryMessage, HistoryPage, InviteInfo,
+  LinkCode, LookupEntry, MessageStatusResponse, NewInvite, UpdateChatInput,
+} from './api-types.js';
+import { ParleyApi } from './http.js';
 import { ParleyError, type ErrorCode } from './errors.js';
 import { isChatId, isClientMsgId, isId, isMsgId, msgIdOf, newClientMsgId } from './ids.js';
 import { inboxTopic, liveTopic, outboxTopic, receiptTopic } from './topics.js';
@@ -43,6 +48,13 @@ export interface ParleyClientOptions {
    * @defaultValue undefined
    */
   userId?: string | undefined;
+  /**
+   * The HTTP API's base URL (e.g. `http://localhost:8080`), for the operations that go over HTTP
+   * (chats and groups, history, message status, devices). Without it they reject with E_CONFIG,
+   * and a seq gap the server does not resend cannot be fetched from history.
+   * @defaultValue undefined
+   */
+  apiUrl?: string | undefined;
   /** MQTT keepalive, in seconds. @defaultValue 30 */
   keepalive: number;
   /** First reconnect delay (ms); doubles on every failed attempt, with jitter. @defaultValue 500 */
@@ -102,7 +114,26 @@ export interface ChatMessage {
   text?: string;
   /** Sent by this user (from another of the user's devices). */
   own: boolean;
+  /** A group change recorded in the chat (then `body` is empty); also emitted as a `chatUpdate`. */
+  event?: ChatEvent;
 }
+
+/** What `sendMessage` resolves with: where the server stored the message. */
+export type SentMessage = StoredInfo;
+
+/**
+ * Something about a chat changed:
+ * - `event`: a group change in the chat's seq stream (members, admins, name, deletion), in order
+ *   with the messages;
+ * - `receipt`: `by` (in a direct chat: the other member when absent) has every message up to
+ *   `seq` delivered or read;
+ * - `tally`: of the `of` other members of a group, `delivered` / `read` have this user's messages
+ *   up to `seq` (`deliveredToAll`, `readByAll` when all have).
+ */
+export type ChatUpdate =
+  | { type: 'event'; chatId: string; msgId: string; seq: number; by: string; ts: number; event: ChatEvent }
+  | { type: 'receipt'; chatId: string; seq: number; status: 'delivered' | 'read'; ts: number; by?: string | undefined }
+  | { type: 'tally'; chatId: string; seq: number; delivered: number; read: number; of: number; deliveredToAll: boolean; readByAll: boolean };
 
 /** Where the server stored one of this device's messages. */
 export interface StoredInfo {
@@ -123,19 +154,14 @@ export interface SyncedInfo {
 export type { StatusUpdate } from './sequencer.js';
 
 export interface ParleyClientEvents {
-  /** A chat message from another user or from another of this user's devices. */
-  message: ChatMessage;
+  /** A chat message from another user or from another of this user's devices (group changes included). */
+  newMessage: ChatMessage;
+  /** A group change, a receipt, or a group tally: see {@link ChatUpdate}. */
+  chatUpdate: ChatUpdate;
   /** One of this device's messages got its seq. */
   stored: StoredInfo;
   /** A tick of one of the user's own messages advanced (one event per message). */
   status: StatusUpdate;
-  /**
-   * A receipt envelope as received (a watermark: `by` has `status` for every message up to `seq`;
-   * no `by` in a direct chat means the other member).
-   */
-  receipt: ReceiptEnvelope;
-  /** Group progress of this user's messages: of `of` other members, `delivered` / `read` have everything up to `seq`. */
-  tally: TallyEnvelope;
   /** The server finished a sync. */
   synced: SyncedInfo;
   state: ConnectionState;
@@ -228,6 +254,11 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
       state: options.state,
       gapTimeoutMs: options.gapTimeoutMs,
       deliver: (m) => this.#deliver(m),
+      ...(options.apiUrl ? { fetchMissing: (chatId: string, after: number, before: number) => this.#fetchMissing(chatId, after, before) } : {}),
+      onHole: (chatId, fromSeq, toSeq) => {
+        const ref = msgIdOf(chatId, fromSeq);
+        this.#error(new ParleyError('E_MESSAGE_GONE', `${chatId} seq ${fromSeq}${toSeq > fromSeq ? `..${toSeq}` : ''}`, ref));
+      },
       requestSync: (chatId, afterSeq) => {
         this.sync(chatId, afterSeq).catch((err: unknown) => {
           if (!(err instanceof ParleyError && err.code === 'E_CLOSED')) this.#error(toParleyError(err, 'E_INTERNAL'));
@@ -298,9 +329,154 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
     });
   }
 
-  /** Alias of {@link ParleyClient.send}. */
-  sendMessage(to: string, body: Body, opts: { clientMsgId?: string } = {}): Promise<{ clientMsgId: string }> {
-    return this.send(to, body, opts);
+  /**
+   * Sends a message and resolves with its message id once the server stored it (`send` resolves
+   * earlier, at the sent tick, without the id). `to` is a userId (1:1) or a chatId. Rejects with
+   * the server's refusal (E_NOT_MEMBER, E_CHAT_DELETED, E_RECIPIENT_UNKNOWN, ...), or E_TIMEOUT
+   * after `timeoutMs` (the message may still be stored later: its status events tell).
+   */
+  async sendMessage(to: string, body: Body, opts: { clientMsgId?: string; timeoutMs?: number } = {}): Promise<SentMessage> {
+    const { clientMsgId } = await this.send(to, body, opts.clientMsgId !== undefined ? { clientMsgId: opts.clientMsgId } : {});
+    return this.waitStored(clientMsgId, opts.timeoutMs ?? DEFAULT_WAIT_STORED_MS);
+  }
+
+  // --- HTTP operations (need `apiUrl`) -------------------------------------------------------------
+
+  /** createChat: a direct chat with a user (`createChat(userId)`), or a group with this user as admin. */
+  createChat(input: string | CreateGroupInput): Promise<ChatInfo> {
+    return this.#http((api, t) => api.createChat(typeof input === 'string' ? { userId: input } : input, t));
+  }
+
+  /** A chat's details and current members. */
+  getChat(chatId: string): Promise<ChatInfo> {
+    return this.#http((api, t) => api.getChat(chatId, t));
+  }
+
+  /** The chat list: last message, unread count, muted/archived flags; most recent first. */
+  listChats(): Promise<ChatListItem[]> {
+    return this.#http((api, t) => api.listChats(t));
+  }
+
+  /** Rename a group, set its description or avatar reference (admins). */
+  updateChat(chatId: string, input: UpdateChatInput): Promise<ChatChange> {
+    return this.#http((api, t) => api.updateChat(chatId, input, t));
+  }
+
+  /** Adds and removes members in one call (admins). */
+  modifyChatParticipants(chatId: string, change: { add?: string[]; remove?: string[] }): Promise<ChatChange> {
+    return this.#http((api, t) => api.modifyChatParticipants(chatId, change, t));
+  }
+
+  addUserToGroup(chatId: string, userId: string): Promise<ChatChange> {
+    return this.modifyChatParticipants(chatId, { add: [userId] });
+  }
+
+  removeUserFromGroup(chatId: string, userId: string): Promise<ChatChange> {
+    return this.modifyChatParticipants(chatId, { remove: [userId] });
+  }
+
+  promoteUserToAdmin(chatId: string, userId: string): Promise<ChatChange> {
+    return this.#http((api, t) => api.setAdmins(chatId, [userId], true, t));
+  }
+
+  demoteAdmin(chatId: string, userId: string): Promise<ChatChange> {
+    return this.#http((api, t) => api.setAdmins(chatId, [userId], false, t));
+  }
+
+  /** Leaves a group (the last admin leaving makes the oldest member admin). */
+  leaveGroup(chatId: string): Promise<ChatChange> {
+    return this.#http((api, t) => api.leaveGroup(chatId, t));
+  }
+
+  /** deleteGroup (admins): every member gets a `deleted` chatUpdate; nothing more is delivered. */
+  deleteGroup(chatId: string): Promise<ChatChange> {
+    return this.#http((api, t) => api.deleteGroup(chatId, t));
+  }
+
+  /** This user's mute / archive flags of a chat. */
+  setChatSettings(chatId: string, settings: ChatSettingsInput): Promise<ChatInfo> {
+    return this.#http((api, t) => api.setChatSettings(chatId, settings, t));
+  }
+
+  /** An invitation link code (admins); `ttlSec` 60 s to 30 days, 7 days by default. */
+  createInvite(chatId: string, ttlSec?: number): Promise<NewInvite> {
+    return this.#http((api, t) => api.createInvite(chatId, ttlSec, t));
+  }
+
+  listInvites(chatId: string): Promise<InviteInfo[]> {
+    return this.#http((api, t) => api.listInvites(chatId, t));
+  }
+
+  revokeInvite(chatId: string, inviteId: string): Promise<void> {
+    return this.#http((api, t) => api.revokeInvite(chatId, inviteId, t));
+  }
+
+  /** Joins a group with an invitation code. */
+  joinGroup(code: string): Promise<ChatChange> {
+    return this.#http((api, t) => api.joinGroup(code, t));
+  }
+
+  /** getMessageStatus: per recipient user and device; delivered to all / read by all. */
+  getMessageStatus(msgId: string): Promise<MessageStatusResponse> {
+    return this.#http((api, t) => api.getMessageStatus(msgId, t));
+  }
+
+  /** readNewMessages: a chat's messages after `lastMsgId` (or a seq; from the start without it). */
+  readNewMessages(chatId: string, lastMsgId?: string | number, limit?: number): Promise<HistoryPage> {
+    return this.#http((api, t) => api.readNewMessages(chatId, lastMsgId ?? 0, t, limit));
+  }
+
+  /** The page of a chat's messages before `beforeMsgId` (or a seq; the latest without it), paging back. */
+  readEarlierMessages(chatId: string, beforeMsgId?: string | number, limit?: number): Promise<HistoryPage> {
+    return this.#http((api, t) => api.readEarlierMessages(chatId, beforeMsgId, t, limit));
+  }
+
+  /** A short-lived link code and its QR payload, for a new device to join this account (`ParleyApi.linkDevice`). */
+  createLinkCode(): Promise<LinkCode> {
+    return this.#http((api, t) => api.createLinkCode(t));
+  }
+
+  /** This user's active devices. */
+  listDevices(): Promise<DeviceInfo[]> {
+    return this.#http((api, t) => api.listDevices(t));
+  }
+
+  /** Deactivates one of this user's devices: disconnected at once on every broker node, its token refused. */
+  revokeDevice(deviceId: string): Promise<void> {
+    return this.#http((api, t) => api.revokeDevice(deviceId, t));
+  }
+
+  /** Contacts discovery: which of these phones are Parley users. */
+  lookupContacts(phones: string[]): Promise<LookupEntry[]> {
+    return this.#http((api, t) => api.lookup(phones, t));
+  }
+
+  #httpApi: ParleyApi | null = null;
+
+  #http<T>(call: (api: ParleyApi, token: string) => Promise<T>): Promise<T> {
+    if (this.#closed) return Promise.reject(new ParleyError('E_CLOSED'));
+    if (!this.options.apiUrl) return Promise.reject(new ParleyError('E_CONFIG', 'apiUrl is not set'));
+    this.#httpApi ??= new ParleyApi(this.options.apiUrl);
+    return call(this.#httpApi, this.options.token);
+  }
+
+  /** A hole the server did not resend, from history: the messages it still has. */
+  async #fetchMissing(chatId: string, afterSeq: number, beforeSeq: number): Promise<{ messages: MsgEnvelope[]; own: number[] }> {
+    const messages: MsgEnvelope[] = [];
+    const own: number[] = [];
+    let after = afterSeq;
+    while (after < beforeSeq - 1) {
+      const page = await this.readNewMessages(chatId, after, Math.min(500, beforeSeq - 1 - after));
+      for (const h of page.messages) {
+        if (h.seq >= beforeSeq) break;
+        if (h.fromDevice === this.options.deviceId) own.push(h.seq);
+        else messages.push(historyToMsg(h));
+      }
+      const last = page.messages.at(-1);
+      if (!page.more || !last || last.seq >= beforeSeq - 1) break;
+      after = last.seq;
+    }
+    return { messages, own };
   }
 
   /** Marks everything in the message's chat up to that message as read. Resolves on the PUBACK. */
@@ -599,13 +775,16 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
         return;
       }
       case 'receipt':
-        this.emit('receipt', env);
+        this.emit('chatUpdate', { type: 'receipt', chatId: env.chatId, seq: env.seq, status: env.status, ts: env.ts, ...(env.by ? { by: env.by } : {}) });
         if (this.options.userId === undefined || env.by !== this.options.userId) {
           for (const tick of this.#ticks.receipt(env.chatId, env.seq, env.status)) this.emit('status', tick);
         }
         return;
       case 'tally':
-        this.emit('tally', env);
+        this.emit('chatUpdate', {
+          type: 'tally', chatId: env.chatId, seq: env.seq, delivered: env.delivered, read: env.read, of: env.of,
+          deliveredToAll: env.of > 0 && env.delivered >= env.of, readByAll: env.of > 0 && env.read >= env.of,
+        });
         // A group message is delivered (read) once every other member has it (has read it).
         if (env.of > 0 && env.delivered >= env.of) {
           for (const tick of this.#ticks.receipt(env.chatId, env.seq, env.read >= env.of ? 'read' : 'delivered')) this.emit('status', tick);
@@ -683,8 +862,10 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
       body: m.body,
       ...(typeof m.body === 'string' ? { text: m.body } : {}),
       own,
+      ...(m.event ? { event: m.event } : {}),
     };
-    this.emit('message', msg);
+    this.emit('newMessage', msg);
+    if (m.event) this.emit('chatUpdate', { type: 'event', chatId: m.chatId, msgId: msg.msgId, seq: m.seq, by: m.from, ts: m.ts, event: m.event });
     if (own) {
       const tick = this.#ticks.track(m.chatId, m.seq);
       if (tick) this.emit('status', tick);
@@ -718,4 +899,20 @@ function settleWaiter<T>(w: Waiter<T>, err: ParleyError | null, value?: T): void
 function toParleyError(err: unknown, code: ErrorCode): ParleyError {
   if (err instanceof ParleyError) return err;
   return new ParleyError(code, err instanceof Error ? err.message : String(err));
+}
+
+function base64ToBytes(b64: string): Uint8Array {
+  const bin = atob(b64);
+  const out = new Uint8Array(bin.length);
+  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
+  return out;
+}
+
+/** A history message as the `msg` envelope it would have been. */
+function historyToMsg(h: HistoryMessage): MsgEnvelope {
+  return {
+    kind: 'msg', chatId: h.chatId, seq: h.seq, from: h.from, ts: h.ts, fromDevice: h.fromDevice,
+    body: h.text ?? (h.data !== undefined ? base64ToBytes(h.data) : ''),
+    ...(h.event ? { event: h.event } : {}),
+  };
 }

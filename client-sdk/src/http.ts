@@ -1,13 +1,17 @@
 /**
- * ParleyApi: a tiny fetch-based client of the Parley HTTP API (registration, contacts discovery,
- * message status, history). Runs in Node 20+ and browsers (global `fetch`).
+ * ParleyApi: a small fetch-based client of the Parley HTTP API. Runs in Node 20+ and browsers
+ * (global `fetch`). Request and response types come from api-types.ts, the server's own schemas.
  *
  * Errors: a non-2xx response carries `{ error: { code, message, detail? } }` and becomes
  * `ParleyError(code, detail)`; a body of any other shape (or an unknown code) becomes E_INTERNAL.
  * Network failures become E_UNAVAILABLE, timeouts E_TIMEOUT.
  */
 import { ParleyError, isErrorCode } from './errors.js';
-import type { ChatMessage } from './client.js';
+import { parseMsgId } from './ids.js';
+import type {
+  ChatChange, ChatInfo, ChatListItem, ChatSettingsInput, CreateGroupInput, DeviceInfo, HistoryPage, InviteInfo, LinkCode,
+  LookupEntry, MessageStatusResponse, NewInvite, ParticipantsInput, UpdateChatInput, VerifyResult,
+} from './api-types.js';
 
 export interface ParleyApiOptions {
   /** Base URL of the API, e.g. `http://localhost:8080` (paths start with `/v1`). Required. */
@@ -22,46 +26,26 @@ export interface ParleyApiOptions {
 
 export const DEFAULT_API_TIMEOUT_MS = 15_000;
 
-export interface VerifyResult {
-  userId: string;
-  deviceId: string;
-  /** The device token: the MQTT password and the HTTP bearer token. Keep it secret. */
-  token: string;
-}
-
-export interface LookupEntry {
-  phone: string;
-  userId: string;
-}
-
-/** `GET /v1/messages/:msgId/status` (the caller must be a member of the chat). */
-export interface MessageStatusResponse {
-  msgId: string;
-  /** `read` once any recipient read it, `delivered` once any device got it. */
-  status: 'sent' | 'delivered' | 'read';
-  sentAt: number;
-  /** When the last recipient device got it (null until all have). */
-  deliveredAt: number | null;
-  recipients: Array<{ userId: string; deviceId: string; deliveredAt: number | null; readAt: number | null }>;
-}
-
-/** One message of `GET /v1/chats/:chatId/messages`. */
-export interface HistoryMessage extends Pick<ChatMessage, 'msgId' | 'chatId' | 'seq' | 'from' | 'fromDevice' | 'ts' | 'text'> {
-  /** The body, when it is bytes: base64. */
-  data?: string;
-}
-
-export interface HistoryPage<T = HistoryMessage> {
-  messages: T[];
-}
-
 interface RequestInit2 {
-  method: 'GET' | 'POST';
+  method: 'GET' | 'POST' | 'PATCH' | 'PUT' | 'DELETE';
   path: string;
   body?: unknown;
   token?: string;
 }
 
+const enc = encodeURIComponent;
+
+/** A msgId or a seq, as the history routes take it. */
+function position(key: 'after' | 'before', at: string | number): [string, string] {
+  if (typeof at === 'number') return [key, String(at)];
+  return key === 'after' ? ['afterMsgId', at] : ['before', String(parseMsgId(at)?.seq ?? at)];
+}
+
+/**
+ * The HTTP API. Account operations without a session (`registerAccount`, `validateAccount`,
+ * `linkDevice`) are used directly; the rest take the device token, and `ParleyClient` calls them
+ * with its own (set its `apiUrl`).
+ */
 export class ParleyApi {
   readonly baseUrl: string;
   readonly #timeoutMs: number;
@@ -79,24 +63,31 @@ export class ParleyApi {
     this.#headers = { ...o.headers };
   }
 
-  /** Asks for a verification code by SMS. `POST /v1/register {phone}`. */
-  requestCode(phone: string): Promise<{ expiresInSec: number }> {
+  /** registerAccount: sends a one-time code by SMS. `POST /v1/register {phone}`. */
+  registerAccount(phone: string): Promise<{ expiresInSec: number }> {
     return this.#request({ method: 'POST', path: '/v1/register', body: { phone } });
   }
 
-  /** Alias of {@link ParleyApi.requestCode}. */
-  registerAccount(phone: string): Promise<{ expiresInSec: number }> {
-    return this.requestCode(phone);
-  }
-
-  /** Checks the code and registers this device. `POST /v1/verify {phone, code, deviceName}`. */
-  verify(phone: string, code: string, deviceName?: string): Promise<VerifyResult> {
+  /** validateAccount: checks the code and registers this device as the primary. `POST /v1/verify`. */
+  validateAccount(phone: string, code: string, deviceName?: string): Promise<VerifyResult> {
     return this.#request({ method: 'POST', path: '/v1/verify', body: { phone, code, deviceName } });
   }
 
-  /** Alias of {@link ParleyApi.verify}. */
-  validateAccount(phone: string, code: string, deviceName?: string): Promise<VerifyResult> {
-    return this.verify(phone, code, deviceName);
+  /** A new device joins an account with a link code (or the QR payload) from one of its devices. `POST /v1/devices/link`. */
+  linkDevice(code: string, deviceName?: string): Promise<VerifyResult> {
+    return this.#request({ method: 'POST', path: '/v1/devices/link', body: { code, ...(deviceName ? { deviceName } : {}) } });
+  }
+
+  createLinkCode(token: string): Promise<LinkCode> {
+    return this.#request({ method: 'POST', path: '/v1/devices/link-codes', body: {}, token });
+  }
+
+  async listDevices(token: string): Promise<DeviceInfo[]> {
+    return (await this.#request<{ devices: DeviceInfo[] }>({ method: 'GET', path: '/v1/devices', token })).devices;
+  }
+
+  async revokeDevice(deviceId: string, token: string): Promise<void> {
+    await this.#request({ method: 'DELETE', path: `/v1/devices/${enc(deviceId)}`, token });
   }
 
   /** Which of these phones are Parley users. `POST /v1/users/lookup {phones}`. */
@@ -105,28 +96,75 @@ export class ParleyApi {
     return Array.isArray(res?.users) ? res.users : [];
   }
 
-  /** Per-recipient delivery and read state of a message. `GET /v1/messages/:msgId/status`. */
-  messageStatus<T = MessageStatusResponse>(msgId: string, token: string): Promise<T> {
-    return this.#request<T>({ method: 'GET', path: `/v1/messages/${encodeURIComponent(msgId)}/status`, token });
+  createChat(input: { userId: string } | CreateGroupInput, token: string): Promise<ChatInfo> {
+    return this.#request({ method: 'POST', path: '/v1/chats', body: input, token });
   }
 
-  /** Alias of {@link ParleyApi.messageStatus}. */
-  getMessageStatus<T = MessageStatusResponse>(msgId: string, token: string): Promise<T> {
-    return this.messageStatus<T>(msgId, token);
+  getChat(chatId: string, token: string): Promise<ChatInfo> {
+    return this.#request({ method: 'GET', path: `/v1/chats/${enc(chatId)}`, token });
   }
 
-  /** Messages of a chat after a seq. `GET /v1/chats/:chatId/messages?after=&limit=`. */
-  history<T = HistoryMessage>(chatId: string, afterSeq: number, token: string, limit?: number): Promise<HistoryPage<T>> {
-    const q = new URLSearchParams({ after: String(afterSeq) });
+  async listChats(token: string): Promise<ChatListItem[]> {
+    return (await this.#request<{ chats: ChatListItem[] }>({ method: 'GET', path: '/v1/chats', token })).chats;
+  }
+
+  updateChat(chatId: string, input: UpdateChatInput, token: string): Promise<ChatChange> {
+    return this.#request({ method: 'PATCH', path: `/v1/chats/${enc(chatId)}`, body: input, token });
+  }
+
+  modifyChatParticipants(chatId: string, change: ParticipantsInput, token: string): Promise<ChatChange> {
+    return this.#request({ method: 'POST', path: `/v1/chats/${enc(chatId)}/participants`, body: change, token });
+  }
+
+  setAdmins(chatId: string, users: string[], admin: boolean, token: string): Promise<ChatChange> {
+    return this.#request({ method: 'POST', path: `/v1/chats/${enc(chatId)}/admins${admin ? '' : '/remove'}`, body: { users }, token });
+  }
+
+  leaveGroup(chatId: string, token: string): Promise<ChatChange> {
+    return this.#request({ method: 'POST', path: `/v1/chats/${enc(chatId)}/leave`, body: {}, token });
+  }
+
+  deleteGroup(chatId: string, token: string): Promise<ChatChange> {
+    return this.#request({ method: 'DELETE', path: `/v1/chats/${enc(chatId)}`, token });
+  }
+
+  setChatSettings(chatId: string, settings: ChatSettingsInput, token: string): Promise<ChatInfo> {
+    return this.#request({ method: 'PUT', path: `/v1/chats/${enc(chatId)}/settings`, body: settings, token });
+  }
+
+  createInvite(chatId: string, ttlSec: number | undefined, token: string): Promise<NewInvite> {
+    return this.#request({ method: 'POST', path: `/v1/chats/${enc(chatId)}/invites`, body: ttlSec !== undefined ? { ttlSec } : {}, token });
+  }
+
+  async listInvites(chatId: string, token: string): Promise<InviteInfo[]> {
+    return (await this.#request<{ invites: InviteInfo[] }>({ method: 'GET', path: `/v1/chats/${enc(chatId)}/invites`, token })).invites;
+  }
+
+  async revokeInvite(chatId: string, inviteId: string, token: string): Promise<void> {
+    await this.#request({ method: 'DELETE', path: `/v1/chats/${enc(chatId)}/invites/${enc(inviteId)}`, token });
+  }
+
+  joinGroup(code: string, token: string): Promise<ChatChange> {
+    return this.#request({ method: 'POST', path: `/v1/invites/${enc(code)}`, body: {}, token });
+  }
+
+  /** getMessageStatus. `GET /v1/messages/:msgId/status`. */
+  getMessageStatus(msgId: string, token: string): Promise<MessageStatusResponse> {
+    return this.#request({ method: 'GET', path: `/v1/messages/${enc(msgId)}/status`, token });
+  }
+
+  /** readNewMessages: messages after a msgId or seq. `GET /v1/chats/:chatId/messages?after=|afterMsgId=&limit=`. */
+  readNewMessages(chatId: string, after: string | number, token: string, limit?: number): Promise<HistoryPage> {
+    const q = new URLSearchParams([position('after', after)]);
     if (limit !== undefined) q.set('limit', String(limit));
-    return this.#request<HistoryPage<T>>({
-      method: 'GET', path: `/v1/chats/${encodeURIComponent(chatId)}/messages?${q.toString()}`, token,
-    });
+    return this.#request({ method: 'GET', path: `/v1/chats/${enc(chatId)}/messages?${q.toString()}`, token });
   }
 
-  /** Alias of {@link ParleyApi.history}. */
-  readNewMessages<T = HistoryMessage>(chatId: string, afterSeq: number, token: string, limit?: number): Promise<HistoryPage<T>> {
-    return this.history<T>(chatId, afterSeq, token, limit);
+  /** The page before a msgId or seq (the latest page without one). `GET ...?before=&limit=`. */
+  readEarlierMessages(chatId: string, before: string | number | undefined, token: string, limit?: number): Promise<HistoryPage> {
+    const q = new URLSearchParams([position('before', before ?? Number.MAX_SAFE_INTEGER)]);
+    if (limit !== undefined) q.set('limit', String(limit));
+    return this.#request({ method: 'GET', path: `/v1/chats/${enc(chatId)}/messages?${q.toString()}`, token });
   }
 
   async #request<T>(req: RequestInit2): Promise<T> {

@@ -16,8 +16,10 @@
  *   resends what this device has not acknowledged, duplicates are dropped.
  * - the server ends a chat sync with `synced {chatId, count}` after everything it resent. If the
  *   gap is still open and the server resent nothing (count 0), nothing can fill it any more (for
- *   example an own message whose `stored` was lost, or an expired message): the buffered messages
- *   are delivered in order across the hole, so a chat never stalls. If it resent something, the
+ *   example an own message whose `stored` was lost, or an expired message): with `fetchMissing`
+ *   (the SDK's history over HTTP) the hole is read from history first; what is still missing then
+ *   is reported through `onHole` (the server no longer has it), and the buffered messages are
+ *   delivered in order across the hole, so a chat never stalls and never skips silently. If it resent something, the
  *   copies are on their way (or were lost in transit, e.g. while a broker lost Redis): the gap
  *   timer keeps running and asks again, with the delay doubling up to 16 x gapTimeoutMs, so a lost
  *   resend or a lost `synced` never stalls the chat either. Skipping on count > 0 would drop those
@@ -78,6 +80,13 @@ export interface SequencerOptions<M extends Sequenced> {
   deliver: (msg: M) => void;
   /** Called when a gap stayed open for `gapTimeoutMs`: resend what follows `afterSeq`. */
   requestSync: (chatId: string, afterSeq: number) => void;
+  /**
+   * Reads a hole (afterSeq, beforeSeq) that a sync did not fill from history: the messages found,
+   * and the seqs that are this device's own. Optional.
+   */
+  fetchMissing?: (chatId: string, afterSeq: number, beforeSeq: number) => Promise<{ messages: M[]; own: number[] }>;
+  /** Seqs fromSeq..toSeq of a chat are skipped: nothing (sync, history) could fill them. */
+  onHole?: (chatId: string, fromSeq: number, toSeq: number) => void;
   /** Errors of the StateStore or of the callbacks; the Sequencer carries on regardless. */
   onError?: (err: unknown) => void;
   /** @defaultValue a {@link MemoryStateStore} */
@@ -102,6 +111,8 @@ interface ChatState<M> {
   gapTimer: unknown;
   /** A sync was asked for the current gap. */
   syncRequested: boolean;
+  /** History is being read for the current gap. */
+  fetching: boolean;
   /** Syncs asked for the current gap (the retry delay doubles with each). */
   syncAttempts: number;
   /** The value last written to the StateStore. */
@@ -121,6 +132,8 @@ function parseSeq(raw: string | undefined): number | undefined {
 export class Sequencer<M extends Sequenced = MsgEnvelope> {
   readonly #deliver: (msg: M) => void;
   readonly #requestSync: (chatId: string, afterSeq: number) => void;
+  readonly #fetchMissing: SequencerOptions<M>['fetchMissing'];
+  readonly #onHole: (chatId: string, fromSeq: number, toSeq: number) => void;
   readonly #onError: (err: unknown) => void;
   readonly #state: StateStore;
   readonly #gapTimeoutMs: number;
@@ -135,6 +148,8 @@ export class Sequencer<M extends Sequenced = MsgEnvelope> {
   constructor(options: SequencerOptions<M>) {
     this.#deliver = options.deliver;
     this.#requestSync = options.requestSync;
+    this.#fetchMissing = options.fetchMissing;
+    this.#onHole = options.onHole ?? (() => {});
     this.#onError = options.onError ?? (() => {});
     this.#state = options.state ?? new MemoryStateStore();
     this.#gapTimeoutMs = options.gapTimeoutMs ?? 2000;
@@ -189,7 +204,7 @@ export class Sequencer<M extends Sequenced = MsgEnvelope> {
       } else if (!c.buffer.has(msg.seq)) {
         if (c.buffer.size + c.own.size >= this.#maxBuffered) {
           // The gap has not been filled in 10k messages: give up on it rather than lose the rest.
-          this.#skipGap(c);
+          this.#skipGap(msg.chatId, c);
           if (c.lastSeq !== undefined && msg.seq <= c.lastSeq) return this.#settle(msg.chatId, c);
           if (msg.seq === (c.lastSeq ?? 0) + 1) {
             this.#emit(c, msg);
@@ -236,9 +251,29 @@ export class Sequencer<M extends Sequenced = MsgEnvelope> {
     const c = this.#chats.get(chatId);
     if (!c) return;
     this.#run(chatId, (chat) => {
-      if (!chat.syncRequested || !this.#hasGap(chat) || count > 0) return;
-      this.#skipGap(chat);
-      this.#settle(chatId, chat);
+      if (!chat.syncRequested || !this.#hasGap(chat) || count > 0 || chat.fetching) return;
+      if (!this.#fetchMissing) {
+        this.#skipGap(chatId, chat);
+        this.#settle(chatId, chat);
+        return;
+      }
+      // The server resent nothing: read the hole from history, then skip what is still missing.
+      chat.fetching = true;
+      const after = chat.lastSeq ?? 0;
+      const before = Math.min(...chat.buffer.keys(), ...chat.own);
+      const done = (found: { messages: M[]; own: number[] }): void => this.#run(chatId, (c) => {
+        c.fetching = false;
+        for (const m of found.messages) if (m.seq > (c.lastSeq ?? 0) && m.seq < before) c.buffer.set(m.seq, m);
+        for (const q of found.own) if (q > (c.lastSeq ?? 0) && q < before) c.own.add(q);
+        this.#flush(c);
+        if (this.#hasGap(c)) this.#skipGap(chatId, c);
+        this.#settle(chatId, c);
+      });
+      this.#track(this.#fetchMissing(chatId, after, before).then(done, (err: unknown) => {
+        // History unreachable: the gap timer asks again later (nothing is skipped on an error).
+        this.#onError(err);
+        this.#run(chatId, (c) => { c.fetching = false; this.#settle(chatId, c); });
+      }));
     });
   }
 
@@ -272,7 +307,7 @@ export class Sequencer<M extends Sequenced = MsgEnvelope> {
     if (!c) {
       c = {
         loaded: false, lastSeq: undefined, waiting: [], buffer: new Map(), own: new Set(),
-        gapTimer: undefined, syncRequested: false, syncAttempts: 0, persisted: undefined, writing: false,
+        gapTimer: undefined, syncRequested: false, fetching: false, syncAttempts: 0, persisted: undefined, writing: false,
       };
       this.#chats.set(chatId, c);
       c.waiting.push(fn);
@@ -346,11 +381,18 @@ export class Sequencer<M extends Sequenced = MsgEnvelope> {
     for (const seq of c.own) if (seq <= last) c.own.delete(seq);
   }
 
-  /** Delivers everything buffered in seq order, across the holes. */
-  #skipGap(c: ChatState<M>): void {
+  /** Delivers everything buffered in seq order, across the holes (each reported through `onHole`). */
+  #skipGap(chatId: string, c: ChatState<M>): void {
     const seqs = [...c.buffer.keys(), ...c.own].sort((a, b) => a - b);
     for (const seq of seqs) {
       if (c.lastSeq !== undefined && seq <= c.lastSeq) continue;
+      if (c.lastSeq !== undefined && seq > c.lastSeq + 1) {
+        try {
+          this.#onHole(chatId, c.lastSeq + 1, seq - 1);
+        } catch (err) {
+          this.#onError(err);
+        }
+      }
       const msg = c.buffer.get(seq);
       if (msg) this.#emit(c, msg);
       else c.lastSeq = seq;

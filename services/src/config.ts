@@ -4,7 +4,7 @@
  * docs/CONFIG.md; a bad value stops the process with a message naming the variable.
  */
 import { z } from 'zod';
-import { ParleyError } from '@parley/client-sdk';
+import { ParleyError } from '@parley/client-sdk/protocol';
 
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
 const port = z.coerce.number().int().min(0).max(65535);

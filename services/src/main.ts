@@ -3,7 +3,7 @@
  * names, prints where each listens, and shuts down cleanly on SIGINT/SIGTERM (in-flight ingest
  * batches are flushed and Redis writes its AOF before exit, so nothing acknowledged is lost).
  */
-import { ParleyError } from '@parley/client-sdk';
+import { ParleyError } from '@parley/client-sdk/protocol';
 import { parseConfig } from './config.js';
 import { createLogger, startPlatform } from './platform.js';
 

@@ -67,7 +67,7 @@ describe('client-sdk in Chromium', () => {
     const bob = await tp.register();
     const b = device(tp.mqttUrl, bob);
     await b.client.connect();
-    b.client.on('message', (m) => { void b.client.markRead(m.msgId); void b.client.send(alice.userId, `echo ${m.text}`); });
+    b.client.on('newMessage', (m) => { void b.client.markRead(m.msgId); void b.client.send(alice.userId, `echo ${m.text}`); });
 
     const page = await browser.newPage();
     await page.goto(pageUrl);
@@ -77,7 +77,7 @@ describe('client-sdk in Chromium', () => {
       const c = new ParleyClient({ url, deviceId: alice.deviceId, token: alice.token, userId: alice.userId });
       const got: string[] = [];
       const statuses: string[] = [];
-      c.on('message', (m: any) => got.push(m.text));
+      c.on('newMessage', (m: any) => got.push(m.text));
       c.on('status', (s: any) => statuses.push(s.status));
       await c.connect();
       await c.send(bobId, 'from the browser');

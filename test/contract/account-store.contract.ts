@@ -3,7 +3,7 @@
  * place in its chats), pending registrations.
  */
 import { describe, expect, it } from 'vitest';
-import { newId } from '@parley/client-sdk';
+import { newId } from '@parley/client-sdk/protocol';
 import { StoreError } from '../../services/src/store/types.js';
 import {
   byDevice, errorOf, newGroup, fromA, fromB, newDevice, newMessage, newPair, newPhone, newUser, seqsOf, sortIds, useStore,

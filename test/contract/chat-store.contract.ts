@@ -1,6 +1,7 @@
 /** The ChatStore contract: direct and group chats, their members, and the paged device walk. */
 import { describe, expect, it } from 'vitest';
-import { newClientMsgId, newId, type ChatEvent } from '@parley/client-sdk';
+import { type ChatEvent } from '@parley/client-sdk';
+import { newClientMsgId, newId } from '@parley/client-sdk/protocol';
 import { StoreError, receives, type ChatStore, type GroupChange, type MessageStore, type ProgressStore } from '../../services/src/store/types.js';
 import { DIRECT_DEFAULTS, MEMBER_DEFAULTS, cmp, devicesOnly, errorOf, newDevice, newGroup, newMessage, seqsOf, newPair, newPhone, newUser, sortIds, useStore, type StoreFactory } from './helpers.js';
 

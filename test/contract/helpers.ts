@@ -3,7 +3,8 @@
  * lifecycle, unique ids, and small fixtures built through the ports only.
  */
 import { afterEach, beforeEach, expect } from 'vitest';
-import { newId, type Body } from '@parley/client-sdk';
+import { type Body } from '@parley/client-sdk';
+import { newId } from '@parley/client-sdk/protocol';
 import type { AccountStore, Chat, ChatStore, MemberRole, NewMessage, Store, StoredMessage } from '../../services/src/store/types.js';
 
 /** Makes a fresh, empty adapter (not yet initialised) and a way to close and delete it. */

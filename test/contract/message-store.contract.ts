@@ -1,6 +1,7 @@
 /** The MessageStore contract: each message stored once per chat, idempotently, with its chat's next seq. */
 import { describe, expect, it } from 'vitest';
-import { newId, type Body } from '@parley/client-sdk';
+import { type Body } from '@parley/client-sdk';
+import { newId } from '@parley/client-sdk/protocol';
 import { StoreError, type NewMessage } from '../../services/src/store/types.js';
 import {
   errorOf, expectBody, fromA, fromB, newClientMsgId, newDevice, newMessage, newPair, newUser, seqsOf, useStore,

@@ -3,7 +3,7 @@
  * the per-user delivered and read watermarks, and the status times derived from their moves.
  */
 import { describe, expect, it } from 'vitest';
-import { newId } from '@parley/client-sdk';
+import { newId } from '@parley/client-sdk/protocol';
 import type { ChatCursor, NewMessage, StoredMessage } from '../../services/src/store/types.js';
 import {
   byDevice, fromA, newGroup, fromB, keyOf, newDevice, newMessage, newPair, newUser, seqsOf, useStore, type StoreFactory,

@@ -3,7 +3,7 @@
  * registrations would only test the rate limits), with the device tokens to connect them over
  * MQTT; groups of them are made through the public API. Phones are unique per process and `prefix`.
  */
-import { newId } from '@parley/client-sdk';
+import { newId } from '@parley/client-sdk/protocol';
 import type { AccountStore } from '../../services/src/store/types.js';
 import { newDeviceToken } from '../../services/src/auth/secrets.js';
 

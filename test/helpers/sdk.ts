@@ -1,5 +1,5 @@
 /** SDK clients for tests: they record everything they emit and are closed by `closeAll`. */
-import { ParleyClient, type ChatMessage, type ParleyError, type StatusUpdate, type SyncedInfo } from '@parley/client-sdk';
+import { ParleyClient, type ChatMessage, type ChatUpdate, type ParleyError, type StatusUpdate, type SyncedInfo } from '@parley/client-sdk';
 import type { Registered } from './platform.js';
 
 export interface Recorded {
@@ -8,6 +8,7 @@ export interface Recorded {
   statuses: StatusUpdate[];
   errors: ParleyError[];
   synced: SyncedInfo[];
+  updates: ChatUpdate[];
 }
 
 const open = new Set<ParleyClient>();
@@ -15,11 +16,12 @@ const open = new Set<ParleyClient>();
 export function device(url: string, r: Pick<Registered, 'deviceId' | 'token' | 'userId'>, extra: Partial<ConstructorParameters<typeof ParleyClient>[0]> = {}): Recorded {
   const client = new ParleyClient({ url, deviceId: r.deviceId, token: r.token, userId: r.userId, reconnectPeriodMs: 100, maxReconnectPeriodMs: 1000, connectTimeoutMs: 30_000, ...extra });
   open.add(client);
-  const rec: Recorded = { client, messages: [], statuses: [], errors: [], synced: [] };
-  client.on('message', (m) => rec.messages.push(m));
+  const rec: Recorded = { client, messages: [], statuses: [], errors: [], synced: [], updates: [] };
+  client.on('newMessage', (m) => rec.messages.push(m));
   client.on('status', (s) => rec.statuses.push(s));
   client.on('error', (e) => rec.errors.push(e));
   client.on('synced', (s) => rec.synced.push(s));
+  client.on('chatUpdate', (u) => rec.updates.push(u));
   return rec;
 }
 

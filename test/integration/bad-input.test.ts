@@ -5,9 +5,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import mqtt from 'mqtt';
 import { Encoder } from 'cbor-x';
-import {
-  decode, encode, inboxTopic, outboxTopic, receiptTopic, liveTopic, type Envelope, type ErrorEnvelope,
-} from '@parley/client-sdk';
+import { decode, encode, inboxTopic, outboxTopic, receiptTopic, liveTopic, type Envelope, type ErrorEnvelope } from '@parley/client-sdk/protocol';
 import { postJson, startTestPlatform, uniquePhone, until, type Registered, type TestPlatform } from '../helpers/platform.js';
 
 let tp: TestPlatform;

@@ -4,7 +4,7 @@
  */
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import mqtt from 'mqtt';
-import { decode, encode, inboxTopic, outboxTopic, type Envelope } from '@parley/client-sdk';
+import { decode, encode, inboxTopic, outboxTopic, type Envelope } from '@parley/client-sdk/protocol';
 import { postJson, startTestPlatform, until, type TestPlatform } from '../helpers/platform.js';
 import { closeAll, device, statusOf } from '../helpers/sdk.js';
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import mqtt from 'mqtt';
-import { decode, encode, inboxTopic, outboxTopic, type Envelope } from '@parley/client-sdk';
+import { decode, encode, inboxTopic, outboxTopic, type Envelope } from '@parley/client-sdk/protocol';
 import { startTestPlatform, until, type TestPlatform } from '../helpers/platform.js';
 
 let tp: TestPlatform;

@@ -14,7 +14,8 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import mqtt from 'mqtt';
 import { Redis } from 'ioredis';
-import { ParleyClient, decode, inboxTopic, type ChatMessage } from '@parley/client-sdk';
+import { ParleyClient, type ChatMessage } from '@parley/client-sdk';
+import { decode, inboxTopic } from '@parley/client-sdk/protocol';
 import { freePort, startRedisServer, type RedisServer } from '../../services/src/redis/spawn.js';
 import {
   exclusive, linkVia, phoneFor, prng, registerVia, sleep, spawnRole, startProxy, startSmsWebhook, tempDir, until,
@@ -127,7 +128,7 @@ describe('chaos', () => {
       });
       clients.push(client);
       const d: Dev = { name, acc, client, proxy, peers: peersOf(owner), outstanding: 0, got: new Map(), syncs: 0, log: [], wire };
-      client.on('message', (m: ChatMessage) => {
+      client.on('newMessage', (m: ChatMessage) => {
         let l = d.got.get(m.chatId);
         if (!l) d.got.set(m.chatId, (l = []));
         l.push(m.seq);

@@ -10,7 +10,8 @@
 import { connect as netConnect } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Encoder } from 'cbor-x';
-import { ERRORS, ParleyError, decode, encode, isErrorCode, peekPosition, type Envelope } from '@parley/client-sdk';
+import { ERRORS, ParleyError, isErrorCode } from '@parley/client-sdk';
+import { decode, encode, peekPosition, type Envelope } from '@parley/client-sdk/protocol';
 import { startTestPlatform, type Registered, type TestPlatform } from '../helpers/platform.js';
 import { prng } from './helpers.js';
 
@@ -134,6 +135,7 @@ let tp: TestPlatform;
 let alice: Registered;
 let bob: Registered;
 let chatId: string;
+let groupId: string;
 
 beforeAll(async () => {
   // Behind a "proxy": every fuzz request comes from its own address, so the per-address limits
@@ -148,6 +150,12 @@ beforeAll(async () => {
   const sent = await c.send(bob.userId, 'fuzz target');
   chatId = (await c.waitStored(sent.clientMsgId)).chatId;
   await c.close();
+  // A group, so that the group routes have something to change.
+  const g = await fetch(`${tp.httpUrl}/v1/chats`, {
+    method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${alice.token}` },
+    body: JSON.stringify({ name: 'fuzz group', members: [bob.userId] }),
+  });
+  groupId = ((await g.json()) as { chatId: string }).chatId;
 }, 60_000);
 
 afterAll(async () => { await tp?.close(); });
@@ -226,6 +234,23 @@ describe('HTTP fuzz: every answer is a catalogue error, never a 5xx', () => {
     { method: 'GET', path: () => `/v1/messages/${chatId}.1/status`, auth: true },
     { method: 'GET', path: () => `/v1/chats/${chatId}/messages?after=0&limit=10`, auth: true },
     { method: 'GET', path: () => '/healthz', auth: false },
+    { method: 'POST', path: () => '/v1/devices/link-codes', auth: true, body: () => ({}) },
+    { method: 'POST', path: () => '/v1/devices/link', auth: false, body: () => ({ code: 'ABCDE-FGHJK', deviceName: 'x' }) },
+    { method: 'POST', path: () => '/v1/chats', auth: true, body: () => ({ name: 'g', members: [bob.userId], admins: [bob.userId], description: 'd', avatar: 'a', shareHistory: true }) },
+    { method: 'GET', path: () => '/v1/chats?limit=5', auth: true },
+    { method: 'GET', path: () => `/v1/chats/${groupId}`, auth: true },
+    { method: 'PATCH', path: () => `/v1/chats/${groupId}`, auth: true, body: () => ({ name: 'n', description: 'd', avatar: 'a' }) },
+    { method: 'POST', path: () => `/v1/chats/${groupId}/participants`, auth: true, body: () => ({ add: [bob.userId], remove: [alice.userId] }) },
+    { method: 'POST', path: () => `/v1/chats/${groupId}/admins`, auth: true, body: () => ({ users: [bob.userId] }) },
+    { method: 'POST', path: () => `/v1/chats/${groupId}/admins/remove`, auth: true, body: () => ({ users: [bob.userId] }) },
+    { method: 'POST', path: () => `/v1/chats/${groupId}/leave`, auth: true, body: () => ({}) },
+    { method: 'PUT', path: () => `/v1/chats/${groupId}/settings`, auth: true, body: () => ({ mutedUntil: 5, archived: true }) },
+    { method: 'POST', path: () => `/v1/chats/${groupId}/invites`, auth: true, body: () => ({ ttlSec: 600 }) },
+    { method: 'GET', path: () => `/v1/chats/${groupId}/invites`, auth: true },
+    { method: 'DELETE', path: () => `/v1/chats/${groupId}/invites/${'a'.repeat(32)}`, auth: true },
+    { method: 'POST', path: () => '/v1/invites/abcdefghijklmnopqrstuv', auth: true, body: () => ({}) },
+    { method: 'GET', path: () => `/v1/chats/${groupId}/messages?before=5&limit=3`, auth: true },
+    { method: 'DELETE', path: () => `/v1/chats/${groupId}`, auth: true },
   ];
 
   it('random and boundary JSON bodies on every route (seed 4, 1,500 requests)', async () => {
@@ -240,7 +265,7 @@ describe('HTTP fuzz: every answer is a catalogue error, never a 5xx', () => {
         case 4: return rnd.pick(strings) + rnd.pick(strings);
         case 5: return rnd.int(1_000_000);
         case 6: return Array.from({ length: rnd.int(5) }, () => anyValue(depth + 1));
-        case 7: return Object.fromEntries(Array.from({ length: rnd.int(4) }, () => [rnd.pick(['phone', 'code', 'deviceName', 'phones', 'x', '__proto__', 'constructor']), anyValue(depth + 1)]));
+        case 7: return Object.fromEntries(Array.from({ length: rnd.int(4) }, () => [rnd.pick(['phone', 'code', 'deviceName', 'phones', 'name', 'members', 'add', 'users', 'userId', 'x', '__proto__', 'constructor']), anyValue(depth + 1)]));
         default: return rnd.pick(strings).repeat(1 + rnd.int(3));
       }
     };
@@ -266,11 +291,12 @@ describe('HTTP fuzz: every answer is a catalogue error, never a 5xx', () => {
   it('path parameters and query strings: odd ids, huge values, bad encodings (seed 5, 600 requests)', async () => {
     const rnd = prng(5);
     const params = ['', 'x', chatId, `${chatId}.1`, `${chatId}.zzzzzzzzzzzz`, `${chatId}.-1`, `${chatId}.0`, 'c' + 'A'.repeat(12), 'cAAAAAAAAAAAA.1', '%00', '%ff', '%2e%2e%2f', '..', 'ñ', encodeURIComponent('😀'), 'a'.repeat(3000), '%E2%80%AE', bob.deviceId, alice.deviceId, 'dAAAAAAAAAAAA'];
-    const queries = ['', '?after=-1', '?after=1e309', '?after=abc', '?limit=0', '?limit=501', '?limit=1.5', '?after[]=1', '?after=1&after=2', '?limit=%00', '?x=1', `?after=${'9'.repeat(400)}`, '?after=0x10', '?limit= 5', '?__proto__[x]=1'];
+    const queries = ['', '?before=0', '?before=-1', `?afterMsgId=${chatId}.1`, '?afterMsgId=x', '?after=1&before=2', '?after=-1', '?after=1e309', '?after=abc', '?limit=0', '?limit=501', '?limit=1.5', '?after[]=1', '?after=1&after=2', '?limit=%00', '?x=1', `?after=${'9'.repeat(400)}`, '?after=0x10', '?limit= 5', '?__proto__[x]=1'];
     for (let i = 0; i < 600; i++) {
       const p = rnd.pick(params);
-      const path = rnd.pick([`/v1/messages/${p}/status`, `/v1/chats/${p}/messages${rnd.pick(queries)}`, `/v1/devices/${p}`, `/v1/${p}`]);
-      const method = path.startsWith('/v1/devices/') ? 'DELETE' : 'GET';
+      const path = rnd.pick([`/v1/messages/${p}/status`, `/v1/chats/${p}/messages${rnd.pick(queries)}`, `/v1/devices/${p}`, `/v1/${p}`,
+        `/v1/chats/${p}`, `/v1/chats/${p}/invites/${rnd.pick(params)}`, `/v1/invites/${p}`]);
+      const method = path.startsWith('/v1/devices/') || path.includes('/invites/') ? 'DELETE' : 'GET';
       judge(`seed 5 #${i} ${method} ${path.slice(0, 100)}`, await request(method, path, { headers: { authorization: `Bearer ${rnd.pick([alice.token, bob.token])}` } }), method);
     }
     expect(problems).toEqual([]);

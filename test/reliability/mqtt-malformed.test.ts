@@ -7,7 +7,7 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import mqttPacket, { type IConnackPacket, type Packet } from 'mqtt-packet';
 import mqtt from 'mqtt';
-import { decode, encode, inboxTopic, outboxTopic, type Envelope } from '@parley/client-sdk';
+import { decode, encode, inboxTopic, outboxTopic, type Envelope } from '@parley/client-sdk/protocol';
 import {
   connectPacket, phoneFor, prng, rawMqtt, registerVia, sleep, startNode, until,
   type Account, type RawMqtt, type RoleProcess, type SingleNode,

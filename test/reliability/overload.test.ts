@@ -9,7 +9,8 @@
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import mqtt from 'mqtt';
 import mqttPacket, { type IConnackPacket } from 'mqtt-packet';
-import { ParleyClient, decode, encode, inboxTopic, outboxTopic, type ChatMessage } from '@parley/client-sdk';
+import { ParleyClient, type ChatMessage } from '@parley/client-sdk';
+import { decode, encode, inboxTopic, outboxTopic } from '@parley/client-sdk/protocol';
 import {
   connectPacket, exclusive, linkVia, phoneFor, rawDevice, rawMqtt, registerVia, sleep, startNode, until,
   type Account, type RawMqtt, type RoleProcess, type SingleNode, type SmsWebhook,
@@ -51,7 +52,7 @@ const sdk = async (acc: Account): Promise<{ client: ParleyClient; got: ChatMessa
   const client = new ParleyClient({ url: mqttUrl, deviceId: acc.deviceId, token: acc.token, userId: acc.userId, reconnectPeriodMs: 100, maxReconnectPeriodMs: 1000 });
   clients.push(client);
   const got: ChatMessage[] = [];
-  client.on('message', (m) => got.push(m));
+  client.on('newMessage', (m) => got.push(m));
   await client.connect();
   return { client, got };
 };
@@ -78,7 +79,7 @@ async function scenario(): Promise<void> {
     const sentAt = new Map<string, number>();
     const latencies: Array<{ phase: string; ms: number }> = [];
     let phase = 'baseline';
-    D.client.on('message', (m) => {
+    D.client.on('newMessage', (m) => {
       const t = sentAt.get(m.text ?? '');
       if (t !== undefined) latencies.push({ phase, ms: Date.now() - t });
     });

@@ -7,7 +7,8 @@
 import { createServer, type AddressInfo, type Server } from 'node:net';
 import { afterEach, describe, expect, it } from 'vitest';
 import { Aedes } from 'aedes';
-import { ParleyClient, decode, encode, inboxTopic, newId, type Envelope } from '@parley/client-sdk';
+import { ParleyClient } from '@parley/client-sdk';
+import { decode, encode, inboxTopic, newId, type Envelope } from '@parley/client-sdk/protocol';
 import { until } from '../helpers/platform.js';
 
 interface FakeServer { aedes: Aedes; server: Server; seen: Envelope[] }

@@ -1,6 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Encoder } from 'cbor-x';
-import { KIND, MAX_STORED_MORE, decode, encode, type Envelope, ParleyError } from '@parley/client-sdk';
+import { ParleyError } from '@parley/client-sdk';
+import { KIND, MAX_STORED_MORE, decode, encode, type Envelope } from '@parley/client-sdk/protocol';
 
 const cbor = new Encoder({ useRecords: false, tagUint8Array: false });
 const CHAT = 'cAAAAAAAAAAAA';
@@ -67,17 +68,40 @@ describe('codec', () => {
 
 describe('peekPosition', () => {
   it('reads the chat and seq of a msg without decoding it, for every width of seq', async () => {
-    const { peekPosition } = await import('@parley/client-sdk');
+    const { peekPosition } = await import('@parley/client-sdk/protocol');
     for (const seq of [1, 23, 24, 255, 256, 65_535, 65_536, 2 ** 32 - 1]) {
       const bytes = encode({ kind: 'msg', chatId: CHAT, seq, from: 'uAAAAAAAAAAAA', ts: 1_700_000_000_000, body: 'x', fromDevice: 'dAAAAAAAAAAAA' });
       expect(peekPosition(bytes), String(seq)).toEqual({ chatId: CHAT, seq });
     }
   });
   it('is null for anything else', async () => {
-    const { peekPosition } = await import('@parley/client-sdk');
+    const { peekPosition } = await import('@parley/client-sdk/protocol');
     expect(peekPosition(encode({ kind: 'stored', clientMsgId: 'k', chatId: CHAT, seq: 1, ts: 1 }))).toBeNull();
     expect(peekPosition(new Uint8Array([0x87, 2]))).toBeNull();
     expect(peekPosition(new Uint8Array(cbor.encode([KIND.msg, 'not a chat id', 1])))).toBeNull();
     expect(peekPosition(new Uint8Array(cbor.encode([KIND.msg, CHAT, 0, 'uAAAAAAAAAAAA', 1, 'x', 'dAAAAAAAAAAAA'])))).toBeNull();
+  });
+});
+
+describe('codec: group events in msg envelopes', () => {
+  const base = { kind: 'msg' as const, chatId: 'gAAAAAAAAAAAA', seq: 3, from: 'uAAAAAAAAAAAA', ts: 5, body: '', fromDevice: '' };
+  const users = ['uBBBBBBBBBBBB', 'uCCCCCCCCCCCC'];
+  it('round-trips every event type, without a fromDevice', () => {
+    const events = [
+      { type: 'created', name: 'Trip', members: users, admins: users.slice(0, 1) },
+      { type: 'added', users }, { type: 'removed', users }, { type: 'joined' }, { type: 'left' }, { type: 'left', promoted: users.slice(1) },
+      { type: 'promoted', users }, { type: 'demoted', users }, { type: 'updated', name: 'New' }, { type: 'updated', description: '', avatar: 'm1' },
+      { type: 'deleted' },
+    ] as const;
+    for (const event of events) expect(decode(encode({ ...base, event } as Envelope))).toEqual({ ...base, event });
+  });
+  it('rejects malformed events with E_BAD_ENVELOPE', () => {
+    const enc = new Encoder({ useRecords: false, tagUint8Array: false });
+    for (const ev of [[], [99], [2, []], [2, ['x']], [1, 'n'.repeat(101), users, users], [8, 5], 'x', [3, users.concat(['bad'])]]) {
+      const bytes = enc.encode([KIND.msg, base.chatId, 3, base.from, 5, '', null, ev]);
+      expect(() => decode(bytes)).toThrowError(expect.objectContaining({ code: 'E_BAD_ENVELOPE' }) as unknown as Error);
+    }
+    // Without an event, fromDevice is required.
+    expect(() => decode(enc.encode([KIND.msg, base.chatId, 3, base.from, 5, 'hi', null]))).toThrow(ParleyError);
   });
 });

@@ -59,7 +59,7 @@ describe('ParleyApi requests', () => {
   it('requestCode / registerAccount: POST /v1/register {phone}', async () => {
     canned['POST /v1/register'] = { status: 200, body: { expiresInSec: 300 } };
     const api = new ParleyApi({ baseUrl: `${baseUrl}/` }); // trailing slash tolerated
-    expect(await api.requestCode('+447700900123')).toEqual({ expiresInSec: 300 });
+    expect(await api.registerAccount('+447700900123')).toEqual({ expiresInSec: 300 });
     expect(await api.registerAccount('+447700900124')).toEqual({ expiresInSec: 300 });
     expect(seen.map((s) => [s.method, s.url, s.body])).toEqual([
       ['POST', '/v1/register', { phone: '+447700900123' }],
@@ -73,7 +73,7 @@ describe('ParleyApi requests', () => {
     const creds = { userId: 'uAAAAAAAAAAAA', deviceId: 'dAAAAAAAAAAAA', token: 'dAAAAAAAAAAAA.secret' };
     canned['POST /v1/verify'] = { status: 200, body: creds };
     const api = new ParleyApi(baseUrl);
-    expect(await api.verify('+447700900123', '123456', 'Pixel')).toEqual(creds);
+    expect(await api.validateAccount('+447700900123', '123456', 'Pixel')).toEqual(creds);
     expect(await api.validateAccount('+447700900123', '123456')).toEqual(creds);
     expect(seen[0]?.body).toEqual({ phone: '+447700900123', code: '123456', deviceName: 'Pixel' });
     expect(seen[1]?.body).toEqual({ phone: '+447700900123', code: '123456' });
@@ -93,18 +93,18 @@ describe('ParleyApi requests', () => {
     const status = { msgId: 'cAAAAAAAAAAAA.1z', recipients: [{ userId: 'uBBBBBBBBBBBB', deliveredAt: 5, readAt: null }] };
     canned['GET /v1/messages/cAAAAAAAAAAAA.1z/status'] = { status: 200, body: status };
     const api = new ParleyApi(baseUrl);
-    expect(await api.messageStatus('cAAAAAAAAAAAA.1z', 'tok')).toEqual(status);
+    expect(await api.getMessageStatus('cAAAAAAAAAAAA.1z', 'tok')).toEqual(status);
     expect(await api.getMessageStatus('cAAAAAAAAAAAA.1z', 'tok')).toEqual(status);
     expect(seen[0]?.method).toBe('GET');
     expect(seen[0]?.headers.authorization).toBe('Bearer tok');
     expect(seen[0]?.body).toBeUndefined();
   });
 
-  it('history / readNewMessages: GET /v1/chats/:chatId/messages?after=&limit=', async () => {
+  it('readNewMessages: GET /v1/chats/:chatId/messages?after=&limit=', async () => {
     const page = { messages: [{ chatId: 'cAAAAAAAAAAAA', seq: 4, body: 'hi' }] };
     canned['GET /v1/chats/cAAAAAAAAAAAA/messages'] = { status: 200, body: page };
     const api = new ParleyApi(baseUrl);
-    expect(await api.history('cAAAAAAAAAAAA', 3, 'tok', 50)).toEqual(page);
+    expect(await api.readNewMessages('cAAAAAAAAAAAA', 3, 'tok', 50)).toEqual(page);
     expect(await api.readNewMessages('cAAAAAAAAAAAA', 0, 'tok')).toEqual(page);
     expect(seen.map((s) => s.url)).toEqual([
       '/v1/chats/cAAAAAAAAAAAA/messages?after=3&limit=50',
@@ -119,13 +119,13 @@ describe('ParleyApi errors', () => {
       status: 401,
       body: { error: { code: 'E_CODE_INVALID', message: 'The verification code is wrong', detail: '2 attempts left' } },
     };
-    const err = await new ParleyApi(baseUrl).verify('+447700900123', '000000').catch((e: unknown) => e);
+    const err = await new ParleyApi(baseUrl).validateAccount('+447700900123', '000000').catch((e: unknown) => e);
     expect(err).toBeInstanceOf(ParleyError);
     expect(err).toMatchObject({ code: 'E_CODE_INVALID', detail: '2 attempts left', status: 401 });
   });
 
   it('maps a 404 without detail', async () => {
-    await expect(new ParleyApi(baseUrl).messageStatus('cAAAAAAAAAAAA.1', 'tok')).rejects.toMatchObject({
+    await expect(new ParleyApi(baseUrl).getMessageStatus('cAAAAAAAAAAAA.1', 'tok')).rejects.toMatchObject({
       code: 'E_NOT_FOUND', detail: undefined,
     });
   });
@@ -133,18 +133,18 @@ describe('ParleyApi errors', () => {
   it('falls back to E_INTERNAL for bodies of another shape or unknown codes', async () => {
     const api = new ParleyApi(baseUrl);
     canned['POST /v1/register'] = { status: 502, raw: '<html>bad gateway</html>' };
-    await expect(api.requestCode('+1')).rejects.toMatchObject({ code: 'E_INTERNAL', detail: 'HTTP 502' });
+    await expect(api.registerAccount('+1')).rejects.toMatchObject({ code: 'E_INTERNAL', detail: 'HTTP 502' });
     canned['POST /v1/register'] = { status: 400, body: { error: { code: 'E_SOMETHING_NEW', message: '?' } } };
-    await expect(api.requestCode('+1')).rejects.toMatchObject({ code: 'E_INTERNAL', detail: 'HTTP 400' });
+    await expect(api.registerAccount('+1')).rejects.toMatchObject({ code: 'E_INTERNAL', detail: 'HTTP 400' });
     canned['POST /v1/register'] = { status: 500, body: { message: 'flat' } };
-    await expect(api.requestCode('+1')).rejects.toMatchObject({ code: 'E_INTERNAL' });
+    await expect(api.registerAccount('+1')).rejects.toMatchObject({ code: 'E_INTERNAL' });
     canned['POST /v1/register'] = { status: 200, raw: 'not json' };
-    await expect(api.requestCode('+1')).rejects.toMatchObject({ code: 'E_INTERNAL' });
+    await expect(api.registerAccount('+1')).rejects.toMatchObject({ code: 'E_INTERNAL' });
   });
 
   it('reports timeouts as E_TIMEOUT', async () => {
     canned['POST /v1/register'] = { status: 200, body: { expiresInSec: 1 }, delayMs: 500 };
-    await expect(new ParleyApi({ baseUrl, timeoutMs: 50 }).requestCode('+1')).rejects.toMatchObject({ code: 'E_TIMEOUT' });
+    await expect(new ParleyApi({ baseUrl, timeoutMs: 50 }).registerAccount('+1')).rejects.toMatchObject({ code: 'E_TIMEOUT' });
   });
 
   it('reports an unreachable server as E_UNAVAILABLE', async () => {
@@ -153,7 +153,7 @@ describe('ParleyApi errors', () => {
     await new Promise<void>((r) => tmp.listen(0, '127.0.0.1', () => r()));
     const port = (tmp.address() as AddressInfo).port;
     await new Promise<void>((r) => tmp.close(() => r()));
-    await expect(new ParleyApi(`http://127.0.0.1:${port}`).requestCode('+1')).rejects.toMatchObject({ code: 'E_UNAVAILABLE' });
+    await expect(new ParleyApi(`http://127.0.0.1:${port}`).registerAccount('+1')).rejects.toMatchObject({ code: 'E_UNAVAILABLE' });
   });
 
   it('rejects a missing baseUrl with E_CONFIG', () => {

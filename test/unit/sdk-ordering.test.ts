@@ -1,9 +1,7 @@
 import { createServer, type AddressInfo } from 'node:net';
 import { describe, expect, it } from 'vitest';
-import {
-  MemoryStateStore, OwnStatusTracker, ParleyClient, ParleyError, Sequencer, TypedEmitter, seqStateKey,
-  type StateStore, type TimerFunctions,
-} from '@parley/client-sdk';
+import { MemoryStateStore, ParleyClient, ParleyError, type StateStore } from '@parley/client-sdk';
+import { OwnStatusTracker, Sequencer, TypedEmitter, seqStateKey, type TimerFunctions } from '@parley/client-sdk/protocol';
 
 const CHAT = 'cAAAAAAAAAAAA';
 const CHAT2 = 'gBBBBBBBBBBBB';
@@ -567,5 +565,55 @@ describe('ParleyClient without a broker', () => {
     await expect(c.connect()).rejects.toMatchObject({ code: 'E_CLOSED' });
     expect(c.state).toBe('closed');
     expect(states).toEqual(['closed']);
+  });
+});
+
+describe('Sequencer: a hole the server does not resend', () => {
+  function withHistory(history: Map<number, M>, ownSeqs: number[] = []) {
+    const timers = new FakeTimers();
+    const delivered: M[] = [];
+    const holes: Array<[number, number]> = [];
+    const syncs: number[] = [];
+    const asked: Array<[number, number]> = [];
+    const seq = new Sequencer<M>({
+      deliver: (m) => delivered.push(m),
+      requestSync: (_c, after) => syncs.push(after),
+      fetchMissing: async (_c, after, before) => {
+        asked.push([after, before]);
+        return { messages: [...history.values()].filter((m) => m.seq > after && m.seq < before), own: ownSeqs.filter((q) => q > after && q < before) };
+      },
+      onHole: (_c, from, to) => holes.push([from, to]),
+      gapTimeoutMs: 100,
+      timers,
+    });
+    return { seq, timers, delivered, holes, syncs, asked };
+  }
+
+  it('reads it from history after an empty sync, and reports only what history lacks', async () => {
+    // Seqs 3 and 4 are missing live; history has 3 (not 4: expired), and 5 is this device's own.
+    const t = withHistory(new Map([[3, { chatId: CHAT, seq: 3 }]]), [5]);
+    t.seq.onMsg({ chatId: CHAT, seq: 1 });
+    t.seq.onMsg({ chatId: CHAT, seq: 2 });
+    t.seq.onMsg({ chatId: CHAT, seq: 6 });
+    t.timers.advance(100);
+    expect(t.syncs).toEqual([2]);
+    t.seq.onSynced(CHAT, 0);
+    await t.seq.whenIdle();
+    expect(t.asked).toEqual([[2, 6]]);
+    expect(t.delivered.map((m) => m.seq)).toEqual([1, 2, 3, 6]);
+    expect(t.holes).toEqual([[4, 4]]);
+    t.seq.dispose();
+  });
+
+  it('skips nothing when history has the whole hole', async () => {
+    const t = withHistory(new Map([[2, { chatId: CHAT, seq: 2 }], [3, { chatId: CHAT, seq: 3 }]]));
+    t.seq.onMsg({ chatId: CHAT, seq: 1 });
+    t.seq.onMsg({ chatId: CHAT, seq: 4 });
+    t.timers.advance(100);
+    t.seq.onSynced(CHAT, 0);
+    await t.seq.whenIdle();
+    expect(t.delivered.map((m) => m.seq)).toEqual([1, 2, 3, 4]);
+    expect(t.holes).toEqual([]);
+    t.seq.dispose();
   });
 });

@@ -1,5 +1,5 @@
 /** The table from envelope kind to handler, for what a device may publish on its `outbox/`. */
-import type { Envelope } from '@parley/client-sdk';
+import type { Envelope } from '@parley/client-sdk/protocol';
 import { handleSend } from './send.js';
 import { handleSync } from './sync.js';
 import type { HandlerDeps, HandlerResult, Inbound } from './types.js';

@@ -1,5 +1,5 @@
 /** `send` on `outbox/`: a new message, made durable in the next group-commit batch (PUBACK = sent tick). */
-import { isUserId, type SendEnvelope } from '@parley/client-sdk';
+import { isUserId, type SendEnvelope } from '@parley/client-sdk/protocol';
 import type { HandlerDeps, HandlerResult, Inbound } from './types.js';
 
 /**

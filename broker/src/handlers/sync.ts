@@ -1,5 +1,5 @@
 /** `sync` on `outbox/`: answered from the store by this node's delivery agent; nothing to make durable. */
-import type { SyncEnvelope } from '@parley/client-sdk';
+import type { SyncEnvelope } from '@parley/client-sdk/protocol';
 import type { HandlerDeps, HandlerResult, Inbound } from './types.js';
 
 export function handleSync(deps: HandlerDeps, m: Inbound, env: SyncEnvelope): HandlerResult {

@@ -8,7 +8,7 @@
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { z } from 'zod';
 import type { Logger } from 'pino';
-import { ParleyError, newId } from '@parley/client-sdk';
+import { ParleyError, newId } from '@parley/client-sdk/protocol';
 import { E164, schemas, type LinkCode, type VerifyResult } from '@parley/client-sdk/api-types';
 import { StoreError, type Device, type Store } from '../store/types.js';
 import type { TokenVerifier } from '../auth/device-auth.js';

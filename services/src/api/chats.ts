@@ -5,7 +5,7 @@
  * services/src/groups/groups.ts; these routes only authenticate, validate and shape answers.
  */
 import type { FastifyRequest } from 'fastify';
-import { ParleyError, isChatId, msgIdOf, newId, parseMsgId, type Body } from '@parley/client-sdk';
+import { ParleyError, isChatId, msgIdOf, newId, parseMsgId, type Body } from '@parley/client-sdk/protocol';
 import {
   schemas, type ChatChange, type ChatInfo, type ChatListItem, type HistoryMessage, type HistoryPage, type InviteInfo,
   type MessageStatusResponse, type NewInvite,

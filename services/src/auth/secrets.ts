@@ -5,7 +5,7 @@
  * server secret and bound to the phone number.
  */
 import { createHash, createHmac, randomBytes, randomInt, timingSafeEqual } from 'node:crypto';
-import { isId } from '@parley/client-sdk';
+import { isId } from '@parley/client-sdk/protocol';
 
 export function newDeviceToken(deviceId: string): { token: string; tokenHash: string } {
   const secret = randomBytes(32).toString('base64url');

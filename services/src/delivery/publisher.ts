@@ -10,7 +10,7 @@
  *   on the cluster bus. It resolves once the packet is in Redis.
  */
 import { Aedes } from 'aedes';
-import { encode, inboxTopic, type Envelope } from '@parley/client-sdk';
+import { encode, inboxTopic, type Envelope } from '@parley/client-sdk/protocol';
 import { LIVE_ONLY_KINDS } from '../../../broker/src/index.js';
 import type { BusSender, LiveDelivery } from './bus.js';
 

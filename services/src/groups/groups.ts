@@ -8,7 +8,7 @@
  * not moved meanwhile; a concurrent change makes it plan again (a few times, then E_CONFLICT).
  * The message is then handed to `deliver` (a fan-out job) like any other message.
  */
-import { ParleyError, GROUP_LIMITS, newClientMsgId, newId, type ChatEvent } from '@parley/client-sdk';
+import { ParleyError, GROUP_LIMITS, newClientMsgId, newId, type ChatEvent } from '@parley/client-sdk/protocol';
 import {
   StoreError, type AccountStore, type Chat, type ChatStore, type GroupChange, type Member, type MemberRole, type StoredMessage,
 } from '../store/types.js';

@@ -25,8 +25,31 @@
  *   (`active < maxActive`), because "count then insert" is not atomic here.
  * - init() migrates a v1 database (one `deliveries` document per message per recipient device):
  *   it folds those into `deviceChats` and `marks` with insert-if-absent writes, drops
- *   `deliveries`, and then records schema version 2 in `meta`, so an interrupted migration is
- *   simply run again.
+ *   `deliveries`, and then records the schema version in `meta`, so an interrupted migration is
+ *   simply run again. v2 -> v3 (groups) rewrites nothing: a field that v2 documents lack reads as
+ *   its default (chats: no name/description/avatar, history not shared, not deleted, version 0;
+ *   members: since 0, not left, not muted, not archived; device watermarks: no end; messages: no
+ *   event), as SQLite's `ALTER TABLE ... DEFAULT` gives them. Queries on "not ended" / "not
+ *   deleted" use `{ field: null }`, which matches a missing field too.
+ * - Group changes (commitGroupChange): one atomic `findOneAndUpdate` on the chat checks and bumps
+ *   its `version`, reserves the seq of the change's message, and applies the chat-level settings
+ *   and deletion; then the message is stored (idempotent by its clientMsgId, as in SQLite), then
+ *   the membership and device-window changes. A crash or a lost connection in between leaves
+ *   the change partly applied, with the version already moved on (SQLite rolls it all back): a
+ *   call replanned with the same clientMsgId finds the stored message and applies the rest with
+ *   its seq, but the groups service reuses a clientMsgId only across its CONFLICT re-plans (when
+ *   nothing was written), so such a change stays partial (e.g. a `deleted` group whose members
+ *   were not ended yet, or an `added` message without the membership). A group deletion is
+ *   atomic with the seq reservation (appendMessages reserves only in a chat that is not
+ *   deleted), so no chat message can follow a `deleted` message. A removal is not: a message of
+ *   the removed member that passes the membership check just before the change may get a seq
+ *   after the change's message (SQLite refuses it). The next change may be committed while this
+ *   one's writes are still under way, and an addDevice may run beside either: writes of device
+ *   windows re-check the membership after writing (the membership is always written before its
+ *   windows), so a race neither leaves a former member's device window open nor a re-added
+ *   member's closed.
+ * - Events are stored as subdocuments copied through JSON (what SQLite stores), so an optional
+ *   key left `undefined` is absent when read back, not null.
  *
  * Write concern: the collections that hold messages and their bookkeeping (chats.lastSeq,
  * messages, deviceChats, marks, meta) write with `{ w: 'majority' }`. A message is acknowledged to
@@ -45,12 +68,18 @@ import {
   type Filter,
   type ObjectId,
 } from 'mongodb';
-import type { Body } from '@parley/client-sdk';
+import type { Body, ChatEvent } from '@parley/client-sdk/protocol';
 import {
   StoreError,
+  type AppendRefusal,
   type AppendResult,
   type Chat,
+  type ChatDevice,
   type ChatKind,
+  type ChatListEntry,
+  type Grant,
+  type GroupChange,
+  type NewGroup,
   type DeliveryAck,
   type Device,
   type DeviceProgress,
@@ -61,12 +90,14 @@ import {
   type RecipientStatus,
   type Store,
   type StoredMessage,
+  type SystemMessage,
   type User,
   type WatermarkChange,
 } from './types.js';
 import { memberDelivered } from './watermarks.js';
 
-const SCHEMA_VERSION = 2;
+/** v3 (groups) only adds fields, read with defaults when missing: nothing to rewrite. */
+const SCHEMA_VERSION = 3;
 
 interface UserDoc { _id: string; phone: string; createdAt: number }
 interface DeviceDoc {
@@ -75,11 +106,18 @@ interface DeviceDoc {
 /** Active device count of a user: the atomic guard of the device limit. */
 interface DeviceCountDoc { _id: string; active: number }
 interface RegDoc { _id: string; codeHash: string; expiresAt: number; attempts: number; createdAt: number }
-interface ChatDoc { _id: string; kind: ChatKind; directKey?: string; createdAt: number; lastSeq: number }
+interface ChatDoc {
+  _id: string; kind: ChatKind; directKey?: string; createdAt: number; lastSeq: number;
+  // v3: missing in v2 documents (null, null, null, false, null, 0).
+  name?: string | null; description?: string | null; avatar?: string | null; shareHistory?: boolean;
+  deletedAt?: number | null; version?: number;
+}
 interface MemberDoc {
   /** `${chatId}|${userId}` */
   _id: string;
   chatId: string; userId: string; role: MemberRole; joinedAt: number; deliveredSeq: number; readSeq: number;
+  // v3: missing in v2 documents (0, null, 0, false).
+  sinceSeq?: number; leftSeq?: number | null; mutedUntil?: number; archived?: boolean;
 }
 interface MessageDoc {
   _id?: ObjectId;
@@ -87,6 +125,14 @@ interface MessageDoc {
   /** Text as a BSON string, bytes as BSON Binary: the type survives the round trip. */
   body: string | Binary;
   ts: number;
+  /** v3: a system message's ChatEvent (then senderDeviceId and body are ''); absent otherwise. */
+  event?: ChatEvent;
+}
+/** A device link code or a group invitation (v3). */
+interface GrantDoc {
+  /** The code hash. */
+  _id: string;
+  kind: 'link' | 'invite'; userId: string; chatId: string | null; createdAt: number; expiresAt: number;
 }
 /** Where a device stands in a chat (v2). */
 interface DeviceChatDoc {
@@ -98,6 +144,8 @@ interface DeviceChatDoc {
   /** The device acknowledged everything meant for it up to here. */
   deliveredSeq: number;
   deliveredAt: number | null;
+  /** v3: the device gets nothing after this seq (its user left); null or missing while a member. */
+  untilSeq?: number | null;
 }
 /** One move of a member's delivered (kind 1) or read (kind 2) watermark (v2). */
 interface MarkDoc {
@@ -191,17 +239,51 @@ const toDevice = (d: DeviceDoc): Device => ({
 const toReg = (d: RegDoc): PendingRegistration => ({
   phone: d._id, codeHash: d.codeHash, expiresAt: d.expiresAt, attempts: d.attempts, createdAt: d.createdAt,
 });
-const toChat = (d: ChatDoc): Chat => ({ chatId: d._id, kind: d.kind, createdAt: d.createdAt, lastSeq: d.lastSeq });
+const toChat = (d: ChatDoc): Chat => ({
+  chatId: d._id, kind: d.kind, createdAt: d.createdAt, lastSeq: d.lastSeq,
+  name: d.name ?? null, description: d.description ?? null, avatar: d.avatar ?? null,
+  shareHistory: d.shareHistory === true, deletedAt: d.deletedAt ?? null, version: d.version ?? 0,
+});
 const toMember = (d: MemberDoc): Member => ({
-  chatId: d.chatId, userId: d.userId, role: d.role, joinedAt: d.joinedAt, deliveredSeq: d.deliveredSeq, readSeq: d.readSeq,
+  chatId: d.chatId, userId: d.userId, role: d.role, joinedAt: d.joinedAt, sinceSeq: d.sinceSeq ?? 0, leftSeq: d.leftSeq ?? null,
+  deliveredSeq: d.deliveredSeq, readSeq: d.readSeq, mutedUntil: d.mutedUntil ?? 0, archived: d.archived === true,
 });
-const toMessage = (d: MessageDoc): StoredMessage => ({
-  chatId: d.chatId, seq: d.seq, senderUserId: d.senderUserId, senderDeviceId: d.senderDeviceId,
-  clientMsgId: d.clientMsgId, body: bodyFromDoc(d.body), ts: d.ts,
-});
+const toMessage = (d: MessageDoc): StoredMessage => {
+  const m: StoredMessage = {
+    chatId: d.chatId, seq: d.seq, senderUserId: d.senderUserId, senderDeviceId: d.senderDeviceId,
+    clientMsgId: d.clientMsgId, body: bodyFromDoc(d.body), ts: d.ts,
+  };
+  // Only a system message has the key (callers and tests compare whole objects).
+  if (d.event !== undefined && d.event !== null) m.event = d.event;
+  return m;
+};
 const toProgress = (d: DeviceChatDoc): DeviceProgress => ({
   deviceId: d.deviceId, chatId: d.chatId, userId: d.userId, sinceSeq: d.sinceSeq, deliveredSeq: d.deliveredSeq,
+  untilSeq: d.untilSeq ?? null,
 });
+const toGrant = (d: GrantDoc): Grant => ({
+  codeHash: d._id, kind: d.kind, userId: d.userId, chatId: d.chatId ?? null, createdAt: d.createdAt, expiresAt: d.expiresAt,
+});
+
+/** A ChatEvent as stored: its JSON copy (keys left undefined are dropped, as SQLite's JSON column drops them). */
+const eventToDoc = (e: ChatEvent): ChatEvent => JSON.parse(JSON.stringify(e)) as ChatEvent;
+
+/** A system message's document: no sending device, an empty text body. */
+function eventDoc(chatId: string, seq: number, m: SystemMessage): MessageDoc {
+  return {
+    chatId, seq, senderUserId: m.senderUserId, senderDeviceId: '', clientMsgId: m.clientMsgId, body: '', ts: m.ts,
+    event: eventToDoc(m.event),
+  };
+}
+
+/** A system message as appendEvent returns it when it stores one (with the event as given). */
+function eventMessage(chatId: string, seq: number, m: SystemMessage): StoredMessage {
+  return { chatId, seq, senderUserId: m.senderUserId, senderDeviceId: '', clientMsgId: m.clientMsgId, body: '', ts: m.ts, event: m.event };
+}
+
+/** SQLite's UNIQUE (sender_device_id, client_msg_id) refuses a system message id used in another chat. */
+const eventIdTaken = (clientMsgId: string): Error =>
+  new Error(`system message id ${clientMsgId} is already used in another chat`);
 
 const directKey = (a: string, b: string): string => (a < b ? `${a}|${b}` : `${b}|${a}`);
 const memberId = (chatId: string, userId: string): string => `${chatId}|${userId}`;
@@ -211,8 +293,16 @@ const clientKey = (senderDeviceId: string, clientMsgId: string): string => `${se
 
 /** A device's watermark document in a chat it joins at `seq`. */
 function deviceChatDoc(deviceId: string, chatId: string, userId: string, seq: number): DeviceChatDoc {
-  return { _id: deviceChatId(deviceId, chatId), deviceId, chatId, userId, sinceSeq: seq, deliveredSeq: seq, deliveredAt: null };
+  return {
+    _id: deviceChatId(deviceId, chatId), deviceId, chatId, userId, sinceSeq: seq, deliveredSeq: seq, deliveredAt: null, untilSeq: null,
+  };
 }
+
+/** Not a system message (`event IS NULL`: the field is missing, or null). */
+const NO_EVENT = { event: null } as unknown as Filter<MessageDoc>;
+
+/** A device's window still open at `seq` (SQLite: `until_seq IS NULL OR until_seq >= seq`). */
+const openAt = (seq: number): Filter<DeviceChatDoc> => ({ $or: [{ untilSeq: null }, { untilSeq: { $gte: seq } }] });
 
 export async function createMongoStore(opts: { url: string; dbName: string }): Promise<Store> {
   const client = new MongoClient(opts.url);
@@ -230,6 +320,7 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
   const deviceChats = db.collection<DeviceChatDoc>('deviceChats', majority);
   const marks = db.collection<MarkDoc>('marks', majority);
   const meta = db.collection<MetaDoc>('meta', majority);
+  const grants = db.collection<GrantDoc>('grants');
 
   async function init(): Promise<void> {
     await Promise.all([
@@ -261,6 +352,11 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
         // The first move of a member's watermark that covered a seq.
         { key: { chatId: 1, userId: 1, kind: 1, seq: 1 }, name: 'member_kind_seq' },
         { key: { at: 1 }, name: 'expiry' },
+      ]),
+      // Grants are keyed by their code hash (`_id`, unique); expire() deletes the expired ones.
+      grants.createIndexes([
+        { key: { chatId: 1, expiresAt: 1 }, name: 'chat' },
+        { key: { expiresAt: 1 }, name: 'expiry' },
       ]),
     ]);
     const m = await meta.findOne({ _id: 'schema' });
@@ -423,17 +519,89 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
   }
 
   /**
-   * A device joins each of its user's chats at the chat's current end (joinUserChats). A member
-   * whose chat document is not there yet belongs to a chat being created (members are written
-   * first), which starts at 0. Adds the ids it inserted to `inserted` as it goes.
+   * A device joins each chat its user is a current member of `depth` seqs before the chat's end,
+   * but not before what the member may see (joinUserChats): the catch-up then delivers that
+   * recent history. A member whose chat document is not there yet belongs to a chat being created
+   * (members are written first), which starts at 0. Adds the ids it inserted to `inserted` as it
+   * goes.
    */
-  async function joinUserChats(deviceId: string, userId: string, inserted: string[] = []): Promise<void> {
-    const cursor = members.find({ userId }, { projection: { chatId: 1 }, batchSize: PAGE });
+  async function joinUserChats(deviceId: string, userId: string, depth: number, inserted: string[] = []): Promise<void> {
+    const cursor = members.find({ userId, leftSeq: null }, { projection: { chatId: 1, sinceSeq: 1 }, batchSize: PAGE });
     await forPages(cursor, async (page) => {
       const last = await lastSeqs(page.map((m) => m.chatId));
-      const docs = page.map((m) => deviceChatDoc(deviceId, m.chatId, userId, last.get(m.chatId) ?? 0));
-      inserted.push(...insertedIds(docs, await insertIgnoringDuplicates(deviceChats, docs)));
+      const docs = page.map((m) =>
+        deviceChatDoc(deviceId, m.chatId, userId, Math.max(m.sinceSeq ?? 0, (last.get(m.chatId) ?? 0) - depth)));
+      const dup = await insertIgnoringDuplicates(deviceChats, docs);
+      inserted.push(...insertedIds(docs, dup));
+      await closeEndedWindows(page.filter((_, i) => !dup.has(i)).map((m) => m._id));
     });
+  }
+
+  /**
+   * Closes the device windows of those memberships that ended meanwhile: a group change that
+   * removed the member between our read of the membership and our write of a window closed the
+   * windows it found, maybe before ours existed. It ends the membership before it closes the
+   * windows, and this runs after our write, so one of the two closes each window.
+   */
+  async function closeEndedWindows(memberIds: string[]): Promise<void> {
+    if (memberIds.length === 0) return;
+    const ended = await members
+      .find({ _id: { $in: memberIds }, leftSeq: { $ne: null } }, { projection: { chatId: 1, userId: 1, leftSeq: 1 } })
+      .toArray();
+    for (const m of ended) {
+      await deviceChats.updateMany({ chatId: m.chatId, userId: m.userId, untilSeq: null }, { $set: { untilSeq: m.leftSeq! } });
+    }
+  }
+
+  /** A bulk write of idempotent upserts; run again once if a concurrent upsert of the same `_id` inserted first. */
+  async function upsertAll<T extends { _id: string }>(coll: Collection<T>, ops: AnyBulkWriteOperation<T>[]): Promise<void> {
+    if (ops.length === 0) return;
+    try {
+      await coll.bulkWrite(ops, { ordered: true });
+    } catch (err) {
+      if (!(err instanceof MongoBulkWriteError) || duplicateIndexes(err).size === 0) throw err;
+      await coll.bulkWrite(ops, { ordered: true });
+    }
+  }
+
+  /**
+   * The members join (or come back to) the chat at the message `seq` (upsertMember and
+   * upsertMemberDevices): they see the messages after `since`, and every active device of theirs
+   * delivers from the message on, with nothing older to acknowledge.
+   */
+  async function addMembers(
+    chatId: string, add: Array<{ userId: string; role: MemberRole }>, since: number, seq: number, at: number,
+  ): Promise<void> {
+    if (add.length === 0) return;
+    const start = seq - 1;
+    // The members first, then their devices' windows: a concurrent addDevice either finds the
+    // membership (its second pass) or has its device found here.
+    await upsertAll(members, add.map((a) => ({
+      updateOne: {
+        filter: { _id: memberId(chatId, a.userId) },
+        update: {
+          $set: { chatId, userId: a.userId, role: a.role, joinedAt: at, sinceSeq: since, leftSeq: null },
+          $max: { deliveredSeq: start, readSeq: start },
+          $setOnInsert: { mutedUntil: 0, archived: false },
+        },
+        upsert: true,
+      },
+    })));
+    const userIds = [...new Set(add.map((a) => a.userId))];
+    const active = await devices.find({ userId: { $in: userIds }, revokedAt: null }, { projection: { userId: 1 } }).toArray();
+    await upsertAll(deviceChats, active.map((d) => ({
+      updateOne: {
+        filter: { _id: deviceChatId(d._id, chatId) },
+        update: {
+          $set: { deviceId: d._id, chatId, userId: d.userId, sinceSeq: since, untilSeq: null },
+          $max: { deliveredSeq: start },
+          $setOnInsert: { deliveredAt: null },
+        },
+        upsert: true,
+      },
+    })));
+    // A later change that removed one of them may have closed their windows before ours reopened them.
+    await closeEndedWindows(userIds.map((u) => memberId(chatId, u)));
   }
 
   /** Every active device of those members joins the chat at seq 0 (joinMemberDevices). Returns the ids it inserted. */
@@ -504,31 +672,57 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
       .filter((i) => !stored.has(clientKey(batch[i]!.senderDeviceId, batch[i]!.clientMsgId)))
       .sort((a, b) => a - b);
 
-    // 3. Every chat must exist before anything is reserved or written.
-    const countByChat = new Map<string, number>();
-    for (const i of fresh) countByChat.set(batch[i]!.chatId, (countByChat.get(batch[i]!.chatId) ?? 0) + 1);
-    if (countByChat.size > 0) {
-      const found = await chats.find({ _id: { $in: [...countByChat.keys()] } }, { projection: { _id: 1 } }).toArray();
-      if (found.length !== countByChat.size) {
+    // 3. Every chat must exist before anything is reserved or written. A sender who is not (or no
+    //    longer) a member of the chat, or a deleted group, is refused (as SQLite's `admit`, after
+    //    the resend check: a message stored before the sender left is still returned).
+    const refusedOf = new Map<number, AppendRefusal>();
+    const chatIds = [...new Set(fresh.map((i) => batch[i]!.chatId))];
+    if (chatIds.length > 0) {
+      const found = await chats.find({ _id: { $in: chatIds } }, { projection: { deletedAt: 1 } }).toArray();
+      if (found.length !== chatIds.length) {
         const have = new Set(found.map((c) => c._id));
-        const missing = [...countByChat.keys()].find((c) => !have.has(c));
+        const missing = chatIds.find((c) => !have.has(c));
         throw new StoreError('NOT_FOUND', `chat ${missing ?? '?'} not found`);
       }
+      const deleted = new Set(found.filter((c) => c.deletedAt !== null && c.deletedAt !== undefined).map((c) => c._id));
+      const senders = [...new Set(
+        fresh.filter((i) => !deleted.has(batch[i]!.chatId)).map((i) => memberId(batch[i]!.chatId, batch[i]!.senderUserId)),
+      )];
+      const current = senders.length === 0 ? new Set<string>() : new Set(
+        (await members.find({ _id: { $in: senders }, leftSeq: null }, { projection: { _id: 1 } }).toArray()).map((m) => m._id),
+      );
+      for (const i of fresh) {
+        const m = batch[i]!;
+        if (deleted.has(m.chatId)) refusedOf.set(i, 'CHAT_DELETED');
+        else if (!current.has(memberId(m.chatId, m.senderUserId))) refusedOf.set(i, 'NOT_MEMBER');
+      }
     }
+    let admitted = fresh.filter((i) => !refusedOf.has(i));
 
-    // 4. Reserve seqs: one atomic $inc per chat, handed out in batch order.
+    // 4. Reserve seqs: one atomic $inc per chat, handed out in batch order. Only in a chat that is
+    //    not deleted, so that no message can follow the one that deleted the group.
+    const countByChat = new Map<string, number>();
+    for (const i of admitted) countByChat.set(batch[i]!.chatId, (countByChat.get(batch[i]!.chatId) ?? 0) + 1);
     const nextSeq = new Map<string, number>();
     for (const [chatId, n] of countByChat) {
       const chat = await chats.findOneAndUpdate(
-        { _id: chatId },
+        { _id: chatId, deletedAt: null },
         { $inc: { lastSeq: n } },
         { returnDocument: 'after', projection: { lastSeq: 1 } },
       );
-      if (!chat) throw new StoreError('NOT_FOUND', `chat ${chatId} not found`);
+      if (!chat) {
+        if (!(await chats.findOne({ _id: chatId }, { projection: { _id: 1 } }))) {
+          throw new StoreError('NOT_FOUND', `chat ${chatId} not found`);
+        }
+        // Deleted since step 3.
+        for (const i of admitted) if (batch[i]!.chatId === chatId) refusedOf.set(i, 'CHAT_DELETED');
+        continue;
+      }
       nextSeq.set(chatId, chat.lastSeq - n + 1);
     }
+    admitted = admitted.filter((i) => !refusedOf.has(i));
     const seqOf = new Map<number, number>();
-    for (const i of fresh) {
+    for (const i of admitted) {
       const chatId = batch[i]!.chatId;
       const seq = nextSeq.get(chatId)!;
       nextSeq.set(chatId, seq + 1);
@@ -536,7 +730,7 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
     }
 
     // 5. Insert the messages; a duplicate here means a concurrent writer stored it first.
-    const docs: MessageDoc[] = fresh.map((i) => {
+    const docs: MessageDoc[] = admitted.map((i) => {
       const m = batch[i]!;
       return {
         chatId: m.chatId, seq: seqOf.get(i)!, senderUserId: m.senderUserId, senderDeviceId: m.senderDeviceId,
@@ -546,7 +740,7 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
     const lost = await insertIgnoringDuplicates(messages, docs);
     const created: number[] = [];
     const lostIdx: number[] = [];
-    fresh.forEach((i, j) => (lost.has(j) ? lostIdx.push(i) : created.push(i)));
+    admitted.forEach((i, j) => (lost.has(j) ? lostIdx.push(i) : created.push(i)));
     if (lostIdx.length > 0) {
       const winners = await messages
         .find({ $or: lostIdx.map((i) => ({ senderDeviceId: batch[i]!.senderDeviceId, clientMsgId: batch[i]!.clientMsgId })) })
@@ -580,7 +774,10 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
     for (let i = 0; i < batch.length; i++) {
       if (dupOfIndex[i] !== -1) continue;
       const m = batch[i]!;
-      if (createdSet.has(i)) {
+      const refused = refusedOf.get(i);
+      if (refused) {
+        results[i] = { message: null, created: false, refused };
+      } else if (createdSet.has(i)) {
         results[i] = {
           message: {
             chatId: m.chatId, seq: seqOf.get(i)!, senderUserId: m.senderUserId, senderDeviceId: m.senderDeviceId,
@@ -596,6 +793,10 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
       const first = dupOfIndex[i]!;
       if (first === -1) continue;
       const r = results[first]!;
+      if (r.refused) {
+        results[i] = r;
+        continue;
+      }
       const body = r.message.body;
       results[i] = { message: { ...r.message, body: typeof body === 'string' ? body : new Uint8Array(body) }, created: false };
     }
@@ -665,23 +866,162 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
     return changes.filter((c): c is WatermarkChange => c !== null);
   }
 
+  /**
+   * createGroupChat (SQLite's groupChat): the members and their devices' windows (at 0), then the
+   * `created` message at seq 1, then the chat document (lastSeq 1, version 1), which makes the
+   * group visible: what a reader finds first is complete. The chat insert decides a race on the id.
+   */
+  async function createGroupChat(g: NewGroup): Promise<{ chat: Chat; message: StoredMessage }> {
+    const chatId = g.chatId;
+    const cm = g.created;
+    if (await chats.findOne({ _id: chatId }, { projection: { _id: 1 } })) {
+      throw new StoreError('DUPLICATE', `chat id ${chatId} already taken`);
+    }
+    const taken = await messages.findOne({ senderDeviceId: '', clientMsgId: cm.clientMsgId }, { projection: { chatId: 1 } });
+    if (taken && taken.chatId !== chatId) throw eventIdTaken(cm.clientMsgId);
+    const at = cm.ts;
+    // One document per user, the first one listed (INSERT OR IGNORE).
+    const seen = new Set<string>();
+    const memberDocs: MemberDoc[] = [];
+    for (const m of g.members) {
+      if (seen.has(m.userId)) continue;
+      seen.add(m.userId);
+      memberDocs.push({
+        _id: memberId(chatId, m.userId), chatId, userId: m.userId, role: m.role, joinedAt: at, sinceSeq: 0, leftSeq: null,
+        deliveredSeq: 0, readSeq: 0, mutedUntil: 0, archived: false,
+      });
+    }
+    const ourMembers = insertedIds(memberDocs, await insertIgnoringDuplicates(members, memberDocs));
+    const ourDeviceChats = await joinMemberDevices(chatId, [...seen]);
+    try {
+      await messages.insertOne(eventDoc(chatId, 1, cm));
+    } catch (err) {
+      if (!isDuplicateKey(err)) throw err;
+      // The same creation, retried or concurrent, stored it first: the chat insert below decides.
+      // Anything else is another group under this id, or this message id used in another chat.
+      const there = await messages.findOne({ chatId, seq: 1 }, { projection: { senderDeviceId: 1, clientMsgId: 1 } });
+      if (!there || there.senderDeviceId !== '' || there.clientMsgId !== cm.clientMsgId) {
+        await members.deleteMany({ _id: { $in: ourMembers } });
+        await deviceChats.deleteMany({ _id: { $in: ourDeviceChats } });
+        if (!there) throw eventIdTaken(cm.clientMsgId);
+        throw new StoreError('DUPLICATE', `chat id ${chatId} already taken`);
+      }
+    }
+    const doc: ChatDoc = {
+      _id: chatId, kind: 'group', createdAt: at, lastSeq: 1, name: g.name, description: g.description, avatar: g.avatar,
+      shareHistory: g.shareHistory, deletedAt: null, version: 1,
+    };
+    try {
+      await chats.insertOne(doc);
+    } catch (err) {
+      if (!isDuplicateKey(err)) throw err;
+      // The message at seq 1 is this creation's (stored above, or found there), so whoever
+      // inserted the chat first ran this same creation, and uses the members, windows and
+      // message written here: nothing to undo.
+      throw new StoreError('DUPLICATE', `chat id ${chatId} already taken`);
+    }
+    return { chat: toChat(doc), message: eventMessage(chatId, 1, cm) };
+  }
+
+  /** commitGroupChange: see ChatStore, and the header for what is atomic here. */
+  async function commitGroupChange(c: GroupChange): Promise<StoredMessage> {
+    const chatId = c.chatId;
+    const sm = c.message;
+    const chat = await chats.findOne({ _id: chatId }, { projection: { version: 1 } });
+    if (!chat) throw new StoreError('NOT_FOUND', `chat ${chatId} not found`);
+    const conflict = (at: number | undefined) => new StoreError('CONFLICT', `chat ${chatId} is at version ${at ?? 0}, not ${c.version}`);
+    if ((chat.version ?? 0) !== c.version) throw conflict(chat.version);
+    // Idempotent by its clientMsgId (appendEvent): a change retried after a lost answer finds its message.
+    const existing = await messages.findOne({ senderDeviceId: '', clientMsgId: sm.clientMsgId });
+    if (existing && existing.chatId !== chatId) throw eventIdTaken(sm.clientMsgId);
+
+    // One atomic step: the version check and bump, the message's seq, the chat's own changes.
+    const set: { name?: string; description?: string | null; avatar?: string | null; deletedAt?: number } = {};
+    if (c.settings) {
+      if (c.settings.name !== undefined && c.settings.name !== null) set.name = c.settings.name;
+      if (c.settings.description !== undefined) set.description = c.settings.description;
+      if (c.settings.avatar !== undefined) set.avatar = c.settings.avatar;
+    }
+    if (c.delete) set.deletedAt = existing ? existing.ts : sm.ts;
+    const bumped = await chats.findOneAndUpdate(
+      // A v2 chat document has no version: it is at 0.
+      c.version === 0 ? { _id: chatId, $or: [{ version: 0 }, { version: { $exists: false } }] } : { _id: chatId, version: c.version },
+      { $inc: existing ? { version: 1 } : { version: 1, lastSeq: 1 }, ...(Object.keys(set).length > 0 ? { $set: set } : {}) },
+      { returnDocument: 'after', projection: { lastSeq: 1, shareHistory: 1 } },
+    );
+    if (!bumped) {
+      const now = await chats.findOne({ _id: chatId }, { projection: { version: 1 } });
+      if (!now) throw new StoreError('NOT_FOUND', `chat ${chatId} not found`);
+      throw conflict(now.version);
+    }
+
+    let message: StoredMessage;
+    if (existing) {
+      message = toMessage(existing);
+    } else {
+      try {
+        await messages.insertOne(eventDoc(chatId, bumped.lastSeq, sm));
+        message = eventMessage(chatId, bumped.lastSeq, sm);
+      } catch (err) {
+        if (!isDuplicateKey(err)) throw err;
+        // A concurrent commit of the same change stored its message first: that is the change's
+        // message (the seq reserved here stays unused).
+        const winner = await messages.findOne({ senderDeviceId: '', clientMsgId: sm.clientMsgId });
+        if (!winner) throw new Error(`seq ${bumped.lastSeq} of chat ${chatId} is already taken`, { cause: err });
+        if (winner.chatId !== chatId) throw eventIdTaken(sm.clientMsgId);
+        message = toMessage(winner);
+        if (c.delete && winner.ts !== set.deletedAt) await chats.updateOne({ _id: chatId }, { $set: { deletedAt: winner.ts } });
+      }
+    }
+    const seq = message.seq;
+
+    // Joining members see from this message on (or everything, when the group shares history);
+    // their devices deliver from it and have nothing older to acknowledge.
+    await addMembers(chatId, c.add ?? [], bumped.shareHistory === true ? 0 : seq - 1, seq, message.ts);
+    // Leaving members get this message and nothing after it (the membership ends first: see
+    // closeEndedWindows).
+    const remove = [...new Set(c.remove ?? [])];
+    if (remove.length > 0) {
+      const ids = remove.map((u) => memberId(chatId, u));
+      await members.updateMany({ _id: { $in: ids }, leftSeq: null }, { $set: { leftSeq: seq } });
+      await deviceChats.updateMany({ chatId, userId: { $in: remove }, untilSeq: null }, { $set: { untilSeq: seq } });
+      // A later change that added one of them back may have reopened their windows before this
+      // closed them: reopen what this closed (the member is written before its windows there).
+      const back = await members.find({ _id: { $in: ids }, leftSeq: null }, { projection: { userId: 1 } }).toArray();
+      if (back.length > 0) {
+        await deviceChats.updateMany({ chatId, userId: { $in: back.map((m) => m.userId) }, untilSeq: seq }, { $set: { untilSeq: null } });
+      }
+    }
+    if (c.roles && c.roles.length > 0) {
+      await members.bulkWrite(c.roles.map((r) => ({
+        updateOne: { filter: { _id: memberId(chatId, r.userId), leftSeq: null }, update: { $set: { role: r.role } } },
+      })), { ordered: true });
+    }
+    if (c.delete) {
+      await members.updateMany({ chatId, leftSeq: null }, { $set: { leftSeq: seq } });
+      await deviceChats.updateMany({ chatId, untilSeq: null }, { $set: { untilSeq: seq } });
+    }
+    return message;
+  }
+
   /** What the device has not acknowledged, over its chats in chatId order; see ProgressStore. */
   async function pending(deviceId: string, after: { chatId: string; seq: number } | null, limit: number): Promise<StoredMessage[]> {
     if (limit <= 0) return [];
     const out: StoredMessage[] = [];
     const filter: Filter<DeviceChatDoc> = after ? { deviceId, chatId: { $gte: after.chatId } } : { deviceId };
     const cursor = deviceChats.find(filter, {
-      sort: { chatId: 1 }, projection: { chatId: 1, deliveredSeq: 1 }, batchSize: PAGE,
+      sort: { chatId: 1 }, projection: { chatId: 1, deliveredSeq: 1, untilSeq: 1 }, batchSize: PAGE,
     });
-    let page: Array<{ chatId: string; from: number }> = [];
+    // `until`: the device's window ends there (its user left the chat); nothing after it is its to get.
+    let page: Array<{ chatId: string; from: number; until: number | null }> = [];
     /** Reads the page's chats in order; true once `limit` messages are collected. */
     const readPage = async (): Promise<boolean> => {
       // Only the chats with something past the watermark cost a query of the messages.
       const last = await lastSeqs(page.map((c) => c.chatId));
-      for (const { chatId, from } of page) {
-        if ((last.get(chatId) ?? 0) <= from) continue;
+      for (const { chatId, from, until } of page) {
+        if ((last.get(chatId) ?? 0) <= from || (until !== null && until <= from)) continue;
         const docs = await messages
-          .find({ chatId, seq: { $gt: from }, senderDeviceId: { $ne: deviceId } })
+          .find({ chatId, seq: until === null ? { $gt: from } : { $gt: from, $lte: until }, senderDeviceId: { $ne: deviceId } })
           .sort({ seq: 1 })
           .limit(limit - out.length)
           .toArray();
@@ -694,7 +1034,7 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
     try {
       for await (const dc of cursor) {
         const from = after && dc.chatId === after.chatId ? Math.max(dc.deliveredSeq, after.seq) : dc.deliveredSeq;
-        page.push({ chatId: dc.chatId, from });
+        page.push({ chatId: dc.chatId, from, until: dc.untilSeq ?? null });
         if (page.length >= PAGE && (await readPage())) return out;
       }
       if (page.length > 0) await readPage();
@@ -712,8 +1052,10 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
     async expire(before, now) {
       const messagesDeleted = (await messages.deleteMany({ ts: { $lt: before } })).deletedCount;
       const marksDeleted = (await marks.deleteMany({ at: { $lt: before } })).deletedCount;
-      const registrations = (await regs.deleteMany({ expiresAt: { $lt: now } })).deletedCount;
-      return { messages: messagesDeleted, marks: marksDeleted, registrations };
+      // As SQLite: a pending registration expires strictly before `now`, a grant at `now`.
+      const regsDeleted = (await regs.deleteMany({ expiresAt: { $lt: now } })).deletedCount;
+      const grantsDeleted = (await grants.deleteMany({ expiresAt: { $lte: now } })).deletedCount;
+      return { messages: messagesDeleted, marks: marksDeleted, registrations: regsDeleted + grantsDeleted };
     },
 
     async getOrCreateUserByPhone(phone, newUserId, now) {
@@ -742,7 +1084,9 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
       return (await users.find({ phone: { $in: phones } }).sort({ phone: 1 }).toArray()).map(toUser);
     },
 
-    async addDevice(device, maxActive) {
+    async addDevice(device, limits) {
+      const { maxActive } = limits;
+      const depth = Math.max(0, Math.floor(limits.historyDepth)) || 0;
       const userId = device.userId;
       if (maxActive <= 0) throw new StoreError('DEVICE_LIMIT', `user ${userId} may have no devices`);
       // Make sure the counter exists (racing upserts: the loser's duplicate key is fine).
@@ -777,7 +1121,7 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
       // failure is rolled back.
       const joined: string[] = [];
       try {
-        await joinUserChats(device.deviceId, userId, joined);
+        await joinUserChats(device.deviceId, userId, depth, joined);
       } catch (err) {
         await release(); // the device was not written
         throw err;
@@ -794,7 +1138,7 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
       // Again, for a chat that a concurrent createGroupChat / getOrCreateDirectChat wrote the
       // members of after the first pass read them but read the user's devices before this one
       // was inserted (either that writer sees the device or this pass sees the member).
-      await joinUserChats(device.deviceId, userId);
+      await joinUserChats(device.deviceId, userId, depth);
     },
     async getDevice(deviceId) {
       const d = await devices.findOne({ _id: deviceId });
@@ -847,6 +1191,30 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
     async deletePendingRegistration(phone) {
       await regs.deleteOne({ _id: phone });
     },
+    async putGrant(g) {
+      // INSERT OR REPLACE; racing upserts of one code: the loser's duplicate key is a lost race, run again.
+      const put = () => grants.replaceOne(
+        { _id: g.codeHash },
+        { kind: g.kind, userId: g.userId, chatId: g.chatId, createdAt: g.createdAt, expiresAt: g.expiresAt },
+        { upsert: true },
+      );
+      try {
+        await put();
+      } catch (err) {
+        if (!isDuplicateKey(err)) throw err;
+        await put();
+      }
+    },
+    async getGrant(codeHash, now) {
+      const d = await grants.findOne({ _id: codeHash, expiresAt: { $gt: now } });
+      return d ? toGrant(d) : null;
+    },
+    async deleteGrant(codeHash) {
+      return (await grants.deleteOne({ _id: codeHash })).deletedCount === 1;
+    },
+    async listGrants(chatId, now) {
+      return (await grants.find({ chatId, expiresAt: { $gt: now } }).sort({ createdAt: 1, _id: 1 }).toArray()).map(toGrant);
+    },
 
     async getOrCreateDirectChat(userA, userB, newChatId, now) {
       const key = directKey(userA, userB);
@@ -858,13 +1226,18 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
       // Members and their devices' watermarks first: once the chat document is visible, they are too.
       const userIds = userA === userB ? [userA] : [userA, userB];
       const memberDocs: MemberDoc[] = userIds.map((userId) => ({
-        _id: memberId(newChatId, userId), chatId: newChatId, userId, role: 'member', joinedAt: now, deliveredSeq: 0, readSeq: 0,
+        _id: memberId(newChatId, userId), chatId: newChatId, userId, role: 'member', joinedAt: now, sinceSeq: 0, leftSeq: null,
+        deliveredSeq: 0, readSeq: 0, mutedUntil: 0, archived: false,
       }));
       const ourMembers = insertedIds(memberDocs, await insertIgnoringDuplicates(members, memberDocs));
       const ourDeviceChats = await joinMemberDevices(newChatId, userIds);
+      const doc: ChatDoc = {
+        _id: newChatId, kind: 'direct', directKey: key, createdAt: now, lastSeq: 0,
+        name: null, description: null, avatar: null, shareHistory: false, deletedAt: null, version: 0,
+      };
       try {
-        await chats.insertOne({ _id: newChatId, kind: 'direct', directKey: key, createdAt: now, lastSeq: 0 });
-        return { chatId: newChatId, kind: 'direct', createdAt: now, lastSeq: 0 };
+        await chats.insertOne(doc);
+        return toChat(doc);
       } catch (err) {
         if (!isDuplicateKey(err)) throw err;
       }
@@ -882,60 +1255,78 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
       if (!winner) throw new StoreError('DUPLICATE', `chat id ${newChatId} already taken`);
       return toChat(winner);
     },
-    async createGroupChat(chatId, memberList, now) {
-      if (await chats.findOne({ _id: chatId }, { projection: { _id: 1 } })) {
-        throw new StoreError('DUPLICATE', `chat id ${chatId} already taken`);
-      }
-      // One row per user, the first one listed (INSERT OR IGNORE).
-      const seen = new Set<string>();
-      const memberDocs: MemberDoc[] = [];
-      for (const m of memberList) {
-        if (seen.has(m.userId)) continue;
-        seen.add(m.userId);
-        memberDocs.push({
-          _id: memberId(chatId, m.userId), chatId, userId: m.userId, role: m.role, joinedAt: now, deliveredSeq: 0, readSeq: 0,
-        });
-      }
-      // Members and their devices' watermarks first: once the chat document is visible, they are too.
-      const ourMembers = insertedIds(memberDocs, await insertIgnoringDuplicates(members, memberDocs));
-      const ourDeviceChats = await joinMemberDevices(chatId, [...seen]);
-      try {
-        await chats.insertOne({ _id: chatId, kind: 'group', createdAt: now, lastSeq: 0 });
-      } catch (err) {
-        if (!isDuplicateKey(err)) throw err;
-        await members.deleteMany({ _id: { $in: ourMembers } });
-        await deviceChats.deleteMany({ _id: { $in: ourDeviceChats } });
-        throw new StoreError('DUPLICATE', `chat id ${chatId} already taken`);
-      }
-      return { chatId, kind: 'group', createdAt: now, lastSeq: 0 };
-    },
+    createGroupChat,
+    commitGroupChange,
     async getChat(chatId) {
       const d = await chats.findOne({ _id: chatId });
       return d ? toChat(d) : null;
     },
     async getMembers(chatId) {
-      return (await members.find({ chatId }).sort({ joinedAt: 1, userId: 1 }).toArray()).map(toMember);
+      return (await members.find({ chatId, leftSeq: null }).sort({ joinedAt: 1, userId: 1 }).toArray()).map(toMember);
     },
     async getMember(chatId, userId) {
+      const d = await members.findOne({ _id: memberId(chatId, userId), leftSeq: null });
+      return d ? toMember(d) : null;
+    },
+    async getMembership(chatId, userId) {
       const d = await members.findOne({ _id: memberId(chatId, userId) });
       return d ? toMember(d) : null;
     },
-    async chatDevices(chatId, afterDeviceId, limit) {
-      const out: Array<{ deviceId: string; userId: string }> = [];
+    async listChats(userId, limit) {
+      const mine = await members.find({ userId }).toArray();
+      const chatOf = new Map<string, ChatDoc>();
+      for (let i = 0; i < mine.length; i += PAGE) {
+        const ids = mine.slice(i, i + PAGE).map((m) => m.chatId);
+        for (const c of await chats.find({ _id: { $in: ids } }).toArray()) chatOf.set(c._id, c);
+      }
+      const entries = await mapLimited(mine, async (md): Promise<ChatListEntry | null> => {
+        const c = chatOf.get(md.chatId);
+        if (!c) return null;
+        const member = toMember(md);
+        // What the user may see: (sinceSeq, leftSeq].
+        const upTo = (after: number) => (member.leftSeq === null ? { $gt: after } : { $gt: after, $lte: member.leftSeq });
+        const [lastDoc, unread] = await Promise.all([
+          messages.findOne({ chatId: md.chatId, seq: upTo(member.sinceSeq) }, { sort: { seq: -1 } }),
+          messages.countDocuments({
+            chatId: md.chatId, seq: upTo(Math.max(member.readSeq, member.sinceSeq)), senderUserId: { $ne: userId }, ...NO_EVENT,
+          }),
+        ]);
+        return { chat: toChat(c), member, last: lastDoc ? toMessage(lastDoc) : null, unread };
+      });
+      const out = entries.filter((e): e is ChatListEntry => e !== null);
+      out.sort((a, b) => (b.last?.ts ?? b.chat.createdAt) - (a.last?.ts ?? a.chat.createdAt) || (a.chat.chatId < b.chat.chatId ? -1 : 1));
+      return out.slice(0, limit);
+    },
+    async setChatFlags(chatId, userId, flags) {
+      const set: { mutedUntil?: number; archived?: boolean } = {};
+      if (flags.mutedUntil !== undefined && flags.mutedUntil !== null) set.mutedUntil = flags.mutedUntil;
+      if (flags.archived !== undefined && flags.archived !== null) set.archived = flags.archived;
+      const _id = memberId(chatId, userId);
+      if (Object.keys(set).length === 0) return (await members.findOne({ _id }, { projection: { _id: 1 } })) !== null;
+      return (await members.updateOne({ _id }, { $set: set })).matchedCount === 1;
+    },
+    async chatDevices(chatId, afterDeviceId, limit, fromSeq = 0) {
+      const out: ChatDevice[] = [];
       let after = afterDeviceId;
       // Pages of the chat's watermarks, keeping the active devices (a revoked device's watermarks
       // are dropped, but a revocation interrupted in between may have left some).
       while (out.length < limit) {
         const want = limit - out.length;
         const page = await deviceChats
-          .find({ chatId, deviceId: { $gt: after } }, { sort: { deviceId: 1 }, limit: want, projection: { deviceId: 1, userId: 1 } })
+          .find(
+            { chatId, deviceId: { $gt: after }, ...openAt(fromSeq) },
+            { sort: { deviceId: 1 }, limit: want, projection: { deviceId: 1, userId: 1, sinceSeq: 1, untilSeq: 1 } },
+          )
           .toArray();
         if (page.length === 0) break;
         const active = new Set(
           (await devices.find({ _id: { $in: page.map((d) => d.deviceId) }, revokedAt: null }, { projection: { _id: 1 } }).toArray())
             .map((d) => d._id),
         );
-        for (const d of page) if (active.has(d.deviceId)) out.push({ deviceId: d.deviceId, userId: d.userId });
+        for (const d of page) {
+          if (!active.has(d.deviceId)) continue;
+          out.push({ deviceId: d.deviceId, userId: d.userId, sinceSeq: d.sinceSeq, untilSeq: d.untilSeq ?? null });
+        }
         if (page.length < want) break;
         after = page[page.length - 1]!.deviceId;
       }
@@ -947,6 +1338,11 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
       if (limit <= 0) return [];
       const docs = await messages.find({ chatId, seq: { $gt: afterSeq } }).sort({ seq: 1 }).limit(limit).toArray();
       return docs.map(toMessage);
+    },
+    async historyBefore(chatId, beforeSeq, limit, afterSeq = 0) {
+      if (limit <= 0) return [];
+      const docs = await messages.find({ chatId, seq: { $gt: afterSeq, $lt: beforeSeq } }).sort({ seq: -1 }).limit(limit).toArray();
+      return docs.map(toMessage).reverse();
     },
     async getMessage(chatId, seq) {
       const d = await messages.findOne({ chatId, seq });
@@ -960,12 +1356,15 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
     pending,
     async pendingInChat(deviceId, chatId, afterSeq, beforeSeq, limit) {
       if (limit <= 0) return [];
-      const dc = await deviceChats.findOne({ _id: deviceChatId(deviceId, chatId) }, { projection: { sinceSeq: 1 } });
+      const dc = await deviceChats.findOne({ _id: deviceChatId(deviceId, chatId) }, { projection: { sinceSeq: 1, untilSeq: 1 } });
       if (!dc) return [];
       const from = Math.max(afterSeq, dc.sinceSeq);
-      if (beforeSeq <= from + 1) return [];
+      // Nothing after the end of the device's window (untilSeq) either.
+      const until = dc.untilSeq ?? null;
+      const before = until === null ? beforeSeq : Math.min(beforeSeq, until + 1);
+      if (before <= from + 1) return [];
       const docs = await messages
-        .find({ chatId, seq: { $gt: from, $lt: beforeSeq }, senderDeviceId: { $ne: deviceId } })
+        .find({ chatId, seq: { $gt: from, $lt: before }, senderDeviceId: { $ne: deviceId } })
         .sort({ seq: 1 })
         .limit(limit)
         .toArray();
@@ -985,7 +1384,7 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
     },
     async tally(chatId, seq, exceptUserId) {
       const [r] = await members.aggregate<{ of: number; delivered: number; read: number }>([
-        { $match: { chatId, userId: { $ne: exceptUserId } } },
+        { $match: { chatId, userId: { $ne: exceptUserId }, leftSeq: null } },
         {
           $group: {
             _id: null,
@@ -998,19 +1397,20 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
       return { of: r?.of ?? 0, delivered: r?.delivered ?? 0, read: r?.read ?? 0 };
     },
     async isRecipient(deviceId, chatId, seq) {
-      const dc = await deviceChats.findOne({ _id: deviceChatId(deviceId, chatId) }, { projection: { sinceSeq: 1 } });
+      const dc = await deviceChats.findOne({ _id: deviceChatId(deviceId, chatId) }, { projection: { sinceSeq: 1, untilSeq: 1 } });
       if (!dc || seq <= dc.sinceSeq) return false;
+      if (dc.untilSeq !== null && dc.untilSeq !== undefined && seq > dc.untilSeq) return false;
       const m = await messages.findOne({ chatId, seq, senderDeviceId: { $ne: deviceId } }, { projection: { _id: 1 } });
       return m !== null;
     },
     async messageStatus(chatId, seq) {
       const d = await messages.findOne({ chatId, seq });
       if (!d) return null;
-      // Recipient devices: in the chat from before this seq, not the sending one, still active,
-      // of a member.
+      // Recipient devices: in the chat from before this seq and still at it, not the sending one,
+      // still active, of a member (current or former).
       const dcs = await deviceChats
         .find(
-          { chatId, sinceSeq: { $lt: seq }, deviceId: { $ne: d.senderDeviceId } },
+          { chatId, sinceSeq: { $lt: seq }, deviceId: { $ne: d.senderDeviceId }, ...openAt(seq) },
           { projection: { deviceId: 1, userId: 1, deliveredSeq: 1 } },
         )
         .sort({ userId: 1, deviceId: 1 })

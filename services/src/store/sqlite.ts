@@ -12,7 +12,7 @@
  * better-sqlite3 is synchronous; the async methods only wrap it so both adapters share one port.
  */
 import Database from 'better-sqlite3';
-import type { Body, ChatEvent } from '@parley/client-sdk';
+import type { Body, ChatEvent } from '@parley/client-sdk/protocol';
 import {
   StoreError,
   type AppendResult,
@@ -589,6 +589,11 @@ export function createSqliteStore(opts: { file: string }): Store {
       const s = st();
       const chat = s.chatById.get(c.chatId);
       if (!chat) throw new StoreError('NOT_FOUND', `chat ${c.chatId} not found`);
+      // A change retried after a lost answer finds its message and applies nothing again.
+      const done = s.eventByClientId.get(c.message.clientMsgId, c.chatId);
+      if (done) return toMessage(done);
+      // Nothing follows a deletion: the caller plans again and finds the group deleted.
+      if (chat.deleted_at !== null) throw new StoreError('CONFLICT', `chat ${c.chatId} was deleted`);
       if (s.bumpVersion.run(c.chatId, c.version).changes !== 1) {
         throw new StoreError('CONFLICT', `chat ${c.chatId} is at version ${chat.version}, not ${c.version}`);
       }

@@ -9,7 +9,7 @@
  * received is one watermark per (device, chat), not a row per message per device. Offline
  * catch-up, `sync`, read checks and status queries are answered from those watermarks.
  */
-import type { Body, ChatEvent } from '@parley/client-sdk';
+import type { Body, ChatEvent } from '@parley/client-sdk/protocol';
 import type { StoredChatMessage } from '../../../broker/src/index.js';
 
 export interface User {

@@ -8,7 +8,7 @@
  */
 import {
   MAX_STORED_MORE, decode, isChatId, isUserId, newId, type ErrorCode, type Envelope, type SendEnvelope, type StoredEnvelope,
-} from '@parley/client-sdk';
+} from '@parley/client-sdk/protocol';
 import type { IngestMessage } from '../../../broker/src/index.js';
 import { toMsgEnvelope } from '../../../broker/src/index.js';
 import { receives, type AppendRefusal, type Chat, type NewMessage, type StoredMessage } from '../store/types.js';

@@ -10,7 +10,7 @@
  *   other devices as a `receipt`, and to nobody else. The senders concerned are those of the last
  *   TALLY_WINDOW messages up to each watermark that moved, so the work stays bounded.
  */
-import { parseMsgId, type Envelope, type ReceiptStatus } from '@parley/client-sdk';
+import { parseMsgId, type Envelope, type ReceiptStatus } from '@parley/client-sdk/protocol';
 import type { IngestAck, IngestRead } from '../../../broker/src/index.js';
 import type { WatermarkChange } from '../store/types.js';
 import type { WorkerContext } from './context.js';
