@@ -111,21 +111,28 @@ export interface LinkCode {
   expiresAt: number;
 }
 
-/** One message as the HTTP API returns it. */
-export interface HistoryMessage {
+/** What every message carries, live (`ChatMessage`) or from history (`HistoryMessage`). */
+export interface MessageFields {
+  /** `<chatId>.<seq in base 36>`: what `markRead` takes. */
   msgId: string;
   chatId: string;
   seq: number;
+  /** Sender's userId (for a group change: who made it). */
   from: string;
-  /** '' for a group change (written by the server). */
+  /** Sender's deviceId; '' for a group change (written by the server). */
   fromDevice: string;
+  /** Server time when stored (epoch ms). */
   ts: number;
   /** The body, when it is text. */
   text?: string;
+  /** A group change recorded in the chat (then the body is empty). */
+  event?: ChatEvent;
+}
+
+/** One message as the HTTP API returns it. */
+export interface HistoryMessage extends MessageFields {
   /** The body, when it is bytes: base64. */
   data?: string;
-  /** Set on group changes. */
-  event?: ChatEvent;
 }
 
 export interface HistoryPage {

@@ -24,7 +24,7 @@ import {
 } from './codec.js';
 import type {
   ChatChange, ChatInfo, ChatListItem, ChatSettingsInput, CreateGroupInput, DeviceInfo, HistoryMessage, HistoryPage, InviteInfo,
-  LinkCode, LookupEntry, MessageStatusResponse, NewInvite, UpdateChatInput,
+  LinkCode, LookupEntry, MessageFields, MessageStatusResponse, NewInvite, UpdateChatInput,
 } from './api-types.js';
 import { ParleyApi } from './http.js';
 import { ParleyError, type ErrorCode } from './errors.js';
@@ -97,25 +97,11 @@ export const DEFAULT_CLIENT_OPTIONS: Readonly<
 /** Default timeout of {@link ParleyClient.waitStored}, in ms. */
 export const DEFAULT_WAIT_STORED_MS = 30_000;
 
-/** A chat message, delivered in seq order per chat and at most once. */
-export interface ChatMessage {
-  /** `<chatId>.<seq in base 36>`: what `markRead` takes. */
-  msgId: string;
-  chatId: string;
-  seq: number;
-  /** Sender's userId. */
-  from: string;
-  /** Sender's deviceId. */
-  fromDevice: string;
-  /** Server time when stored (epoch ms). */
-  ts: number;
+/** A chat message, delivered in seq order per chat and at most once (group changes included, with `event`). */
+export interface ChatMessage extends MessageFields {
   body: Body;
-  /** The body, when it is text. */
-  text?: string;
   /** Sent by this user (from another of the user's devices). */
   own: boolean;
-  /** A group change recorded in the chat (then `body` is empty); also emitted as a `chatUpdate`. */
-  event?: ChatEvent;
 }
 
 /** What `sendMessage` resolves with: where the server stored the message. */

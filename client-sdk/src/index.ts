@@ -12,7 +12,7 @@ export type {
 export { ParleyApi, DEFAULT_API_TIMEOUT_MS } from './http.js';
 export type { ParleyApiOptions } from './http.js';
 export type {
-  VerifyResult, LookupEntry, DeviceInfo, LinkCode, HistoryMessage, HistoryPage, ChatMemberInfo, ChatInfo, ChatListItem,
+  VerifyResult, LookupEntry, DeviceInfo, LinkCode, MessageFields, HistoryMessage, HistoryPage, ChatMemberInfo, ChatInfo, ChatListItem,
   ChatChange, InviteInfo, NewInvite, MessageStatusResponse, CreateGroupInput, UpdateChatInput, ParticipantsInput,
   ChatSettingsInput,
 } from './api-types.js';

@@ -166,6 +166,28 @@ describe('membership', () => {
   }, 30_000);
 });
 
+describe('a group that shares its history', () => {
+  it('lets a member who joins later read what came before, but delivers only what follows', async () => {
+    const [owner, late] = [await p.register(), await p.register()];
+    const [dOwner, dLate] = [owner, late].map((u) => device(p.mqttUrl, u, { apiUrl: p.httpUrl })) as [Recorded, Recorded];
+    await Promise.all([dOwner.client.connect(), dLate.client.connect()]);
+    const chat = await dOwner.client.createChat({ name: 'Archive', members: [], shareHistory: true, description: 'all of it' });
+    expect(chat).toMatchObject({ shareHistory: true, description: 'all of it' });
+    await dOwner.client.sendMessage(chat.chatId, 'early');
+    await dOwner.client.addUserToGroup(chat.chatId, late.userId);
+    await dOwner.client.sendMessage(chat.chatId, 'later');
+    await until(() => chatMsgs(dLate, chat.chatId).length >= 1, 15_000, 'later delivered');
+    expect(chatMsgs(dLate, chat.chatId).map((m) => m.text)).toEqual(['later']);
+    const page = await dLate.client.readNewMessages(chat.chatId);
+    expect(page.messages.map((m) => m.text ?? m.event?.type)).toEqual(['created', 'early', 'added', 'later']);
+    // Paging back from the end, two at a time.
+    const last = await dLate.client.readEarlierMessages(chat.chatId, undefined, 2);
+    expect(last).toMatchObject({ more: true, messages: [{ event: { type: 'added' } }, { text: 'later' }] });
+    const before = await dLate.client.readEarlierMessages(chat.chatId, last.messages[0]!.msgId, 2);
+    expect(before).toMatchObject({ more: false, messages: [{ event: { type: 'created' } }, { text: 'early' }] });
+  }, 30_000);
+});
+
 describe('a device linked after 200 messages', () => {
   it('gets its chats and their messages with no call from the user; a message dropped on purpose is refetched', async () => {
     const a = await p.register();
