@@ -6,7 +6,6 @@
  * in client-sdk/src/api-types.ts, and shared with the SDK.
  */
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
-import type { z } from 'zod';
 import type { Logger } from 'pino';
 import { ParleyError, newId } from '@parley/client-sdk/protocol';
 import { E164, schemas, type LinkCode, type VerifyResult } from '@parley/client-sdk/api-types';
@@ -17,6 +16,7 @@ import { hashCode, hashGrant, newCode, newDeviceToken, newGrantCode } from '../a
 import type { SmsSender } from '../sms/sms.js';
 import type { Groups } from '../groups/groups.js';
 import { registerChatRoutes } from './chats.js';
+import { parse } from './context.js';
 
 export interface ApiOptions {
   /** Active devices per user, the primary included. */
@@ -50,25 +50,6 @@ export interface ApiDeps {
   extend?: (app: FastifyInstance) => void;
 }
 
-export function parse<T>(schema: z.ZodType<T>, value: unknown): T {
-  const r = schema.safeParse(value ?? {});
-  if (!r.success) {
-    const i = r.error.issues[0];
-    if (i?.path[0] === 'phone') throw new ParleyError('E_PHONE_INVALID', i.message);
-    throw new ParleyError('E_VALIDATION', i ? `${i.path.join('.') || 'body'}: ${i.message}` : 'invalid');
-  }
-  return r.data;
-}
-
-/** What chat routes share with the rest of the API. */
-export interface RouteContext {
-  app: FastifyInstance;
-  deps: ApiDeps;
-  opts: ApiOptions;
-  now(): number;
-  /** The calling device, from its bearer token (E_AUTH_REQUIRED / E_AUTH_TOKEN otherwise). */
-  authDevice(req: FastifyRequest): Promise<Device>;
-}
 
 export function createApi(deps: ApiDeps, opts: ApiOptions): FastifyInstance {
   const now = deps.now ?? Date.now;

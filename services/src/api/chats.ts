@@ -12,7 +12,7 @@ import {
 } from '@parley/client-sdk/api-types';
 import type { Chat, Member, StoredMessage } from '../store/types.js';
 import { hashGrant, newGrantCode } from '../auth/secrets.js';
-import { parse, type RouteContext } from './app.js';
+import { parse, type RouteContext } from './context.js';
 
 function bodyJson(b: Body): { text: string } | { data: string } {
   return typeof b === 'string' ? { text: b } : { data: Buffer.from(b).toString('base64') };
