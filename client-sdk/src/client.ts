@@ -24,7 +24,7 @@ import {
 } from './codec.js';
 import type {
   ChatChange, ChatInfo, ChatListItem, ChatSettingsInput, CreateGroupInput, DeviceInfo, HistoryMessage, HistoryPage, InviteInfo,
-  LinkCode, LookupEntry, MessageFields, MessageStatusResponse, NewInvite, UpdateChatInput,
+  LinkCode, LookupEntry, MessageFields, MessageStatusResponse, NewInvite, ParticipantsInput, UpdateChatInput,
 } from './api-types.js';
 import { ParleyApi } from './http.js';
 import { ParleyError, type ErrorCode } from './errors.js';
@@ -349,7 +349,7 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
   }
 
   /** Adds and removes members in one call (admins). */
-  modifyChatParticipants(chatId: string, change: { add?: string[]; remove?: string[] }): Promise<ChatChange> {
+  modifyChatParticipants(chatId: string, change: ParticipantsInput): Promise<ChatChange> {
     return this.#http((api, t) => api.modifyChatParticipants(chatId, change, t));
   }
 
@@ -362,11 +362,11 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
   }
 
   promoteUserToAdmin(chatId: string, userId: string): Promise<ChatChange> {
-    return this.#http((api, t) => api.setAdmins(chatId, [userId], true, t));
+    return this.#http((api, t) => api.promoteUserToAdmin(chatId, userId, t));
   }
 
   demoteAdmin(chatId: string, userId: string): Promise<ChatChange> {
-    return this.#http((api, t) => api.setAdmins(chatId, [userId], false, t));
+    return this.#http((api, t) => api.demoteAdmin(chatId, userId, t));
   }
 
   /** Leaves a group (the last admin leaving makes the oldest member admin). */
@@ -434,7 +434,7 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
 
   /** Contacts discovery: which of these phones are Parley users. */
   lookupContacts(phones: string[]): Promise<LookupEntry[]> {
-    return this.#http((api, t) => api.lookup(phones, t));
+    return this.#http((api, t) => api.lookupContacts(phones, t));
   }
 
   #httpApi: ParleyApi | null = null;
@@ -752,6 +752,13 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
   #onEnvelope(env: Envelope): void {
     switch (env.kind) {
       case 'msg':
+        // Added back to a group (or joined by invitation): the chat restarts at this message for
+        // this device; what was sent while it was out is not its to receive.
+        if (this.options.userId !== undefined && env.event
+          && ((env.event.type === 'added' && env.event.users.includes(this.options.userId))
+            || (env.event.type === 'joined' && env.from === this.options.userId))) {
+          this.#sequencer.restartAt(env.chatId, env.seq);
+        }
         this.#sequencer.onMsg(env);
         return;
       case 'stored': {
@@ -837,7 +844,8 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
 
   /** Called by the Sequencer, in order. */
   #deliver(m: MsgEnvelope): void {
-    const own = (this.options.userId !== undefined && m.from === this.options.userId) || m.fromDevice === this.options.deviceId;
+    // A group change is nobody's own message (it has no ticks), even when this user made it.
+    const own = !m.event && ((this.options.userId !== undefined && m.from === this.options.userId) || m.fromDevice === this.options.deviceId);
     const msg: ChatMessage = {
       msgId: msgIdOf(m.chatId, m.seq),
       chatId: m.chatId,
@@ -846,7 +854,7 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
       fromDevice: m.fromDevice,
       ts: m.ts,
       body: m.body,
-      ...(typeof m.body === 'string' ? { text: m.body } : {}),
+      ...(typeof m.body === 'string' && !m.event ? { text: m.body } : {}),
       own,
       ...(m.event ? { event: m.event } : {}),
     };

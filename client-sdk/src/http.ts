@@ -91,7 +91,7 @@ export class ParleyApi {
   }
 
   /** Which of these phones are Parley users. `POST /v1/users/lookup {phones}`. */
-  async lookup(phones: string[], token: string): Promise<LookupEntry[]> {
+  async lookupContacts(phones: string[], token: string): Promise<LookupEntry[]> {
     const res = await this.#request<{ users: LookupEntry[] }>({ method: 'POST', path: '/v1/users/lookup', body: { phones }, token });
     return Array.isArray(res?.users) ? res.users : [];
   }
@@ -116,8 +116,12 @@ export class ParleyApi {
     return this.#request({ method: 'POST', path: `/v1/chats/${enc(chatId)}/participants`, body: change, token });
   }
 
-  setAdmins(chatId: string, users: string[], admin: boolean, token: string): Promise<ChatChange> {
-    return this.#request({ method: 'POST', path: `/v1/chats/${enc(chatId)}/admins${admin ? '' : '/remove'}`, body: { users }, token });
+  promoteUserToAdmin(chatId: string, userId: string, token: string): Promise<ChatChange> {
+    return this.#request({ method: 'POST', path: `/v1/chats/${enc(chatId)}/admins`, body: { users: [userId] }, token });
+  }
+
+  demoteAdmin(chatId: string, userId: string, token: string): Promise<ChatChange> {
+    return this.#request({ method: 'POST', path: `/v1/chats/${enc(chatId)}/admins/remove`, body: { users: [userId] }, token });
   }
 
   leaveGroup(chatId: string, token: string): Promise<ChatChange> {
@@ -185,7 +189,9 @@ export class ParleyApi {
       text = await res.text();
     } catch (err) {
       if (controller.signal.aborted) {
-        throw new ParleyError('E_TIMEOUT', `${req.method} ${req.path.split('?')[0]} took over ${this.#timeoutMs} ms`);
+        // Never the invitation code of a path in a message.
+        const path = req.path.split('?')[0]!.replace(/^\/v1\/invites\/.*/, '/v1/invites/:code');
+        throw new ParleyError('E_TIMEOUT', `${req.method} ${path} took over ${this.#timeoutMs} ms`);
       }
       throw new ParleyError('E_UNAVAILABLE', err instanceof Error ? err.message : String(err));
     } finally {

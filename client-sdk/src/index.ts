@@ -22,4 +22,5 @@ export type { Body, ChatEvent, ChatEventType } from './codec.js';
 export { GROUP_LIMITS } from './codec.js';
 export { MemoryStateStore } from './sequencer.js';
 export type { StateStore, OwnStatus } from './sequencer.js';
+export type { EventName, Listener } from './emitter.js';
 export { msgIdOf, parseMsgId, isMsgId } from './ids.js';

@@ -14,17 +14,17 @@
  * - seq > lastSeq + 1: buffered (at most `maxBuffered` per chat) and a gap timer starts. If the gap
  *   is still open after `gapTimeoutMs`, `requestSync(chatId, lastSeq)` is called once; the server
  *   resends what this device has not acknowledged, duplicates are dropped.
- * - the server ends a chat sync with `synced {chatId, count}` after everything it resent. If the
- *   gap is still open and the server resent nothing (count 0), nothing can fill it any more (for
- *   example an own message whose `stored` was lost, or an expired message): with `fetchMissing`
- *   (the SDK's history over HTTP) the hole is read from history first; what is still missing then
- *   is reported through `onHole` (the server no longer has it), and the buffered messages are
- *   delivered in order across the hole, so a chat never stalls and never skips silently. If it resent something, the
- *   copies are on their way (or were lost in transit, e.g. while a broker lost Redis): the gap
- *   timer keeps running and asks again, with the delay doubling up to 16 x gapTimeoutMs, so a lost
- *   resend or a lost `synced` never stalls the chat either. Skipping on count > 0 would drop those
- *   messages for good (they would arrive later as "duplicates" below lastSeq). The same skip
- *   happens if the buffer bound is reached.
+ * - the server ends a chat sync with `synced {chatId, count}` after everything it resent, on the
+ *   same connection, so by then every resent message has arrived. If the hole below the lowest
+ *   buffered seq is still open, the server could not fill it (an expired message, one from before
+ *   this device's window): with `fetchMissing` (the SDK's history over HTTP) it is read from
+ *   history; what is still missing is reported through `onHole` and skipped, and the messages
+ *   after it are delivered. Only that hole is skipped: a later gap gets its own sync. A lost
+ *   resend or a lost `synced` (the connection dropped) leaves the gap timer running: it asks again,
+ *   the delay doubling up to 16 x gapTimeoutMs, so the chat never stalls and never skips silently.
+ *   The same skip happens if the buffer bound is reached.
+ * - `restartAt(chatId, seq)`: the device (re)joined the chat at `seq` (it was added back to a
+ *   group): what came before is not for it, so there is no hole to fill.
  * - `stored` (own message): seq === lastSeq + 1 advances and flushes; lower is ignored; higher is
  *   remembered as an own seq, so that when the messages before it arrive the gap logic treats it as
  *   filled. With an unknown lastSeq it is only remembered (seq 1 advances: nothing can precede it).
@@ -239,11 +239,12 @@ export class Sequencer<M extends Sequenced = MsgEnvelope> {
   }
 
   /**
-   * Feeds a `synced` envelope. When it closes a chat sync this Sequencer asked for, the gap is
-   * still open and the server resent nothing (`count` 0), the gap cannot be filled: the buffered
-   * messages are delivered across the hole. Otherwise the gap timer asks again later.
+   * Feeds a `synced` envelope. When it closes a chat sync this Sequencer asked for and the hole
+   * below the lowest buffered seq is still open, the server could not fill it: it is read from
+   * history (`fetchMissing`), and what is still missing is reported (`onHole`) and skipped.
+   * `count` (how many the server resent) is informational.
    */
-  onSynced(chatId?: string, count = 0): void {
+  onSynced(chatId?: string, _count = 0): void {
     if (chatId === undefined) {
       this.#releaseHeld();
       return;
@@ -251,22 +252,22 @@ export class Sequencer<M extends Sequenced = MsgEnvelope> {
     const c = this.#chats.get(chatId);
     if (!c) return;
     this.#run(chatId, (chat) => {
-      if (!chat.syncRequested || !this.#hasGap(chat) || count > 0 || chat.fetching) return;
+      if (!chat.syncRequested || !this.#hasGap(chat) || chat.fetching) return;
+      const after = chat.lastSeq ?? 0;
+      const before = Math.min(...chat.buffer.keys(), ...chat.own);
       if (!this.#fetchMissing) {
-        this.#skipGap(chatId, chat);
+        this.#skipTo(chatId, chat, before - 1);
         this.#settle(chatId, chat);
         return;
       }
-      // The server resent nothing: read the hole from history, then skip what is still missing.
       chat.fetching = true;
-      const after = chat.lastSeq ?? 0;
-      const before = Math.min(...chat.buffer.keys(), ...chat.own);
       const done = (found: { messages: M[]; own: number[] }): void => this.#run(chatId, (c) => {
         c.fetching = false;
         for (const m of found.messages) if (m.seq > (c.lastSeq ?? 0) && m.seq < before) c.buffer.set(m.seq, m);
         for (const q of found.own) if (q > (c.lastSeq ?? 0) && q < before) c.own.add(q);
         this.#flush(c);
-        if (this.#hasGap(c)) this.#skipGap(chatId, c);
+        // Only the hole this fetch was for; a gap that opened meanwhile gets its own sync.
+        this.#skipTo(chatId, c, before - 1);
         this.#settle(chatId, c);
       });
       this.#track(this.#fetchMissing(chatId, after, before).then(done, (err: unknown) => {
@@ -274,6 +275,20 @@ export class Sequencer<M extends Sequenced = MsgEnvelope> {
         this.#onError(err);
         this.#run(chatId, (c) => { c.fetching = false; this.#settle(chatId, c); });
       }));
+    });
+  }
+
+  /**
+   * The device (re)joined the chat with message `seq` (e.g. added back to a group): nothing before
+   * it is meant for it, so the chat goes on from there without a hole.
+   */
+  restartAt(chatId: string, seq: number): void {
+    this.#run(chatId, (c) => {
+      if (c.lastSeq !== undefined && c.lastSeq >= seq - 1) return;
+      c.lastSeq = seq - 1;
+      this.#prune(c);
+      this.#flush(c);
+      this.#settle(chatId, c);
     });
   }
 
@@ -379,6 +394,39 @@ export class Sequencer<M extends Sequenced = MsgEnvelope> {
     const last = c.lastSeq ?? 0;
     for (const seq of c.buffer.keys()) if (seq <= last) c.buffer.delete(seq);
     for (const seq of c.own) if (seq <= last) c.own.delete(seq);
+  }
+
+  /**
+   * Goes on to `upTo` across what is missing (each missing run reported through `onHole`),
+   * delivering what is buffered on the way, then what became contiguous.
+   */
+  #skipTo(chatId: string, c: ChatState<M>, upTo: number): void {
+    let cur = c.lastSeq ?? 0;
+    if (upTo <= cur) return;
+    const hole = (from: number, to: number): void => {
+      try {
+        this.#onHole(chatId, from, to);
+      } catch (err) {
+        this.#onError(err);
+      }
+    };
+    const known = [...c.buffer.keys(), ...c.own].filter((q) => q > cur && q <= upTo).sort((a, b) => a - b);
+    for (const q of known) {
+      if (q > cur + 1) hole(cur + 1, q - 1);
+      const msg = c.buffer.get(q);
+      if (msg) {
+        c.buffer.delete(q);
+        this.#emit(c, msg);
+      } else {
+        c.own.delete(q);
+        c.lastSeq = q;
+      }
+      cur = q;
+    }
+    if (upTo > cur) hole(cur + 1, upTo);
+    c.lastSeq = upTo;
+    this.#prune(c);
+    this.#flush(c);
   }
 
   /** Delivers everything buffered in seq order, across the holes (each reported through `onHole`). */

@@ -45,7 +45,7 @@ const schema = z.object({
   PARLEY_MAX_DEVICES: positiveInt.max(64).default(5),
   PARLEY_LINK_HISTORY: z.coerce.number().int().min(0).max(100_000).default(1000),
   PARLEY_LINK_CODE_TTL_SEC: positiveInt.max(3600).default(120),
-  PARLEY_MAX_GROUP_MEMBERS: positiveInt.max(100_000).default(1024),
+  PARLEY_MAX_GROUP_MEMBERS: positiveInt.max(4096).default(1024),
   PARLEY_RETENTION_DAYS: z.coerce.number().positive().default(30),
   PARLEY_CODE_TTL_SEC: positiveInt.default(900),
   PARLEY_CODE_MAX_ATTEMPTS: positiveInt.default(5),

@@ -373,9 +373,9 @@ export function chatStoreContract(factory: StoreFactory): void {
         const { store } = ctx;
         const g = await group(store);
         const hash = 'a'.repeat(64);
-        await store.putGrant({ codeHash: hash, kind: 'invite', userId: g.owner, chatId: g.chatId, createdAt: 1, expiresAt: 100 });
-        await store.putGrant({ codeHash: 'b'.repeat(64), kind: 'link', userId: g.m1, chatId: null, createdAt: 1, expiresAt: 50 });
-        expect(await store.getGrant(hash, 99)).toEqual({ codeHash: hash, kind: 'invite', userId: g.owner, chatId: g.chatId, createdAt: 1, expiresAt: 100 });
+        await store.putGrant({ codeHash: hash, kind: 'invite', userId: g.owner, deviceId: g.dOwner, chatId: g.chatId, createdAt: 1, expiresAt: 100 });
+        await store.putGrant({ codeHash: 'b'.repeat(64), kind: 'link', userId: g.m1, deviceId: g.d1, chatId: null, createdAt: 1, expiresAt: 50 });
+        expect(await store.getGrant(hash, 99)).toEqual({ codeHash: hash, kind: 'invite', userId: g.owner, deviceId: g.dOwner, chatId: g.chatId, createdAt: 1, expiresAt: 100 });
         expect(await store.getGrant(hash, 100)).toBeNull();
         expect((await store.listGrants(g.chatId, 10)).map((x) => x.codeHash)).toEqual([hash]);
         expect((await store.expire(0, 60)).registrations).toBe(1);

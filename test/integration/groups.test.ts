@@ -5,7 +5,7 @@
  * catalogue errors of bad group input.
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { ParleyApi, ParleyError, type ChatMessage } from '@parley/client-sdk';
+import { MemoryStateStore, ParleyApi, ParleyError, type ChatMessage } from '@parley/client-sdk';
 import { startTestPlatform, until, type Registered, type TestPlatform } from '../helpers/platform.js';
 import { closeAll, device, statusOf, type Recorded } from '../helpers/sdk.js';
 import { startDropProxy, type DropProxy } from '../helpers/drop-proxy.js';
@@ -17,7 +17,8 @@ let api: ParleyApi;
 const proxies: DropProxy[] = [];
 
 beforeAll(async () => {
-  p = await startTestPlatform({ PARLEY_MAX_GROUP_MEMBERS: String(MAX_MEMBERS) });
+  // Many registrations from one address: the per-address code limit is tested elsewhere.
+  p = await startTestPlatform({ PARLEY_MAX_GROUP_MEMBERS: String(MAX_MEMBERS), PARLEY_CODE_RATE_PER_IP: '1000' });
   api = new ParleyApi(p.httpUrl);
 }, 60_000);
 
@@ -163,6 +164,94 @@ describe('membership', () => {
     await dOwner.client.sendMessage(chat.chatId, 'welcome');
     await until(() => chatMsgs(dGuest, chat.chatId).length >= 1, 15_000, 'welcome');
     expect(chatMsgs(dGuest, chat.chatId).map((m) => m.text)).toEqual(['welcome']);
+  }, 30_000);
+});
+
+describe('coming back, invitations and link codes after a change', () => {
+  it('a member added back goes on from the addition (no hole); one removed by an admin cannot rejoin by invitation', async () => {
+    const [owner, m, guest] = [await p.register(), await p.register(), await p.register()];
+    const [dOwner, dM, dGuest] = [owner, m, guest].map((u) => device(p.mqttUrl, u, { apiUrl: p.httpUrl, gapTimeoutMs: 200 })) as [Recorded, Recorded, Recorded];
+    await Promise.all([dOwner, dM, dGuest].map((d) => d.client.connect()));
+    const chat = await dOwner.client.createChat({ name: 'Door', members: [m.userId] });
+    const invite = await dOwner.client.createInvite(chat.chatId);
+    await dOwner.client.sendMessage(chat.chatId, 'one');
+    await dOwner.client.removeUserFromGroup(chat.chatId, m.userId);
+    await dOwner.client.sendMessage(chat.chatId, 'while out');
+    expect(await codeOf(dM.client.joinGroup(invite.code))).toBe('E_FORBIDDEN');
+    await dOwner.client.addUserToGroup(chat.chatId, m.userId);
+    await dOwner.client.sendMessage(chat.chatId, 'back');
+    await until(() => chatMsgs(dM, chat.chatId).length >= 2, 15_000, 'back delivered');
+    expect(chatMsgs(dM, chat.chatId).map((x) => x.text)).toEqual(['one', 'back']);
+    expect(events(dM, chat.chatId)).toEqual(['created', 'removed', 'added']);
+    expect(dM.errors.filter((e) => e.code === 'E_MESSAGE_GONE')).toEqual([]);
+    // An invitation dies with its maker's admin rights.
+    await dOwner.client.promoteUserToAdmin(chat.chatId, m.userId);
+    const fromM = await dM.client.createInvite(chat.chatId);
+    await dOwner.client.demoteAdmin(chat.chatId, m.userId);
+    expect(await codeOf(dGuest.client.joinGroup(fromM.code))).toBe('E_LINK_CODE');
+    expect((await dGuest.client.joinGroup(invite.code)).chat.members.map((x) => x.userId)).toContain(guest.userId);
+  }, 30_000);
+
+  it('a link code dies with the device that made it', async () => {
+    const u = await p.register();
+    const phone = device(p.mqttUrl, u, { apiUrl: p.httpUrl });
+    const tablet = await api.linkDevice((await phone.client.createLinkCode()).code, 'tablet');
+    const tabletClient = device(p.mqttUrl, tablet, { apiUrl: p.httpUrl });
+    const code = await tabletClient.client.createLinkCode();
+    await phone.client.revokeDevice(tablet.deviceId);
+    expect(await codeOf(api.linkDevice(code.code))).toBe('E_LINK_CODE');
+  });
+
+  it('deleting a group: every member sees it, and nothing more is delivered or accepted', async () => {
+    const [owner, m] = [await p.register(), await p.register()];
+    const [dOwner, dM] = [owner, m].map((u) => device(p.mqttUrl, u, { apiUrl: p.httpUrl })) as [Recorded, Recorded];
+    await Promise.all([dOwner.client.connect(), dM.client.connect()]);
+    const chat = await dOwner.client.createChat({ name: 'Short-lived', members: [m.userId] });
+    await dOwner.client.sendMessage(chat.chatId, 'hello');
+    await dOwner.client.deleteGroup(chat.chatId);
+    const deleted = (r: Recorded): boolean => r.updates.some((x) => x.type === 'event' && x.chatId === chat.chatId && x.event.type === 'deleted');
+    await until(() => deleted(dOwner) && deleted(dM), 15_000, 'deleted seen by both');
+    await expect(dM.client.sendMessage(chat.chatId, 'hello?')).rejects.toMatchObject({ code: 'E_CHAT_DELETED' });
+    await expect(dOwner.client.sendMessage(chat.chatId, 'hello?')).rejects.toMatchObject({ code: 'E_CHAT_DELETED' });
+    expect(await codeOf(dOwner.client.addUserToGroup(chat.chatId, m.userId))).toBe('E_CHAT_DELETED');
+    expect(chatMsgs(dM, chat.chatId).map((x) => x.text)).toEqual(['hello']);
+    expect((await dM.client.listChats()).find((c) => c.chatId === chat.chatId)).toMatchObject({ deleted: true, left: true });
+  }, 30_000);
+});
+
+describe('a hole the broker does not resend', () => {
+  /**
+   * A device whose saved state says it has seq 1 of a group it is only now added to: the broker
+   * resends from the device's start (its addition), so the hole before is read from history when
+   * the group shares it, and reported (E_MESSAGE_GONE) when it does not. `userId` is left out of
+   * the client so it does not restart the chat at its addition.
+   */
+  async function holeScenario(shareHistory: boolean): Promise<Recorded> {
+    const [owner, late] = [await p.register(), await p.register()];
+    const dOwner = device(p.mqttUrl, owner, { apiUrl: p.httpUrl });
+    await dOwner.client.connect();
+    const chat = await dOwner.client.createChat({ name: 'Holes', members: [], shareHistory });
+    for (const t of ['a', 'b', 'c']) await dOwner.client.sendMessage(chat.chatId, t);
+    const state = new MemoryStateStore();
+    state.set(`seq:${chat.chatId}`, '1');
+    const dLate = device(p.mqttUrl, { deviceId: late.deviceId, token: late.token, userId: undefined as unknown as string }, { apiUrl: p.httpUrl, gapTimeoutMs: 200, state });
+    await dLate.client.connect();
+    await dOwner.client.addUserToGroup(chat.chatId, late.userId);
+    await dOwner.client.sendMessage(chat.chatId, 'd');
+    await until(() => dLate.messages.some((x) => x.text === 'd'), 15_000, 'd delivered');
+    return dLate;
+  }
+
+  it('reads it from history when the member may see it', async () => {
+    const d = await holeScenario(true);
+    expect(d.messages.map((x) => x.text ?? x.event?.type)).toEqual(['a', 'b', 'c', 'added', 'd']);
+    expect(d.errors.filter((e) => e.code === 'E_MESSAGE_GONE')).toEqual([]);
+  }, 30_000);
+
+  it('reports it, once, when the server has nothing for it', async () => {
+    const d = await holeScenario(false);
+    expect(d.messages.map((x) => x.text ?? x.event?.type)).toEqual(['added', 'd']);
+    expect(d.errors.filter((e) => e.code === 'E_MESSAGE_GONE').map((e) => e.detail)).toEqual([expect.stringMatching(/seq 2\.\.4$/)]);
   }, 30_000);
 });
 

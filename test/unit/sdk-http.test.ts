@@ -83,7 +83,7 @@ describe('ParleyApi requests', () => {
     const users = [{ phone: '+447700900123', userId: 'uAAAAAAAAAAAA' }];
     canned['POST /v1/users/lookup'] = { status: 200, body: { users } };
     const api = new ParleyApi({ baseUrl, headers: { 'x-app': 'test' } });
-    expect(await api.lookup(['+447700900123', '+447700900999'], 'tok')).toEqual(users);
+    expect(await api.lookupContacts(['+447700900123', '+447700900999'], 'tok')).toEqual(users);
     expect(seen[0]?.body).toEqual({ phones: ['+447700900123', '+447700900999'] });
     expect(seen[0]?.headers.authorization).toBe('Bearer tok');
     expect(seen[0]?.headers['x-app']).toBe('test');

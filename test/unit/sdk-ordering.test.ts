@@ -190,7 +190,7 @@ describe('Sequencer: gaps', () => {
     expect(t.syncs).toEqual([[CHAT, 2]]);
   });
 
-  it('delivers across a hole only when the server says synced with nothing resent', () => {
+  it('delivers across a hole once the server ends its sync with the hole still open', () => {
     const t = setup();
     t.msg(1);
     t.msg(3);
@@ -202,11 +202,9 @@ describe('Sequencer: gaps', () => {
     t.seq.onSynced(); // a sync of every chat does not close a chat's gap
     t.seq.onSynced(CHAT2);
     expect(t.seqs()).toEqual([1]);
-    // The server resent something: it is on its way, so the hole is not skipped.
+    // Everything the server resent came before its `synced`: the hole is still open, so nothing
+    // the server has can fill it (whatever it resent).
     t.seq.onSynced(CHAT, 1);
-    expect(t.seqs()).toEqual([1]);
-    // The server had nothing left for this device: nothing can fill the hole.
-    t.seq.onSynced(CHAT, 0);
     expect(t.seqs()).toEqual([1, 3, 4]);
     expect(t.seq.lastSeq(CHAT)).toBe(4);
     t.msg(2); // too late: a duplicate now
@@ -615,5 +613,55 @@ describe('Sequencer: a hole the server does not resend', () => {
     expect(t.delivered.map((m) => m.seq)).toEqual([1, 2, 3, 4]);
     expect(t.holes).toEqual([]);
     t.seq.dispose();
+  });
+});
+
+describe('Sequencer: holes and restarts', () => {
+  it('skips only the hole the sync was for: a gap that opens meanwhile gets its own sync', async () => {
+    let release!: () => void;
+    const timers = new FakeTimers();
+    const delivered: number[] = [];
+    const holes: Array<[number, number]> = [];
+    const syncs: number[] = [];
+    const seq = new Sequencer<M>({
+      deliver: (m) => delivered.push(m.seq),
+      requestSync: (_c, after) => syncs.push(after),
+      // History has 2 but answers only when released.
+      fetchMissing: (_c, after, before) => new Promise((resolve) => {
+        release = () => resolve({ messages: after < 2 && before > 2 ? [{ chatId: CHAT, seq: 2 }] : [], own: [] });
+      }),
+      onHole: (_c, from, to) => holes.push([from, to]),
+      gapTimeoutMs: 100,
+      timers,
+    });
+    seq.onMsg({ chatId: CHAT, seq: 1 });
+    seq.onMsg({ chatId: CHAT, seq: 3 });
+    timers.advance(100);
+    seq.onSynced(CHAT, 1);
+    seq.onMsg({ chatId: CHAT, seq: 6 }); // a new gap (4, 5) while history is read
+    release();
+    await seq.whenIdle();
+    expect(delivered).toEqual([1, 2, 3]);
+    expect(holes).toEqual([]);
+    timers.advance(250);
+    expect(syncs).toEqual([1, 3]);
+    seq.onMsg({ chatId: CHAT, seq: 4 });
+    seq.onMsg({ chatId: CHAT, seq: 5 });
+    expect(delivered).toEqual([1, 2, 3, 4, 5, 6]);
+    seq.dispose();
+  });
+
+  it('restartAt: a device added back to a group goes on from its addition, with no hole', () => {
+    const t = setup();
+    t.msg(1);
+    t.msg(2);
+    t.seq.restartAt(CHAT, 9);
+    t.msg(9);
+    t.msg(10);
+    expect(t.seqs()).toEqual([1, 2, 9, 10]);
+    expect(t.syncs).toEqual([]);
+    t.seq.restartAt(CHAT, 5); // never backwards
+    t.msg(11);
+    expect(t.seqs()).toEqual([1, 2, 9, 10, 11]);
   });
 });

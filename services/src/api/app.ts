@@ -199,7 +199,9 @@ export function createApi(deps: ApiDeps, opts: ApiOptions): FastifyInstance {
     const code = newGrantCode('link');
     const t = now();
     const expiresAt = t + opts.linkCodeTtlMs;
-    await store.putGrant({ codeHash: hashGrant(deps.secret, 'link', code), kind: 'link', userId: caller.userId, chatId: null, createdAt: t, expiresAt });
+    await store.putGrant({
+      codeHash: hashGrant(deps.secret, 'link', code), kind: 'link', userId: caller.userId, deviceId: caller.deviceId, chatId: null, createdAt: t, expiresAt,
+    });
     const answer: LinkCode = { code, qr: `parley:link:${code}`, expiresAt };
     return reply.status(201).send(answer);
   });
@@ -212,13 +214,22 @@ export function createApi(deps: ApiDeps, opts: ApiOptions): FastifyInstance {
     const code = body.code.startsWith('parley:link:') ? body.code.slice('parley:link:'.length) : body.code;
     const hash = hashGrant(deps.secret, 'link', code);
     const grant = await store.getGrant(hash, now());
+    // A code dies with the device that made it (revoked, or every device of a phone verified
+    // again): a stolen device cannot keep linking new ones.
+    const issuer = grant?.deviceId ? await store.getDevice(grant.deviceId) : null;
     // Single use: of two devices racing with one code, only the one that deletes it goes on.
-    if (!grant || grant.kind !== 'link' || !(await store.deleteGrant(hash))) {
+    if (!grant || grant.kind !== 'link' || !issuer || issuer.revokedAt !== null || issuer.userId !== grant.userId || !(await store.deleteGrant(hash))) {
       await limiter.hit(ipKey, 20, 600);
       req.log.warn({ ip: req.ip }, 'bad link code');
       throw new ParleyError('E_LINK_CODE');
     }
-    return reply.status(201).send(await addDevice(grant.userId, body.deviceName ?? 'companion'));
+    try {
+      return reply.status(201).send(await addDevice(grant.userId, body.deviceName ?? 'companion'));
+    } catch (err) {
+      // Refused (the device limit): the code stays usable once a device is removed.
+      await store.putGrant(grant);
+      throw err;
+    }
   });
 
   app.get('/v1/devices', async (req) => {

@@ -147,7 +147,7 @@ export function registerChatRoutes(ctx: RouteContext): void {
     const t = now();
     const codeHash = hashGrant(deps.secret, 'invite', code);
     const expiresAt = t + (body.ttlSec ?? 7 * 86_400) * 1000;
-    await store.putGrant({ codeHash, kind: 'invite', userId: caller.userId, chatId, createdAt: t, expiresAt });
+    await store.putGrant({ codeHash, kind: 'invite', userId: caller.userId, deviceId: caller.deviceId, chatId, createdAt: t, expiresAt });
     const answer: NewInvite = { code, inviteId: codeHash.slice(0, 32), expiresAt };
     return reply.status(201).send(answer);
   });
@@ -179,7 +179,7 @@ export function registerChatRoutes(ctx: RouteContext): void {
       await deps.limiter.hit(ipKey, 30, 600);
       throw new ParleyError('E_LINK_CODE');
     }
-    return changed(grant.chatId, caller.userId, [await groups.join(grant.chatId, caller.userId)]);
+    return changed(grant.chatId, caller.userId, [await groups.join(grant.chatId, caller.userId, grant.userId)]);
   });
 
   // getMessageStatus: per recipient device and per user; "delivered to all" / "read by all".

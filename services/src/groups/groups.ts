@@ -8,9 +8,9 @@
  * not moved meanwhile; a concurrent change makes it plan again (a few times, then E_CONFLICT).
  * The message is then handed to `deliver` (a fan-out job) like any other message.
  */
-import { ParleyError, GROUP_LIMITS, newClientMsgId, newId, type ChatEvent } from '@parley/client-sdk/protocol';
+import { ParleyError, GROUP_LIMITS, newId, randomIdBody, type ChatEvent } from '@parley/client-sdk/protocol';
 import {
-  StoreError, type AccountStore, type Chat, type ChatStore, type GroupChange, type Member, type MemberRole, type StoredMessage,
+  StoreError, type AccountStore, type Chat, type ChatStore, type GroupChange, type Member, type MemberRole, type MessageStore, type StoredMessage,
 } from '../store/types.js';
 
 export interface GroupLimits {
@@ -19,7 +19,7 @@ export interface GroupLimits {
 }
 
 export interface GroupDeps {
-  store: ChatStore & Pick<AccountStore, 'getUser'>;
+  store: ChatStore & Pick<AccountStore, 'getUser'> & Pick<MessageStore, 'getMessage'>;
   /** Starts the delivery of a stored system message to the chat's devices. */
   deliver(message: StoredMessage): Promise<void>;
   now(): number;
@@ -54,6 +54,9 @@ function checkName(name: string): string {
 
 const unique = (ids: string[]): string[] => [...new Set(ids)];
 
+/** A system message's clientMsgId: `s` and 22 random characters (within the 24 allowed). */
+const systemMsgId = (): string => `s${randomIdBody(22)}`;
+
 /** What a change looks like once planned: the event and the membership edits, or nothing to do. */
 type Plan = Omit<GroupChange, 'chatId' | 'version' | 'message'> & { event: ChatEvent };
 
@@ -83,7 +86,7 @@ export class Groups {
       chatId: newId('group'), name, description: input.description || null, avatar: input.avatar || null,
       shareHistory: input.shareHistory ?? false, members,
       created: {
-        senderUserId: actor, clientMsgId: newClientMsgId(ts), ts,
+        senderUserId: actor, clientMsgId: systemMsgId(), ts,
         event: { type: 'created', name, members: members.map((m) => m.userId), admins: [...admins] },
       },
     });
@@ -182,9 +185,20 @@ export class Groups {
     return this.#change(chatId, actor, true, () => ({ event: { type: 'deleted' }, delete: true }));
   }
 
-  /** A user joins through an invitation (checked by the caller). */
-  async join(chatId: string, user: string): Promise<StoredMessage> {
+  /**
+   * A user joins through an invitation made by `inviter`. The invitation holds only while its
+   * maker is still an admin of the group, and it does not let back in someone an admin removed
+   * (only an admin adding them again does).
+   */
+  async join(chatId: string, user: string, inviter: string): Promise<StoredMessage> {
+    const { store } = this.#deps;
+    const past = await store.getMembership(chatId, user);
+    if (past?.leftSeq != null && past.leftSeq > 0) {
+      const ended = await store.getMessage(chatId, past.leftSeq);
+      if (ended?.event?.type === 'removed') throw new ParleyError('E_FORBIDDEN', 'removed by an admin: only an admin can add you back');
+    }
     return this.#change(chatId, user, false, (_chat, members) => {
+      if (members.get(inviter)?.role !== 'admin') throw new ParleyError('E_LINK_CODE', 'the invitation is no longer valid');
       if (members.has(user)) throw new ParleyError('E_ALREADY_MEMBER', user);
       if (members.size + 1 > this.#limits.maxGroupMembers) throw new ParleyError('E_GROUP_FULL', `at most ${this.#limits.maxGroupMembers}`);
       return { event: { type: 'joined' }, add: [{ userId: user, role: 'member' }] };
@@ -209,14 +223,12 @@ export class Groups {
     const { store } = this.#deps;
     const chat = await store.getChat(chatId);
     if (!chat || chat.kind !== 'group') throw new ParleyError('E_CHAT_NOT_FOUND', chatId);
+    // Never a member: the group is none of this user's business (not even that it was deleted).
+    if (memberOnly && !(await store.getMembership(chatId, actor))) throw new ParleyError('E_CHAT_NOT_FOUND', chatId);
     if (chat.deletedAt !== null) throw new ParleyError('E_CHAT_DELETED', chatId);
     const members = new Map((await store.getMembers(chatId)).map((m) => [m.userId, m]));
     const me = members.get(actor);
-    if (memberOnly && !me) {
-      // Never a member: the group is none of this user's business.
-      if (!(await store.getMembership(chatId, actor))) throw new ParleyError('E_CHAT_NOT_FOUND', chatId);
-      throw new ParleyError('E_NOT_MEMBER', chatId);
-    }
+    if (memberOnly && !me) throw new ParleyError('E_NOT_MEMBER', chatId);
     if (adminOnly && me?.role !== 'admin') throw new ParleyError('E_NOT_ADMIN', chatId);
     return { chat, members };
   }
@@ -225,7 +237,8 @@ export class Groups {
     chatId: string, actor: string, adminOnly: boolean, plan: (chat: Chat, members: Map<string, Member>) => Plan,
     opts: { memberOnly: boolean } = { memberOnly: true },
   ): Promise<StoredMessage> {
-    const clientMsgId = newClientMsgId(this.#deps.now());
+    // The change's idempotency key: 132 random bits (two API processes may change one group at once).
+    const clientMsgId = systemMsgId();
     for (let attempt = 1; ; attempt++) {
       const { chat, members } = await this.#load(chatId, actor, adminOnly, opts.memberOnly);
       const { event, ...edits } = plan(chat, members);

@@ -210,6 +210,7 @@ CREATE TABLE IF NOT EXISTS grants (
   code_hash  TEXT PRIMARY KEY,
   kind       TEXT NOT NULL CHECK (kind IN ('link', 'invite')),
   user_id    TEXT NOT NULL,
+  device_id  TEXT,
   chat_id    TEXT,
   created_at INTEGER NOT NULL,
   expires_at INTEGER NOT NULL
@@ -243,7 +244,9 @@ interface MessageRow {
 interface ProgressRow {
   device_id: string; chat_id: string; user_id: string; since_seq: number; delivered_seq: number; until_seq: number | null;
 }
-interface GrantRow { code_hash: string; kind: 'link' | 'invite'; user_id: string; chat_id: string | null; created_at: number; expires_at: number }
+interface GrantRow {
+  code_hash: string; kind: 'link' | 'invite'; user_id: string; device_id: string | null; chat_id: string | null; created_at: number; expires_at: number;
+}
 interface StatusRow { user_id: string; device_id: string; delivered: number; read: number }
 
 const toUser = (r: UserRow): User => ({ userId: r.user_id, phone: r.phone, createdAt: r.created_at });
@@ -267,7 +270,8 @@ const toProgress = (r: ProgressRow): DeviceProgress => ({
   untilSeq: r.until_seq,
 });
 const toGrant = (r: GrantRow): Grant => ({
-  codeHash: r.code_hash, kind: r.kind, userId: r.user_id, chatId: r.chat_id, createdAt: r.created_at, expiresAt: r.expires_at,
+  codeHash: r.code_hash, kind: r.kind, userId: r.user_id, deviceId: r.device_id, chatId: r.chat_id, createdAt: r.created_at,
+  expiresAt: r.expires_at,
 });
 const toChatDevice = (r: { device_id: string; user_id: string; since_seq: number; until_seq: number | null }): ChatDevice => ({
   deviceId: r.device_id, userId: r.user_id, sinceSeq: r.since_seq, untilSeq: r.until_seq,
@@ -424,12 +428,12 @@ export function createSqliteStore(opts: { file: string }): Store {
       eventByClientId: db.prepare<[string, string], MessageRow>(
         `SELECT * FROM messages WHERE sender_device_id = '' AND client_msg_id = ? AND chat_id = ?`),
 
-      putGrant: db.prepare<[string, string, string, string | null, number, number]>(
-        'INSERT OR REPLACE INTO grants (code_hash, kind, user_id, chat_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?)'),
+      putGrant: db.prepare<[string, string, string, string | null, string | null, number, number]>(
+        'INSERT OR REPLACE INTO grants (code_hash, kind, user_id, device_id, chat_id, created_at, expires_at) VALUES (?, ?, ?, ?, ?, ?, ?)'),
       getGrant: db.prepare<[string, number], GrantRow>('SELECT * FROM grants WHERE code_hash = ? AND expires_at > ?'),
       delGrant: db.prepare<[string]>('DELETE FROM grants WHERE code_hash = ?'),
       grantsOfChat: db.prepare<[string, number], GrantRow>(
-        'SELECT * FROM grants WHERE chat_id = ? AND expires_at > ? ORDER BY created_at'),
+        "SELECT * FROM grants WHERE chat_id = ? AND kind = 'invite' AND expires_at > ? ORDER BY created_at, code_hash"),
       expireGrants: db.prepare<[number]>('DELETE FROM grants WHERE expires_at <= ?'),
       memberActive: db.prepare<[string, string], { one: number }>(
         'SELECT 1 AS one FROM members WHERE chat_id = ? AND user_id = ? AND left_seq IS NULL'),
@@ -599,12 +603,13 @@ export function createSqliteStore(opts: { file: string }): Store {
       }
       const message = appendEvent(s, c.chatId, c.message);
       const seq = message.seq;
-      // Joining members see from this message on (or everything, when the group shares history);
-      // their devices deliver from it and have nothing older to acknowledge.
+      // Joining members see from this message on (or everything over history, when the group
+      // shares it); their devices receive from it on and have nothing older to acknowledge (nor
+      // count as recipients of older messages in status queries).
       const since = chat.share_history ? 0 : seq - 1;
       for (const a of c.add ?? []) {
         s.upsertMember.run({ chat: c.chatId, user: a.userId, role: a.role, at: message.ts, since, start: seq - 1 });
-        s.upsertMemberDevices.run({ chat: c.chatId, user: a.userId, since, start: seq - 1 });
+        s.upsertMemberDevices.run({ chat: c.chatId, user: a.userId, since: seq - 1, start: seq - 1 });
       }
       // Leaving members get this message and nothing after it.
       for (const u of c.remove ?? []) {
@@ -825,7 +830,7 @@ export function createSqliteStore(opts: { file: string }): Store {
       st().delReg.run(phone);
     },
     async putGrant(g) {
-      st().putGrant.run(g.codeHash, g.kind, g.userId, g.chatId, g.createdAt, g.expiresAt);
+      st().putGrant.run(g.codeHash, g.kind, g.userId, g.deviceId, g.chatId, g.createdAt, g.expiresAt);
     },
     async getGrant(codeHash, now) {
       const r = st().getGrant.get(codeHash, now);

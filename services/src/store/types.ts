@@ -134,6 +134,8 @@ export interface Grant {
   kind: 'link' | 'invite';
   /** The user whose device is linked, or the admin who made the invitation. */
   userId: string;
+  /** The device that made it: a link code dies with that device (revoked, or the phone verified again). */
+  deviceId: string | null;
   /** The group of an invitation. */
   chatId: string | null;
   createdAt: number;
