@@ -31,23 +31,47 @@
  *   members: since 0, not left, not muted, not archived; device watermarks: no end; messages: no
  *   event), as SQLite's `ALTER TABLE ... DEFAULT` gives them. Queries on "not ended" / "not
  *   deleted" use `{ field: null }`, which matches a missing field too.
- * - Group changes (commitGroupChange): one atomic `findOneAndUpdate` on the chat checks and bumps
- *   its `version`, reserves the seq of the change's message, and applies the chat-level settings
- *   and deletion; then the message is stored (idempotent by its clientMsgId, as in SQLite), then
- *   the membership and device-window changes. A crash or a lost connection in between leaves
- *   the change partly applied, with the version already moved on (SQLite rolls it all back): a
- *   call replanned with the same clientMsgId finds the stored message and applies the rest with
- *   its seq, but the groups service reuses a clientMsgId only across its CONFLICT re-plans (when
- *   nothing was written), so such a change stays partial (e.g. a `deleted` group whose members
- *   were not ended yet, or an `added` message without the membership). A group deletion is
- *   atomic with the seq reservation (appendMessages reserves only in a chat that is not
- *   deleted), so no chat message can follow a `deleted` message. A removal is not: a message of
- *   the removed member that passes the membership check just before the change may get a seq
- *   after the change's message (SQLite refuses it). The next change may be committed while this
- *   one's writes are still under way, and an addDevice may run beside either: writes of device
- *   windows re-check the membership after writing (the membership is always written before its
- *   windows), so a race neither leaves a former member's device window open nor a re-added
- *   member's closed.
+ * - Group changes (commitGroupChange) check, in SQLite's order: NOT_FOUND; a system message with
+ *   the change's clientMsgId already in the chat is returned and nothing is applied (a retry after
+ *   a lost answer); a deleted chat, then a version other than the planned one, is CONFLICT. Then:
+ *   (1) the removed members are fenced out: each current one gets `leftSeq` = the chat's lastSeq
+ *   as read before, marked with the change's token (`closing`), then so do its devices' open
+ *   windows (`untilSeq`); (2) one atomic `findOneAndUpdate` on the chat checks and bumps its
+ *   `version` (and that it is not deleted), reserves the seq R of the change's message, and
+ *   applies the settings and the deletion; (3) the message is stored; (4) the added members, then
+ *   the fences are widened to R (by token: a member added back meanwhile no longer has it), the
+ *   roles, and on deletion every membership and window ends at R. A change that loses the version
+ *   check lifts its fences; one that finds a member it removes fenced by another change under way
+ *   lifts its own and answers CONFLICT (it never relies on a fence it does not own).
+ *   What holds: no message of a removed member, and no delivery to its devices, after R.
+ *   appendMessages checks the membership again once its seqs are reserved and refuses (the seq
+ *   left unused) a sender whose membership ends before its seq: a seq above R was reserved after
+ *   the fence was written, so that check sees the fence or R (a fence still under way is waited
+ *   for, up to a second, then refused). The windows are fenced before R too, so every reader of
+ *   windows (chatDevices, pending, pendingInChat, isRecipient, messageStatus) ends a removed
+ *   member's devices at or before R; chatDevices also ends each window no later than its member's
+ *   `leftSeq`, for a window that a concurrent addDevice wrote after the fence. A deletion needs no
+ *   fence: it is atomic with R (appendMessages and group changes reserve only in a chat that is
+ *   not deleted), so no message at all follows it.
+ *   What still differs from SQLite (which does all of it in one transaction):
+ *   - While a removal is under way (milliseconds), the removed member already looks gone
+ *     (getMember, getMembers, tally), and its devices get the messages between the fence and R
+ *     from catch-up only, not live (fail closed). The same happens, briefly and for nothing, when
+ *     the change then loses its version check; a message the member sends in that moment waits
+ *     for the fence to be lifted.
+ *   - A crash or a lost connection part-way leaves the change partial, and the version may have
+ *     moved on: a fence without its message (the member out of the group with no `removed`
+ *     message), a `deleted` group whose members were not ended yet, an `added` message without
+ *     the membership. A retry with the same clientMsgId only finds the message. A failure whose
+ *     outcome is unknown keeps the fences (fail closed).
+ *   - Of two changes removing the same member at once, the second answers CONFLICT even when the
+ *     first then loses its own version check (the groups service plans again).
+ *   - A device linked at the very moment of a removal may keep its window at the fence instead of
+ *     R (missing the removal message) or, if the removal is lifted, stay out of that chat.
+ *   The next change may be committed while this one's writes are still under way, and an addDevice
+ *   may run beside either: writes of device windows re-check the membership after writing (the
+ *   membership is always written before its windows), so a race neither leaves a former member's
+ *   device window open nor a re-added member's closed.
  * - Events are stored as subdocuments copied through JSON (what SQLite stores), so an optional
  *   key left `undefined` is absent when read back, not null.
  *
@@ -94,6 +118,7 @@ import {
   type User,
   type WatermarkChange,
 } from './types.js';
+import { randomUUID } from 'node:crypto';
 import { memberDelivered } from './watermarks.js';
 
 /** v3 (groups) only adds fields, read with defaults when missing: nothing to rewrite. */
@@ -118,6 +143,12 @@ interface MemberDoc {
   chatId: string; userId: string; role: MemberRole; joinedAt: number; deliveredSeq: number; readSeq: number;
   // v3: missing in v2 documents (0, null, 0, false).
   sinceSeq?: number; leftSeq?: number | null; mutedUntil?: number; archived?: boolean;
+  /**
+   * Set while a group change that removes the member is under way: `leftSeq` is then a fence (the
+   * chat's lastSeq before the change reserved its seq), widened to the change's seq when its
+   * message is stored, or lifted if the change loses its version check. The change's own token.
+   */
+  closing?: string;
 }
 interface MessageDoc {
   _id?: ObjectId;
@@ -132,7 +163,10 @@ interface MessageDoc {
 interface GrantDoc {
   /** The code hash. */
   _id: string;
-  kind: 'link' | 'invite'; userId: string; chatId: string | null; createdAt: number; expiresAt: number;
+  kind: 'link' | 'invite'; userId: string;
+  /** The device that made it; missing in documents written before it was kept (null). */
+  deviceId?: string | null;
+  chatId: string | null; createdAt: number; expiresAt: number;
 }
 /** Where a device stands in a chat (v2). */
 interface DeviceChatDoc {
@@ -146,6 +180,8 @@ interface DeviceChatDoc {
   deliveredAt: number | null;
   /** v3: the device gets nothing after this seq (its user left); null or missing while a member. */
   untilSeq?: number | null;
+  /** The token of the group change whose fence `untilSeq` is, while it is under way (see MemberDoc). */
+  closing?: string;
 }
 /** One move of a member's delivered (kind 1) or read (kind 2) watermark (v2). */
 interface MarkDoc {
@@ -171,6 +207,9 @@ const DUPLICATE_KEY = 11000;
 const PAGE = 500;
 /** Concurrent queries of one call (status times of a large group). */
 const PARALLEL = 32;
+/** An append waits this long at most (tries x ms) for a removal of its sender under way to settle. */
+const SETTLE_TRIES = 40;
+const SETTLE_STEP_MS = 25;
 
 function isDuplicateKey(err: unknown): boolean {
   return err instanceof MongoServerError && err.code === DUPLICATE_KEY;
@@ -262,7 +301,8 @@ const toProgress = (d: DeviceChatDoc): DeviceProgress => ({
   untilSeq: d.untilSeq ?? null,
 });
 const toGrant = (d: GrantDoc): Grant => ({
-  codeHash: d._id, kind: d.kind, userId: d.userId, chatId: d.chatId ?? null, createdAt: d.createdAt, expiresAt: d.expiresAt,
+  codeHash: d._id, kind: d.kind, userId: d.userId, deviceId: d.deviceId ?? null, chatId: d.chatId ?? null, createdAt: d.createdAt,
+  expiresAt: d.expiresAt,
 });
 
 /** A ChatEvent as stored: its JSON copy (keys left undefined are dropped, as SQLite's JSON column drops them). */
@@ -541,15 +581,19 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
    * Closes the device windows of those memberships that ended meanwhile: a group change that
    * removed the member between our read of the membership and our write of a window closed the
    * windows it found, maybe before ours existed. It ends the membership before it closes the
-   * windows, and this runs after our write, so one of the two closes each window.
+   * windows, and this runs after our write, so one of the two closes each window. A window closed
+   * at a removal's fence carries that change's token, so that the change widens (or lifts) it too.
    */
   async function closeEndedWindows(memberIds: string[]): Promise<void> {
     if (memberIds.length === 0) return;
     const ended = await members
-      .find({ _id: { $in: memberIds }, leftSeq: { $ne: null } }, { projection: { chatId: 1, userId: 1, leftSeq: 1 } })
+      .find({ _id: { $in: memberIds }, leftSeq: { $ne: null } }, { projection: { chatId: 1, userId: 1, leftSeq: 1, closing: 1 } })
       .toArray();
     for (const m of ended) {
-      await deviceChats.updateMany({ chatId: m.chatId, userId: m.userId, untilSeq: null }, { $set: { untilSeq: m.leftSeq! } });
+      await deviceChats.updateMany(
+        { chatId: m.chatId, userId: m.userId, untilSeq: null },
+        { $set: m.closing ? { untilSeq: m.leftSeq!, closing: m.closing } : { untilSeq: m.leftSeq! } },
+      );
     }
   }
 
@@ -566,8 +610,9 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
 
   /**
    * The members join (or come back to) the chat at the message `seq` (upsertMember and
-   * upsertMemberDevices): they see the messages after `since`, and every active device of theirs
-   * delivers from the message on, with nothing older to acknowledge.
+   * upsertMemberDevices): they see the messages after `since` (0 when the group shares history),
+   * and every active device of theirs receives from the message on (since `seq - 1` in every case),
+   * with nothing older to acknowledge. A removal of theirs still under way (a fence) is overridden.
    */
   async function addMembers(
     chatId: string, add: Array<{ userId: string; role: MemberRole }>, since: number, seq: number, at: number,
@@ -583,6 +628,7 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
           $set: { chatId, userId: a.userId, role: a.role, joinedAt: at, sinceSeq: since, leftSeq: null },
           $max: { deliveredSeq: start, readSeq: start },
           $setOnInsert: { mutedUntil: 0, archived: false },
+          $unset: { closing: '' },
         },
         upsert: true,
       },
@@ -593,9 +639,10 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
       updateOne: {
         filter: { _id: deviceChatId(d._id, chatId) },
         update: {
-          $set: { deviceId: d._id, chatId, userId: d.userId, sinceSeq: since, untilSeq: null },
+          $set: { deviceId: d._id, chatId, userId: d.userId, sinceSeq: start, untilSeq: null },
           $max: { deliveredSeq: start },
           $setOnInsert: { deliveredAt: null },
+          $unset: { closing: '' },
         },
         upsert: true,
       },
@@ -637,6 +684,21 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
       { sort: { seq: 1 }, projection: { at: 1 } },
     );
     return d?.at ?? null;
+  }
+
+  /**
+   * Those members' end of membership once no removal of theirs is under way (no `closing`
+   * token), waiting for that up to SETTLE_TRIES * SETTLE_STEP_MS; what is still under way then
+   * (a change that stopped half-way) is returned as it is.
+   */
+  async function settledMembers(ids: string[]): Promise<Array<Pick<MemberDoc, '_id' | 'leftSeq' | 'closing'>>> {
+    const read = () => members.find({ _id: { $in: ids } }, { projection: { leftSeq: 1, closing: 1 } }).toArray();
+    let docs = await read();
+    for (let i = 0; i < SETTLE_TRIES && docs.some((d) => d.closing !== undefined); i++) {
+      await new Promise((resolve) => setTimeout(resolve, SETTLE_STEP_MS));
+      docs = await read();
+    }
+    return docs;
   }
 
   async function appendMessages(batch: NewMessage[]): Promise<AppendResult[]> {
@@ -727,6 +789,36 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
       const seq = nextSeq.get(chatId)!;
       nextSeq.set(chatId, seq + 1);
       seqOf.set(i, seq);
+    }
+
+    // 4b. The membership again, now that the seqs are reserved (SQLite checks it in the
+    //     transaction that assigns them): a sender whose membership ends before its seq is refused,
+    //     the seq left unused. A removal fences its members out (leftSeq at or below the chat's
+    //     lastSeq) before it reserves its own seq, so a seq reserved after the removal's finds that
+    //     fence, or the removal's seq, here. A fence still under way is waited for: the removal
+    //     either gets a seq (this message came before it or after it) or is lifted.
+    if (admitted.length > 0) {
+      const firstSeq = new Map<string, number>();
+      for (const i of admitted) {
+        const id = memberId(batch[i]!.chatId, batch[i]!.senderUserId);
+        firstSeq.set(id, Math.min(firstSeq.get(id) ?? Infinity, seqOf.get(i)!));
+      }
+      const ids = [...firstSeq.keys()];
+      const docs = await members.find({ _id: { $in: ids } }, { projection: { leftSeq: 1, closing: 1 } }).toArray();
+      const endOf = new Map(docs.map((d) => [d._id, { leftSeq: d.leftSeq ?? null, closing: d.closing }]));
+      const fenced = ids.filter((id) => {
+        const e = endOf.get(id);
+        return e?.closing !== undefined && e.leftSeq !== null && e.leftSeq < firstSeq.get(id)!;
+      });
+      if (fenced.length > 0) {
+        for (const d of await settledMembers(fenced)) endOf.set(d._id, { leftSeq: d.leftSeq ?? null, closing: d.closing });
+      }
+      for (const i of admitted) {
+        const e = endOf.get(memberId(batch[i]!.chatId, batch[i]!.senderUserId));
+        // Unsettled (a fence left by a change that never finished), or gone: refused (fail closed).
+        if (!e || (e.leftSeq !== null && e.leftSeq < seqOf.get(i)!)) refusedOf.set(i, 'NOT_MEMBER');
+      }
+      admitted = admitted.filter((i) => !refusedOf.has(i));
     }
 
     // 5. Insert the messages; a duplicate here means a concurrent writer stored it first.
@@ -923,83 +1015,144 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
     return { chat: toChat(doc), message: eventMessage(chatId, 1, cm) };
   }
 
+  /**
+   * Fences the removed members out before the change reserves its seq: each current one gets
+   * `leftSeq` = `fenceAt` (the chat's lastSeq as read before) with the change's token, then so do
+   * the open windows of its devices. A seq reserved after this (the change's own, and any later
+   * message's) is above the fence, so neither the append check nor a window lets a removed member
+   * past it. Returns the users fenced; throws CONFLICT (with its own fences lifted) when another
+   * change's removal of one of them is under way, rather than rely on a fence it does not own.
+   */
+  async function fenceRemovals(chatId: string, remove: string[], fenceAt: number, token: string): Promise<string[]> {
+    if (remove.length === 0) return [];
+    const ids = remove.map((u) => memberId(chatId, u));
+    await members.updateMany({ _id: { $in: ids }, leftSeq: null }, { $set: { leftSeq: fenceAt, closing: token } });
+    const docs = await members.find({ _id: { $in: ids } }, { projection: { userId: 1, leftSeq: 1, closing: 1 } }).toArray();
+    const owned = docs.filter((d) => d.closing === token).map((d) => d.userId);
+    // Not ours and not simply a former member (a no-op, as in SQLite): another change is at it.
+    if (docs.some((d) => d.closing !== token && (d.closing || d.leftSeq === null || d.leftSeq === undefined))) {
+      await liftFence(chatId, owned, token);
+      throw new StoreError('CONFLICT', `chat ${chatId}: another change is removing the same member`);
+    }
+    if (owned.length > 0) {
+      await deviceChats.updateMany({ chatId, userId: { $in: owned }, untilSeq: null }, { $set: { untilSeq: fenceAt, closing: token } });
+    }
+    return owned;
+  }
+
+  /** The change's message is stored at `seq`: its fences become the end of those memberships. */
+  async function widenFence(chatId: string, owned: string[], token: string, seq: number): Promise<void> {
+    if (owned.length === 0) return;
+    // Filtered by the token: a later change that added one of them back has removed it.
+    await members.updateMany(
+      { _id: { $in: owned.map((u) => memberId(chatId, u)) }, closing: token },
+      { $set: { leftSeq: seq }, $unset: { closing: '' } },
+    );
+    await deviceChats.updateMany({ chatId, userId: { $in: owned }, closing: token }, { $set: { untilSeq: seq }, $unset: { closing: '' } });
+  }
+
+  /** The change lost its version check (or its message id): its fences are lifted. */
+  async function liftFence(chatId: string, owned: string[], token: string): Promise<void> {
+    if (owned.length === 0) return;
+    const reopen = () => deviceChats.updateMany(
+      { chatId, userId: { $in: owned }, closing: token }, { $set: { untilSeq: null }, $unset: { closing: '' } },
+    );
+    // Windows, then the memberships, then the windows a concurrent addDevice closed meanwhile.
+    await reopen();
+    await members.updateMany(
+      { _id: { $in: owned.map((u) => memberId(chatId, u)) }, closing: token },
+      { $set: { leftSeq: null }, $unset: { closing: '' } },
+    );
+    await reopen();
+  }
+
   /** commitGroupChange: see ChatStore, and the header for what is atomic here. */
   async function commitGroupChange(c: GroupChange): Promise<StoredMessage> {
     const chatId = c.chatId;
     const sm = c.message;
-    const chat = await chats.findOne({ _id: chatId }, { projection: { version: 1 } });
+    const chat = await chats.findOne({ _id: chatId }, { projection: { version: 1, lastSeq: 1, deletedAt: 1 } });
     if (!chat) throw new StoreError('NOT_FOUND', `chat ${chatId} not found`);
-    const conflict = (at: number | undefined) => new StoreError('CONFLICT', `chat ${chatId} is at version ${at ?? 0}, not ${c.version}`);
-    if ((chat.version ?? 0) !== c.version) throw conflict(chat.version);
-    // Idempotent by its clientMsgId (appendEvent): a change retried after a lost answer finds its message.
+    // A change retried after a lost answer finds its message and applies nothing again.
     const existing = await messages.findOne({ senderDeviceId: '', clientMsgId: sm.clientMsgId });
-    if (existing && existing.chatId !== chatId) throw eventIdTaken(sm.clientMsgId);
+    if (existing && existing.chatId === chatId) return toMessage(existing);
+    // Nothing follows a deletion: the caller plans again and finds the group deleted.
+    const deleted = () => new StoreError('CONFLICT', `chat ${chatId} was deleted`);
+    const conflict = (at: number | undefined) => new StoreError('CONFLICT', `chat ${chatId} is at version ${at ?? 0}, not ${c.version}`);
+    if (chat.deletedAt !== null && chat.deletedAt !== undefined) throw deleted();
+    if ((chat.version ?? 0) !== c.version) throw conflict(chat.version);
+    if (existing) throw eventIdTaken(sm.clientMsgId);
 
-    // One atomic step: the version check and bump, the message's seq, the chat's own changes.
+    // 1. Removed members are fenced out before the seq is reserved (see fenceRemovals).
+    const remove = [...new Set(c.remove ?? [])];
+    const token = randomUUID();
+    const owned = await fenceRemovals(chatId, remove, chat.lastSeq, token);
+
+    // 2. One atomic step: the version check and bump, the message's seq, the chat's own changes
+    //    (a deletion among them: appendMessages reserves only in a chat that is not deleted).
     const set: { name?: string; description?: string | null; avatar?: string | null; deletedAt?: number } = {};
     if (c.settings) {
       if (c.settings.name !== undefined && c.settings.name !== null) set.name = c.settings.name;
       if (c.settings.description !== undefined) set.description = c.settings.description;
       if (c.settings.avatar !== undefined) set.avatar = c.settings.avatar;
     }
-    if (c.delete) set.deletedAt = existing ? existing.ts : sm.ts;
+    if (c.delete) set.deletedAt = sm.ts;
     const bumped = await chats.findOneAndUpdate(
       // A v2 chat document has no version: it is at 0.
-      c.version === 0 ? { _id: chatId, $or: [{ version: 0 }, { version: { $exists: false } }] } : { _id: chatId, version: c.version },
-      { $inc: existing ? { version: 1 } : { version: 1, lastSeq: 1 }, ...(Object.keys(set).length > 0 ? { $set: set } : {}) },
+      c.version === 0
+        ? { _id: chatId, deletedAt: null, $or: [{ version: 0 }, { version: { $exists: false } }] }
+        : { _id: chatId, deletedAt: null, version: c.version },
+      { $inc: { version: 1, lastSeq: 1 }, ...(Object.keys(set).length > 0 ? { $set: set } : {}) },
       { returnDocument: 'after', projection: { lastSeq: 1, shareHistory: 1 } },
     );
     if (!bumped) {
-      const now = await chats.findOne({ _id: chatId }, { projection: { version: 1 } });
+      await liftFence(chatId, owned, token);
+      const now = await chats.findOne({ _id: chatId }, { projection: { version: 1, deletedAt: 1 } });
       if (!now) throw new StoreError('NOT_FOUND', `chat ${chatId} not found`);
+      if (now.deletedAt !== null && now.deletedAt !== undefined) throw deleted();
       throw conflict(now.version);
     }
 
+    // 3. The message.
     let message: StoredMessage;
-    if (existing) {
-      message = toMessage(existing);
-    } else {
-      try {
-        await messages.insertOne(eventDoc(chatId, bumped.lastSeq, sm));
-        message = eventMessage(chatId, bumped.lastSeq, sm);
-      } catch (err) {
-        if (!isDuplicateKey(err)) throw err;
-        // A concurrent commit of the same change stored its message first: that is the change's
-        // message (the seq reserved here stays unused).
-        const winner = await messages.findOne({ senderDeviceId: '', clientMsgId: sm.clientMsgId });
-        if (!winner) throw new Error(`seq ${bumped.lastSeq} of chat ${chatId} is already taken`, { cause: err });
-        if (winner.chatId !== chatId) throw eventIdTaken(sm.clientMsgId);
-        message = toMessage(winner);
-        if (c.delete && winner.ts !== set.deletedAt) await chats.updateOne({ _id: chatId }, { $set: { deletedAt: winner.ts } });
+    try {
+      await messages.insertOne(eventDoc(chatId, bumped.lastSeq, sm));
+      message = eventMessage(chatId, bumped.lastSeq, sm);
+    } catch (err) {
+      if (!isDuplicateKey(err)) throw err; // outcome unknown: the fences stay (fail closed)
+      // A concurrent commit of the same change stored its message first: that is the change's
+      // message (the seq reserved here stays unused).
+      const winner = await messages.findOne({ senderDeviceId: '', clientMsgId: sm.clientMsgId });
+      if (!winner) throw new Error(`seq ${bumped.lastSeq} of chat ${chatId} is already taken`, { cause: err });
+      if (winner.chatId !== chatId) {
+        await liftFence(chatId, owned, token);
+        throw eventIdTaken(sm.clientMsgId);
       }
+      message = toMessage(winner);
+      if (c.delete && winner.ts !== set.deletedAt) await chats.updateOne({ _id: chatId }, { $set: { deletedAt: winner.ts } });
     }
     const seq = message.seq;
 
-    // Joining members see from this message on (or everything, when the group shares history);
-    // their devices deliver from it and have nothing older to acknowledge.
+    // 4. The membership changes. Joining members see from this message on (or everything over
+    //    history, when the group shares it); their devices receive from it on.
     await addMembers(chatId, c.add ?? [], bumped.shareHistory === true ? 0 : seq - 1, seq, message.ts);
-    // Leaving members get this message and nothing after it (the membership ends first: see
-    // closeEndedWindows).
-    const remove = [...new Set(c.remove ?? [])];
-    if (remove.length > 0) {
-      const ids = remove.map((u) => memberId(chatId, u));
-      await members.updateMany({ _id: { $in: ids }, leftSeq: null }, { $set: { leftSeq: seq } });
-      await deviceChats.updateMany({ chatId, userId: { $in: remove }, untilSeq: null }, { $set: { untilSeq: seq } });
-      // A later change that added one of them back may have reopened their windows before this
-      // closed them: reopen what this closed (the member is written before its windows there).
-      const back = await members.find({ _id: { $in: ids }, leftSeq: null }, { projection: { userId: 1 } }).toArray();
-      if (back.length > 0) {
-        await deviceChats.updateMany({ chatId, userId: { $in: back.map((m) => m.userId) }, untilSeq: seq }, { $set: { untilSeq: null } });
-      }
-    }
+    // Leaving members get this message and nothing after it: the fence moves up to it.
+    await widenFence(chatId, owned, token, seq);
     if (c.roles && c.roles.length > 0) {
       await members.bulkWrite(c.roles.map((r) => ({
         updateOne: { filter: { _id: memberId(chatId, r.userId), leftSeq: null }, update: { $set: { role: r.role } } },
       })), { ordered: true });
     }
     if (c.delete) {
-      await members.updateMany({ chatId, leftSeq: null }, { $set: { leftSeq: seq } });
-      await deviceChats.updateMany({ chatId, untilSeq: null }, { $set: { untilSeq: seq } });
+      // Every membership ends here, those another change was fencing too (that change can no
+      // longer commit: its fences are taken over, so that lifting them cannot reopen them).
+      await members.updateMany(
+        { chatId, $or: [{ leftSeq: null }, { closing: { $exists: true } }] },
+        { $set: { leftSeq: seq }, $unset: { closing: '' } },
+      );
+      await deviceChats.updateMany(
+        { chatId, $or: [{ untilSeq: null }, { closing: { $exists: true } }] },
+        { $set: { untilSeq: seq }, $unset: { closing: '' } },
+      );
     }
     return message;
   }
@@ -1195,7 +1348,7 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
       // INSERT OR REPLACE; racing upserts of one code: the loser's duplicate key is a lost race, run again.
       const put = () => grants.replaceOne(
         { _id: g.codeHash },
-        { kind: g.kind, userId: g.userId, chatId: g.chatId, createdAt: g.createdAt, expiresAt: g.expiresAt },
+        { kind: g.kind, userId: g.userId, deviceId: g.deviceId, chatId: g.chatId, createdAt: g.createdAt, expiresAt: g.expiresAt },
         { upsert: true },
       );
       try {
@@ -1213,7 +1366,9 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
       return (await grants.deleteOne({ _id: codeHash })).deletedCount === 1;
     },
     async listGrants(chatId, now) {
-      return (await grants.find({ chatId, expiresAt: { $gt: now } }).sort({ createdAt: 1, _id: 1 }).toArray()).map(toGrant);
+      // Invitations only (a link code has no chat, but match SQLite's `kind = 'invite'` anyway).
+      const docs = await grants.find({ chatId, kind: 'invite', expiresAt: { $gt: now } }).sort({ createdAt: 1, _id: 1 }).toArray();
+      return docs.map(toGrant);
     },
 
     async getOrCreateDirectChat(userA, userB, newChatId, now) {
@@ -1309,7 +1464,9 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
       const out: ChatDevice[] = [];
       let after = afterDeviceId;
       // Pages of the chat's watermarks, keeping the active devices (a revoked device's watermarks
-      // are dropped, but a revocation interrupted in between may have left some).
+      // are dropped, but a revocation interrupted in between may have left some). Each window ends
+      // no later than its member's membership: a removal fences the membership before it reserves
+      // its seq, and a window written by a concurrent addDevice may lag behind that.
       while (out.length < limit) {
         const want = limit - out.length;
         const page = await deviceChats
@@ -1319,13 +1476,23 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
           )
           .toArray();
         if (page.length === 0) break;
-        const active = new Set(
-          (await devices.find({ _id: { $in: page.map((d) => d.deviceId) }, revokedAt: null }, { projection: { _id: 1 } }).toArray())
-            .map((d) => d._id),
-        );
+        const userIds = [...new Set(page.map((d) => d.userId))];
+        const [activeDocs, endedDocs] = await Promise.all([
+          devices.find({ _id: { $in: page.map((d) => d.deviceId) }, revokedAt: null }, { projection: { _id: 1 } }).toArray(),
+          members.find(
+            { _id: { $in: userIds.map((u) => memberId(chatId, u)) }, leftSeq: { $ne: null } },
+            { projection: { userId: 1, leftSeq: 1 } },
+          ).toArray(),
+        ]);
+        const active = new Set(activeDocs.map((d) => d._id));
+        const leftAt = new Map(endedDocs.map((m) => [m.userId, m.leftSeq!]));
         for (const d of page) {
           if (!active.has(d.deviceId)) continue;
-          out.push({ deviceId: d.deviceId, userId: d.userId, sinceSeq: d.sinceSeq, untilSeq: d.untilSeq ?? null });
+          const left = leftAt.get(d.userId);
+          const own = d.untilSeq ?? null;
+          const untilSeq = left === undefined ? own : own === null ? left : Math.min(own, left);
+          if (untilSeq !== null && untilSeq < fromSeq) continue;
+          out.push({ deviceId: d.deviceId, userId: d.userId, sinceSeq: d.sinceSeq, untilSeq });
         }
         if (page.length < want) break;
         after = page[page.length - 1]!.deviceId;
