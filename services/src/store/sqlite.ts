@@ -435,6 +435,7 @@ export function createSqliteStore(opts: { file: string }): Store {
       grantsOfChat: db.prepare<[string, number], GrantRow>(
         "SELECT * FROM grants WHERE chat_id = ? AND kind = 'invite' AND expires_at > ? ORDER BY created_at, code_hash"),
       expireGrants: db.prepare<[number]>('DELETE FROM grants WHERE expires_at <= ?'),
+      chatKind: db.prepare<[string], { kind: ChatKind; deleted_at: number | null }>('SELECT kind, deleted_at FROM chats WHERE chat_id = ?'),
       memberActive: db.prepare<[string, string], { one: number }>(
         'SELECT 1 AS one FROM members WHERE chat_id = ? AND user_id = ? AND left_seq IS NULL'),
 
@@ -647,9 +648,10 @@ export function createSqliteStore(opts: { file: string }): Store {
         const key = `${m.chatId}\u0000${m.senderUserId}`;
         let r = allowed.get(key);
         if (r === undefined) {
-          const chat = s.chatById.get(m.chatId);
+          // A direct chat's two members never change: only groups need the membership read.
+          const chat = s.chatKind.get(m.chatId);
           r = chat?.deleted_at != null ? { message: null, created: false, refused: 'CHAT_DELETED' }
-            : chat && !s.memberActive.get(m.chatId, m.senderUserId) ? { message: null, created: false, refused: 'NOT_MEMBER' }
+            : chat?.kind === 'group' && !s.memberActive.get(m.chatId, m.senderUserId) ? { message: null, created: false, refused: 'NOT_MEMBER' }
               : null;
           allowed.set(key, r);
         }
