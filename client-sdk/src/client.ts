@@ -144,6 +144,11 @@ export interface ParleyClientEvents {
   newMessage: ChatMessage;
   /** A group change, a receipt, or a group tally: see {@link ChatUpdate}. */
   chatUpdate: ChatUpdate;
+  /**
+   * The chat list (last message, unread count, flags), fetched by itself when the broker had no
+   * session for this device (a newly linked device, or one away longer than its session), with `apiUrl`.
+   */
+  chatList: ChatListItem[];
   /** One of this device's messages got its seq. */
   stored: StoredInfo;
   /** A tick of one of the user's own messages advanced (one event per message). */
@@ -633,6 +638,12 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
         this.#publish(this.#outbox, encode({ kind: 'sync' }), true).catch((e: unknown) => {
           if (!(e instanceof ParleyError && e.code === 'E_CLOSED')) this.#error(toParleyError(e, 'E_INTERNAL'));
         });
+        // A new device (or one whose session is gone): its chat list, without being asked.
+        if (this.options.apiUrl) {
+          this.listChats().then((chats) => this.emit('chatList', chats), (e: unknown) => {
+            if (!(e instanceof ParleyError && e.code === 'E_CLOSED')) this.#error(toParleyError(e, 'E_UNAVAILABLE'));
+          });
+        }
       }
       this.#ready = true;
       this.#setState('connected');

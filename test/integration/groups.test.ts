@@ -299,6 +299,8 @@ describe('a device linked after 200 messages', () => {
     const proxy = await startDropProxy(Number(new URL(p.mqttUrl).port), (chatId, seq) => chatId === group.chatId && seq === dropSeq);
     proxies.push(proxy);
     const dl = device(proxy.url, laptop, { apiUrl: p.httpUrl, gapTimeoutMs: 300 });
+    const lists: string[][] = [];
+    dl.client.on('chatList', (chats) => lists.push(chats.map((c) => c.chatId).sort()));
     await dl.client.connect();
     await until(() => chatMsgs(dl, direct.chatId).length === 100 && chatMsgs(dl, group.chatId).length === 100, 30_000, 'history on the new device');
     expect(proxy.dropped).toEqual([`${group.chatId}:${dropSeq}`]);
@@ -307,7 +309,9 @@ describe('a device linked after 200 messages', () => {
     expect(chatMsgs(dl, group.chatId).every((m) => m.own)).toBe(true);
     expect(chatMsgs(dl, direct.chatId).map((m) => m.text)).toEqual(Array.from({ length: 100 }, (_v, i) => `d${i}`));
     expect(dl.errors.filter((e) => e.code === 'E_MESSAGE_GONE')).toEqual([]);
-    // Its chat list.
+    // Its chat list came by itself on the first connection (and is there when asked).
+    await until(() => lists.length > 0, 10_000, 'the chat list');
+    expect(lists[0]).toEqual([direct.chatId, group.chatId].sort());
     const chats = await dl.client.listChats();
     expect(chats.map((c) => c.chatId).sort()).toEqual([direct.chatId, group.chatId].sort());
     expect((await db.client.listDevices()).map((d) => d.deviceId)).toEqual([b.deviceId, laptop.deviceId]);
