@@ -157,11 +157,14 @@ describe('chaos', () => {
     const rawSeen = new Map<string, number>();
     observer = mqtt.connect(`mqtt://127.0.0.1:${obsProxy.port}`, {
       clientId: rawD.deviceId, username: rawD.deviceId, password: rawD.token, clean: false,
-      reconnectPeriod: 200, connectTimeout: 5000, protocolVersion: 4,
+      // A CONNACK refusal (3, server unavailable, while Redis is down) must not end mqtt.js'
+      // reconnecting: by default it stops for good on any refused CONNACK.
+      reconnectPeriod: 200, connectTimeout: 5000, protocolVersion: 4, reconnectOnConnackError: true,
     });
     const rawLog: string[] = [];
     observer.on('connect', (p) => rawLog.push(`${Date.now() - t0}ms connect sp=${p.sessionPresent}`));
     observer.on('close', () => rawLog.push(`${Date.now() - t0}ms close`));
+    observer.on('error', (e) => rawLog.push(`${Date.now() - t0}ms error ${e.message}`));
     observer.on('message', (_t, payload) => {
       try {
         const env = decode(payload);
@@ -398,7 +401,7 @@ describe('chaos', () => {
       // Diagnostics for a failure: which seqs, where the observer's watermarks stand, its connections.
       const miss = obsExpected.filter((k) => !rawSeen.has(k));
       const byChat = new Map<string, number[]>();
-      for (const k of miss) { const [c, q] = k.split('.'); byChat.set(c!, [...(byChat.get(c!) ?? []), parseInt(q!, 36)]); }
+      for (const k of miss) { const [c, q] = k.split('.'); byChat.set(c!, [...(byChat.get(c!) ?? []), Number(q)]); }
       for (const [c, qs] of byChat) console.log('RAWMISS', c, qs.length, qs.slice(0, 5), qs.slice(-5));
       const Database = (await import('better-sqlite3')).default;
       const db = new Database(`${dataDir}/parley.sqlite`, { readonly: true });
