@@ -39,6 +39,8 @@ export const ERRORS = {
   E_LINK_CODE: { status: 410, message: 'The link or invitation code is wrong, expired, used or revoked' },
   E_CONFLICT: { status: 409, message: 'The chat changed at the same time; retry' },
   E_MESSAGE_GONE: { status: 410, message: 'The server no longer has that message (retention)' },
+  E_URL_SIGNATURE: { status: 403, message: 'The signed URL is not valid (tampered or for something else)' },
+  E_URL_EXPIRED: { status: 410, message: 'The signed URL has expired' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;

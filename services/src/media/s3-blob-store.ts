@@ -1,0 +1,111 @@
+/**
+ * BlobStore on any S3-compatible endpoint through the `minio` client (MinIO in docker-compose,
+ * s3rver in the tests, AWS S3). Presigned URLs are S3 SigV4 query signatures; the client uploads
+ * parts and downloads straight from the endpoint, never through Parley.
+ */
+import { Client } from 'minio';
+import type { Readable } from 'node:stream';
+import { BlobError, type BlobInfo, type BlobStore, type UploadedPart } from './blob-store.js';
+
+export interface S3BlobStoreOptions {
+  /** e.g. `http://127.0.0.1:9000` (path-style addressing). */
+  endpoint: string;
+  accessKey: string;
+  secretKey: string;
+  bucket: string;
+  /** @defaultValue 'us-east-1' */
+  region?: string;
+}
+
+const isNotFound = (err: unknown): boolean => {
+  const code = (err as { code?: string }).code;
+  return code === 'NoSuchKey' || code === 'NotFound' || code === 'NoSuchUpload';
+};
+
+export function createS3BlobStore(opts: S3BlobStoreOptions): BlobStore {
+  const url = new URL(opts.endpoint);
+  const useSSL = url.protocol === 'https:';
+  const region = opts.region ?? 'us-east-1';
+  const client = new Client({
+    endPoint: url.hostname,
+    port: url.port ? Number(url.port) : useSSL ? 443 : 80,
+    useSSL,
+    accessKey: opts.accessKey,
+    secretKey: opts.secretKey,
+    region,
+    pathStyle: true,
+  });
+  const bucket = opts.bucket;
+
+  return {
+    async init() {
+      if (!(await client.bucketExists(bucket))) {
+        try {
+          await client.makeBucket(bucket, region);
+        } catch (err) {
+          // Another process made it meanwhile.
+          if ((err as { code?: string }).code !== 'BucketAlreadyOwnedByYou') throw err;
+        }
+      }
+    },
+    async close() { /* the minio client holds no connection of its own */ },
+
+    async createUpload(key, contentType) {
+      return client.initiateNewMultipartUpload(bucket, key, { 'Content-Type': contentType });
+    },
+    async presignPart(key, uploadId, partNumber, expiresSec) {
+      return client.presignedUrl('PUT', bucket, key, expiresSec, { uploadId, partNumber: String(partNumber) });
+    },
+    async completeUpload(key, uploadId, parts: UploadedPart[]) {
+      const sorted = [...parts].sort((a, b) => a.partNumber - b.partNumber);
+      try {
+        await client.completeMultipartUpload(bucket, key, uploadId, sorted.map((p) => ({ part: p.partNumber, etag: p.etag })));
+      } catch (err) {
+        if (isNotFound(err)) throw new BlobError('NOT_FOUND', `no upload ${uploadId}`);
+        const code = (err as { code?: string }).code;
+        if (code === 'InvalidPart' || code === 'InvalidPartOrder' || code === 'EntityTooSmall') throw new BlobError('BAD_PARTS', code);
+        throw err;
+      }
+    },
+    async abortUpload(key, uploadId) {
+      try {
+        await client.abortMultipartUpload(bucket, key, uploadId);
+      } catch {
+        // Best effort: some endpoints (s3rver) cannot abort; a bucket lifecycle rule for
+        // incomplete uploads cleans up there.
+      }
+    },
+
+    async put(key, body, contentType) {
+      await client.putObject(bucket, key, body, body.length, { 'Content-Type': contentType });
+    },
+    async stat(key): Promise<BlobInfo | null> {
+      try {
+        const s = await client.statObject(bucket, key);
+        const meta = s.metaData as Record<string, string | undefined>;
+        return { size: s.size, contentType: meta['content-type'] ?? 'application/octet-stream', etag: s.etag };
+      } catch (err) {
+        if (isNotFound(err)) return null;
+        throw err;
+      }
+    },
+    async read(key, range): Promise<Readable> {
+      try {
+        if (range) return await client.getPartialObject(bucket, key, range.start, range.end - range.start + 1);
+        return await client.getObject(bucket, key);
+      } catch (err) {
+        if (isNotFound(err)) throw new BlobError('NOT_FOUND', key);
+        throw err;
+      }
+    },
+    async presignGet(key, expiresSec, o) {
+      const params: Record<string, string> = {};
+      if (o?.filename) params['response-content-disposition'] = `attachment; filename="${o.filename.replace(/["\\\r\n]/g, '_')}"`;
+      return client.presignedGetObject(bucket, key, expiresSec, params);
+    },
+    async remove(keys) {
+      if (keys.length === 0) return;
+      await client.removeObjects(bucket, keys);
+    },
+  };
+}
