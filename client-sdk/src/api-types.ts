@@ -54,6 +54,27 @@ export const schemas = {
   }).strict(),
   invite: z.object({ ttlSec: z.number().int().min(60).max(30 * 86_400).optional() }).strict(),
   chatList: z.object({ limit: z.coerce.number().int().min(1).max(1000).default(500) }).strict(),
+  /** POST /v1/attachments (createAttachment). */
+  createAttachment: z.object({
+    kind: z.enum(['image', 'video', 'audio', 'voice', 'document']),
+    contentType: z.string().regex(/^[a-z0-9][a-z0-9.+-]*\/[a-z0-9][a-z0-9.+-]*$/i, 'a MIME type').max(127),
+    size: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
+    sha256: z.string().regex(/^[0-9a-f]{64}$/, 'hex SHA-256'),
+    filename: z.string().min(1).max(255).optional(),
+    durationMs: z.number().int().min(0).max(86_400_000).optional(),
+    waveform: z.array(z.number().int().min(0).max(255)).max(128).optional(),
+    /** Video: an image attachment (already uploaded) used as its poster. */
+    poster: z.string().regex(/^m[A-Za-z0-9_-]{12}$/).optional(),
+    /** The bytes are client-encrypted (key and digest travel in the message body). */
+    encrypted: z.boolean().optional(),
+  }).strict(),
+  /** POST /v1/attachments/:id/parts: fresh URLs for these parts (a resumed upload). */
+  attachmentParts: z.object({ parts: z.array(z.number().int().min(1).max(10_000)).min(1).max(10_000) }).strict(),
+  /** POST /v1/attachments/:id/complete */
+  completeAttachment: z.object({
+    parts: z.array(z.object({ partNumber: z.number().int().min(1).max(10_000), etag: z.string().min(1).max(128) }).strict()).min(1).max(10_000),
+  }).strict(),
+  download: z.object({ thumbnail: z.enum(['0', '1', 'true', 'false']).optional() }).strict(),
   history: z.object({
     after: seq.optional(),
     afterMsgId: z.string().refine(isMsgId, 'a msgId').optional(),
@@ -207,4 +228,54 @@ export interface MessageStatusResponse {
   users: Array<{ userId: string; deliveredAt: number | null; readAt: number | null }>;
   /** Per recipient device. */
   recipients: Array<{ userId: string; deviceId: string; deliveredAt: number | null; readAt: number | null }>;
+}
+
+/** @useDeclaredType */
+export type CreateAttachmentInput = z.input<typeof schemas.createAttachment>;
+
+/** An upload URL for one part. */
+export interface PartUrl {
+  partNumber: number;
+  url: string;
+}
+
+/** What a client knows of an attachment (owner, or a member of a chat that references it). */
+export interface AttachmentInfo {
+  attachmentId: string;
+  kind: 'image' | 'video' | 'audio' | 'voice' | 'document';
+  /** The type sniffed from the bytes once uploaded (declared until then). */
+  contentType: string;
+  size: number;
+  sha256: string;
+  state: 'uploading' | 'processing' | 'ready' | 'failed';
+  /** The catalogue code when `failed`. */
+  error: string | null;
+  encrypted: boolean;
+  /** ThumbHash of the image (base64), for an instant blurred preview. */
+  preview: string | null;
+  width: number | null;
+  height: number | null;
+  hasThumbnail: boolean;
+  filename?: string;
+  durationMs?: number;
+  waveform?: number[];
+  poster?: string;
+  expiresAt: number;
+}
+
+/** `POST /v1/attachments`: the attachment and where its parts go. */
+export interface NewAttachment {
+  attachment: AttachmentInfo;
+  uploadId: string;
+  /** Every part but the last has exactly this many bytes. */
+  partSize: number;
+  partCount: number;
+  /** A URL per part, valid until `urlsExpireAt` (ask `…/parts` for fresh ones). */
+  parts: PartUrl[];
+  urlsExpireAt: number;
+}
+
+export interface DownloadUrl {
+  url: string;
+  expiresAt: number;
 }

@@ -41,6 +41,11 @@ export const ERRORS = {
   E_MESSAGE_GONE: { status: 410, message: 'The server no longer has that message (retention)' },
   E_URL_SIGNATURE: { status: 403, message: 'The signed URL is not valid (tampered or for something else)' },
   E_URL_EXPIRED: { status: 410, message: 'The signed URL has expired' },
+  E_MEDIA_TOO_LARGE: { status: 413, message: 'The media file is larger than allowed for its kind' },
+  E_MEDIA_CHECKSUM: { status: 422, message: 'The uploaded bytes do not match the declared size or SHA-256' },
+  E_MEDIA_TYPE: { status: 415, message: 'The media type is not allowed for its kind, or the bytes are of another type' },
+  E_MEDIA_CORRUPT: { status: 422, message: 'The media file cannot be decoded (corrupt, or too many pixels)' },
+  E_MEDIA_STATE: { status: 409, message: 'The attachment is not in a state that allows this' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;

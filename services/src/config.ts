@@ -46,6 +46,19 @@ const schema = z.object({
   PARLEY_LINK_HISTORY: z.coerce.number().int().min(0).max(100_000).default(1000),
   PARLEY_LINK_CODE_TTL_SEC: positiveInt.max(3600).default(120),
   PARLEY_MAX_GROUP_MEMBERS: positiveInt.max(4096).default(1024),
+  PARLEY_MEDIA: z.enum(['embedded', 's3']).default('embedded'),
+  PARLEY_PUBLIC_URL: z.string().url().optional(),
+  S3_ENDPOINT: z.string().url().optional(),
+  S3_ACCESS_KEY: z.string().optional(),
+  S3_SECRET_KEY: z.string().optional(),
+  S3_BUCKET: z.string().min(3).max(63).default('parley-media'),
+  S3_REGION: z.string().default('us-east-1'),
+  PARLEY_MEDIA_RETENTION_DAYS: z.coerce.number().positive().default(30),
+  PARLEY_MEDIA_MAX_IMAGE_MB: positiveInt.default(16),
+  PARLEY_MEDIA_MAX_VIDEO_MB: positiveInt.default(100),
+  PARLEY_MEDIA_MAX_AUDIO_MB: positiveInt.default(100),
+  PARLEY_MEDIA_MAX_DOCUMENT_MB: positiveInt.default(2048),
+  PARLEY_MEDIA_MAX_PIXELS: positiveInt.default(50_000_000),
   PARLEY_RETENTION_DAYS: z.coerce.number().positive().default(30),
   PARLEY_CODE_TTL_SEC: positiveInt.default(900),
   PARLEY_CODE_MAX_ATTEMPTS: positiveInt.default(5),
@@ -94,6 +107,17 @@ export interface Config {
   linkHistory: number;
   linkCodeTtlMs: number;
   maxGroupMembers: number;
+  /** Where media objects live: files under the data dir served by the API, or an S3 endpoint. */
+  media:
+    | { kind: 'embedded'; root: string }
+    | { kind: 's3'; endpoint: string; accessKey: string; secretKey: string; bucket: string; region: string };
+  mediaRetentionMs: number;
+  /** The HTTP API's base URL as clients reach it (behind a proxy); the embedded media store signs URLs to it. */
+  publicUrl: string | undefined;
+  /** Largest upload per kind, bytes. */
+  mediaMaxBytes: { image: number; video: number; audio: number; voice: number; document: number };
+  /** Images with more pixels are refused by the thumbnailer (decompression bombs). */
+  mediaMaxPixels: number;
   retentionMs: number;
   codeTtlMs: number;
   codeMaxAttempts: number;
@@ -128,6 +152,8 @@ export interface Config {
   };
 }
 
+const MB = 1024 * 1024;
+
 /** Parses an environment; throws ParleyError(E_CONFIG) naming every bad variable. */
 export function parseConfig(env: Record<string, string | undefined>): Readonly<Config> {
   const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ''));
@@ -139,6 +165,9 @@ export function parseConfig(env: Record<string, string | undefined>): Readonly<C
   const e = r.data;
   if (e.PARLEY_STORE === 'mongo' && !e.MONGO_URL) {
     throw new ParleyError('E_CONFIG', 'MONGO_URL: required when PARLEY_STORE=mongo');
+  }
+  if (e.PARLEY_MEDIA === 's3' && (!e.S3_ENDPOINT || !e.S3_ACCESS_KEY || !e.S3_SECRET_KEY)) {
+    throw new ParleyError('E_CONFIG', 'S3_ENDPOINT, S3_ACCESS_KEY, S3_SECRET_KEY: required when PARLEY_MEDIA=s3');
   }
   if (e.PARLEY_SMS === 'webhook' && !e.PARLEY_SMS_WEBHOOK_URL) {
     throw new ParleyError('E_CONFIG', 'PARLEY_SMS_WEBHOOK_URL: required when PARLEY_SMS=webhook');
@@ -164,6 +193,16 @@ export function parseConfig(env: Record<string, string | undefined>): Readonly<C
     linkHistory: e.PARLEY_LINK_HISTORY,
     linkCodeTtlMs: e.PARLEY_LINK_CODE_TTL_SEC * 1000,
     maxGroupMembers: e.PARLEY_MAX_GROUP_MEMBERS,
+    media: e.PARLEY_MEDIA === 's3'
+      ? { kind: 's3', endpoint: e.S3_ENDPOINT as string, accessKey: e.S3_ACCESS_KEY as string, secretKey: e.S3_SECRET_KEY as string, bucket: e.S3_BUCKET, region: e.S3_REGION }
+      : { kind: 'embedded', root: `${e.PARLEY_DATA_DIR}/media` },
+    mediaRetentionMs: Math.round(e.PARLEY_MEDIA_RETENTION_DAYS * 86_400_000),
+    publicUrl: e.PARLEY_PUBLIC_URL,
+    mediaMaxBytes: Object.freeze({
+      image: e.PARLEY_MEDIA_MAX_IMAGE_MB * MB, video: e.PARLEY_MEDIA_MAX_VIDEO_MB * MB, audio: e.PARLEY_MEDIA_MAX_AUDIO_MB * MB,
+      voice: e.PARLEY_MEDIA_MAX_AUDIO_MB * MB, document: e.PARLEY_MEDIA_MAX_DOCUMENT_MB * MB,
+    }),
+    mediaMaxPixels: e.PARLEY_MEDIA_MAX_PIXELS,
     retentionMs: Math.round(e.PARLEY_RETENTION_DAYS * 86_400_000),
     codeTtlMs: e.PARLEY_CODE_TTL_SEC * 1000,
     codeMaxAttempts: e.PARLEY_CODE_MAX_ATTEMPTS,

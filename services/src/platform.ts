@@ -19,13 +19,17 @@ import type { Config } from './config.js';
 import { startRedisServer, type RedisServer } from './redis/spawn.js';
 import { openStore } from './store/index.js';
 import type { Store } from './store/types.js';
-import { enqueueFanout, openQueues, queueIngestSink, type QueueSettings, type Queues } from './queues.js';
+import { JOB, enqueueFanout, openQueues, queueIngestSink, type QueueSettings, type Queues } from './queues.js';
 import { createIngestGate } from './ingest-gate.js';
 import { createInboxPublisher, type InboxPublisher } from './delivery/publisher.js';
 import { redisBusSender, redisDeliveryBus } from './delivery/bus.js';
 import { startWorkers, type Workers } from './workers/index.js';
 import { createApi } from './api/app.js';
 import { Groups } from './groups/groups.js';
+import { Attachments } from './media/attachments.js';
+import type { BlobStore } from './media/blob-store.js';
+import { createFsBlobStore, type FsBlobStore } from './media/fs-blob-store.js';
+import { createS3BlobStore } from './media/s3-blob-store.js';
 import { fanoutJobs } from './workers/fanout.js';
 import { createDeviceAuth } from './auth/device-auth.js';
 import { redisRateLimiter } from './auth/rate-limit.js';
@@ -113,6 +117,16 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
     };
     const queues: Queues = openQueues(queueSettings);
     closers.push(() => queues.close());
+
+    // Media objects: the embedded store (files under the data dir, served by the API) or S3.
+    const fsBlobs: FsBlobStore | null = cfg.media.kind === 'embedded'
+      ? createFsBlobStore({ root: resolve(cfg.media.root), publicUrl: `http://127.0.0.1:${cfg.httpPort}`, secret })
+      : null;
+    const blobs: BlobStore = fsBlobs ?? (cfg.media.kind === 's3'
+      ? createS3BlobStore({ endpoint: cfg.media.endpoint, accessKey: cfg.media.accessKey, secretKey: cfg.media.secretKey, bucket: cfg.media.bucket, region: cfg.media.region })
+      : (() => { throw new Error('unreachable'); })());
+    await blobs.init();
+    closers.push(() => blobs.close());
     const limiter = redisRateLimiter(redis, KEY_PREFIX);
     const auth = createDeviceAuth(store, limiter, { failuresPerMin: cfg.loginFailuresPerMin });
 
@@ -146,6 +160,7 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
           store, publisher, log: log.child({ role: 'workers' }), now: Date.now, retentionMs: cfg.retentionMs,
           workerId: `${hostname()}:${process.pid}`,
           fanoutChunk: cfg.fanoutChunk,
+          media: { blobs, maxPixels: cfg.mediaMaxPixels, timeoutSec: 20 },
           enqueueFanout: (jobs) => enqueueFanout(queues, jobs),
         },
         queueSettings, queues, { concurrency: cfg.workerConcurrency },
@@ -195,6 +210,16 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
           sms: deps.sms ?? (cfg.sms.kind === 'webhook' ? webhookSms(cfg.sms.url) : consoleSms(log.child({ role: 'sms' }))),
           revoke: async (deviceId) => { await redis.publish(REVOKE_CHANNEL, deviceId); },
           // Group changes are messages of the group: delivered by the fan-out like any other.
+          attachments: new Attachments(
+            {
+              store, blobs, now: Date.now,
+              enqueueThumbnail: async (attachmentId) => {
+                await queues.media.add(JOB.thumbnail, { attachmentId }, { jobId: `thumb-${attachmentId}` });
+              },
+            },
+            { maxBytes: cfg.mediaMaxBytes, retentionMs: cfg.mediaRetentionMs, uploadUrlTtlSec: 3600, downloadUrlTtlSec: 300 },
+          ),
+          ...(fsBlobs ? { blobRoutes: (app: FastifyInstance) => fsBlobs.routes(app) } : {}),
           groups: new Groups(
             { store, now: Date.now, deliver: (m) => enqueueFanout(queues, fanoutJobs(m.chatId, [m.seq])) },
             { maxGroupMembers: cfg.maxGroupMembers },
@@ -210,6 +235,8 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
       await a.listen({ port: cfg.httpPort, host: cfg.host });
       closers.push(() => a.close());
       urls.http = `http://${shownHost}:${(a.server.address() as AddressInfo).port}`;
+      // The embedded media store signs URLs to this API (its port is known only now when it is 0).
+      fsBlobs?.setPublicUrl(cfg.publicUrl ?? urls.http);
     }
 
     return { urls, broker, redis: redisServer, close };

@@ -9,14 +9,15 @@
  *   devices per job, concurrent; a big group never holds up the ordered queues.
  * - `events`: delivered acks and read receipts; order-independent, concurrent.
  * - `maintenance`: the repeatable cleanup job.
+ * - `media`: thumbnails of uploaded images (sharp), a couple at a time per process.
  */
 import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
 import type { IngestGate } from './ingest-gate.js';
 import { groupBy } from './group-by.js';
 import type { IngestAck, IngestMessage, IngestRead, IngestSink } from '../../broker/src/index.js';
 
-export const QUEUE = { persist: 'persist', fanout: 'fanout', events: 'events', maintenance: 'maintenance' } as const;
-export const JOB = { persist: 'persist', fanout: 'fanout', acks: 'acks', reads: 'reads', cleanup: 'cleanup' } as const;
+export const QUEUE = { persist: 'persist', fanout: 'fanout', events: 'events', maintenance: 'maintenance', media: 'media' } as const;
+export const JOB = { persist: 'persist', fanout: 'fanout', acks: 'acks', reads: 'reads', cleanup: 'cleanup', thumbnail: 'thumbnail' } as const;
 
 /** A chunk of a fan-out: messages `fromSeq..toSeq` of a chat to its devices after `afterDevice`. */
 export interface FanoutJob {
@@ -33,6 +34,7 @@ export interface JobData {
   acks: { items: IngestAck[] };
   reads: { items: IngestRead[] };
   cleanup: Record<string, never>;
+  thumbnail: { attachmentId: string };
 }
 
 export interface QueueSettings {
@@ -57,6 +59,8 @@ export interface Queues {
   fanout: Queue;
   events: Queue;
   maintenance: Queue;
+  /** Media processing (thumbnails): CPU-heavy, so few at a time per process. */
+  media: Queue;
   close(): Promise<void>;
 }
 
@@ -78,10 +82,11 @@ export function openQueues(s: QueueSettings): Queues {
   const fanout = mk(QUEUE.fanout);
   const events = mk(QUEUE.events);
   const maintenance = mk(QUEUE.maintenance);
+  const media = mk(QUEUE.media);
   return {
-    persist, fanout, events, maintenance,
+    persist, fanout, events, maintenance, media,
     async close() {
-      await Promise.all([...persist, fanout, events, maintenance].map((q) => q.close()));
+      await Promise.all([...persist, fanout, events, maintenance, media].map((q) => q.close()));
     },
   };
 }

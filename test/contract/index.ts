@@ -7,12 +7,13 @@ import { describe } from 'vitest';
 import { accountStoreContract } from './account-store.contract.js';
 import { chatStoreContract } from './chat-store.contract.js';
 import { lifecycleContract } from './lifecycle.contract.js';
+import { mediaStoreContract } from './media-store.contract.js';
 import { messageStoreContract } from './message-store.contract.js';
 import { progressStoreContract } from './progress-store.contract.js';
 import type { StoreFactory } from './helpers.js';
 
 export type { StoreFactory } from './helpers.js';
-export { accountStoreContract, chatStoreContract, lifecycleContract, messageStoreContract, progressStoreContract };
+export { accountStoreContract, chatStoreContract, lifecycleContract, mediaStoreContract, messageStoreContract, progressStoreContract };
 
 /** Registers every port's contract suite under `name`; each test gets a fresh store from `factory`. */
 export function storeContracts(name: string, factory: StoreFactory): void {
@@ -22,5 +23,6 @@ export function storeContracts(name: string, factory: StoreFactory): void {
     chatStoreContract(factory);
     messageStoreContract(factory);
     progressStoreContract(factory);
+    mediaStoreContract(factory);
   });
 }

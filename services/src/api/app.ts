@@ -16,6 +16,8 @@ import { hashCode, hashGrant, newCode, newDeviceToken, newGrantCode } from '../a
 import type { SmsSender } from '../sms/sms.js';
 import type { Groups } from '../groups/groups.js';
 import { registerChatRoutes } from './chats.js';
+import { registerMediaRoutes } from './media.js';
+import type { Attachments } from '../media/attachments.js';
 import { parse } from './context.js';
 
 export interface ApiOptions {
@@ -44,6 +46,9 @@ export interface ApiDeps {
   /** Disconnects a revoked device on every broker node. */
   revoke(deviceId: string): Promise<void>;
   groups: Groups;
+  attachments: Attachments;
+  /** The embedded media store's signed-URL routes (absent with an S3 endpoint). */
+  blobRoutes?: (app: FastifyInstance) => void;
   log: Logger;
   now?: () => number;
   /** Extra routes (metrics, dashboard) registered by the composition root. */
@@ -265,6 +270,8 @@ export function createApi(deps: ApiDeps, opts: ApiOptions): FastifyInstance {
   });
 
   registerChatRoutes({ app, deps, opts, now, authDevice });
+  registerMediaRoutes({ app, deps, opts, now, authDevice });
+  deps.blobRoutes?.(app);
 
   deps.extend?.(app);
   return app;

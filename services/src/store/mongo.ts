@@ -74,6 +74,11 @@
  *   device window open nor a re-added member's closed.
  * - Events are stored as subdocuments copied through JSON (what SQLite stores), so an optional
  *   key left `undefined` is absent when read back, not null.
+ * - Media (v4): `attachments` (`_id` = attachmentId) and `attachment_links` (one document per
+ *   referencing message, unique by (attachmentId, chatId, seq)). updateAttachment is one
+ *   conditional `findOneAndUpdate` on `state`, so of concurrent steps one wins, as in SQLite; an
+ *   attachment's meta is a subdocument copied through JSON, like events. deleteAttachment is two
+ *   writes (links, then the attachment) instead of one transaction.
  *
  * Write concern: the collections that hold messages and their bookkeeping (chats.lastSeq,
  * messages, deviceChats, marks, meta) write with `{ w: 'majority' }`. A message is acknowledged to
@@ -97,12 +102,16 @@ import {
   StoreError,
   type AppendRefusal,
   type AppendResult,
+  type Attachment,
+  type AttachmentMeta,
+  type AttachmentState,
   type Chat,
   type ChatDevice,
   type ChatKind,
   type ChatListEntry,
   type Grant,
   type GroupChange,
+  type MediaKind,
   type NewGroup,
   type DeliveryAck,
   type Device,
@@ -121,8 +130,11 @@ import {
 import { randomUUID } from 'node:crypto';
 import { memberDelivered } from './watermarks.js';
 
-/** v3 (groups) only adds fields, read with defaults when missing: nothing to rewrite. */
-const SCHEMA_VERSION = 3;
+/**
+ * v3 (groups) only adds fields, read with defaults when missing; v4 (media) only adds collections
+ * (`attachments`, `attachment_links`) and their indexes: nothing to rewrite.
+ */
+const SCHEMA_VERSION = 4;
 
 interface UserDoc { _id: string; phone: string; createdAt: number }
 interface DeviceDoc {
@@ -190,6 +202,19 @@ interface MarkDoc {
   chatId: string; userId: string; kind: MarkKind; seq: number; at: number;
 }
 interface MetaDoc { _id: string; version: number }
+/** An uploaded media object (v4). Every field is always present; the nullable ones hold null. */
+interface AttachmentDoc {
+  /** The attachmentId. */
+  _id: string;
+  ownerUserId: string; ownerDeviceId: string; kind: MediaKind; contentType: string; size: number; sha256: string; key: string;
+  uploadId: string | null; state: AttachmentState; error: string | null; encrypted: boolean; thumbKey: string | null;
+  preview: string | null; width: number | null; height: number | null;
+  /** A subdocument: the JSON copy of the meta as given (what SQLite's JSON column stores). */
+  meta: AttachmentMeta;
+  createdAt: number; expiresAt: number;
+}
+/** A message (chatId, seq) that references an attachment (v4); unique per (attachmentId, chatId, seq). */
+interface AttachmentLinkDoc { _id?: ObjectId; attachmentId: string; chatId: string; seq: number }
 /** v1: one row per message per recipient device. Read only by the migration. */
 interface V1DeliveryDoc {
   chatId: string; seq: number; deviceId: string; userId: string;
@@ -305,6 +330,23 @@ const toGrant = (d: GrantDoc): Grant => ({
   expiresAt: d.expiresAt,
 });
 
+const toAttachment = (d: AttachmentDoc): Attachment => ({
+  attachmentId: d._id, ownerUserId: d.ownerUserId, ownerDeviceId: d.ownerDeviceId, kind: d.kind, contentType: d.contentType,
+  size: d.size, sha256: d.sha256, key: d.key, uploadId: d.uploadId ?? null, state: d.state, error: d.error ?? null,
+  encrypted: d.encrypted === true, thumbKey: d.thumbKey ?? null, preview: d.preview ?? null, width: d.width ?? null,
+  height: d.height ?? null, meta: d.meta ?? {}, createdAt: d.createdAt, expiresAt: d.expiresAt,
+});
+/** An attachment's meta as stored: its JSON copy (keys left undefined are dropped, as in SQLite's JSON column). */
+const metaToDoc = (m: AttachmentMeta): AttachmentMeta => JSON.parse(JSON.stringify(m ?? {})) as AttachmentMeta;
+/** The attachment fields updateAttachment may change (SQLite's ATTACHMENT_COLUMNS). */
+const ATTACHMENT_PATCHABLE: ReadonlySet<string> = new Set([
+  'kind', 'contentType', 'size', 'sha256', 'uploadId', 'state', 'error', 'encrypted', 'thumbKey', 'preview', 'width', 'height', 'meta',
+  'expiresAt',
+]);
+/** A patched field's stored value. */
+const attachmentValue = (field: string, v: unknown): unknown =>
+  field === 'meta' ? metaToDoc(v as AttachmentMeta) : field === 'encrypted' ? Boolean(v) : v;
+
 /** A ChatEvent as stored: its JSON copy (keys left undefined are dropped, as SQLite's JSON column drops them). */
 const eventToDoc = (e: ChatEvent): ChatEvent => JSON.parse(JSON.stringify(e)) as ChatEvent;
 
@@ -361,6 +403,8 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
   const marks = db.collection<MarkDoc>('marks', majority);
   const meta = db.collection<MetaDoc>('meta', majority);
   const grants = db.collection<GrantDoc>('grants');
+  const attachments = db.collection<AttachmentDoc>('attachments');
+  const attachmentLinks = db.collection<AttachmentLinkDoc>('attachment_links');
 
   async function init(): Promise<void> {
     await Promise.all([
@@ -398,6 +442,10 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
         { key: { chatId: 1, expiresAt: 1 }, name: 'chat' },
         { key: { expiresAt: 1 }, name: 'expiry' },
       ]),
+      // Attachments are keyed by their id (`_id`); expiredAttachments() walks them by expiry, ties by id.
+      attachments.createIndexes([{ key: { expiresAt: 1, _id: 1 }, name: 'expiry' }]),
+      // linkAttachment() is idempotent by this key; attachmentLinks() and deleteAttachment() find an attachment's links by it.
+      attachmentLinks.createIndexes([{ key: { attachmentId: 1, chatId: 1, seq: 1 }, name: 'attachment_chat_seq_unique', unique: true }]),
     ]);
     const m = await meta.findOne({ _id: 'schema' });
     if ((m?.version ?? 0) >= SCHEMA_VERSION) return;
@@ -1343,6 +1391,67 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
     },
     async deletePendingRegistration(phone) {
       await regs.deleteOne({ _id: phone });
+    },
+    async createAttachment(a) {
+      try {
+        await attachments.insertOne({
+          _id: a.attachmentId, ownerUserId: a.ownerUserId, ownerDeviceId: a.ownerDeviceId, kind: a.kind, contentType: a.contentType,
+          size: a.size, sha256: a.sha256, key: a.key, uploadId: a.uploadId ?? null, state: a.state, error: a.error ?? null,
+          encrypted: Boolean(a.encrypted), thumbKey: a.thumbKey ?? null, preview: a.preview ?? null, width: a.width ?? null,
+          height: a.height ?? null, meta: metaToDoc(a.meta), createdAt: a.createdAt, expiresAt: a.expiresAt,
+        });
+      } catch (err) {
+        // `_id` is the only unique key of `attachments`.
+        if (isDuplicateKey(err)) throw new StoreError('DUPLICATE', `attachment ${a.attachmentId} exists`);
+        throw err;
+      }
+    },
+    async getAttachment(attachmentId) {
+      const d = await attachments.findOne({ _id: attachmentId });
+      return d ? toAttachment(d) : null;
+    },
+    async updateAttachment(attachmentId, from, patch) {
+      // As SQLite: only the patchable fields, and only those given (a null is written, an undefined skipped).
+      const set: Record<string, unknown> = {};
+      for (const [f, v] of Object.entries(patch)) {
+        if (ATTACHMENT_PATCHABLE.has(f) && v !== undefined) set[f] = attachmentValue(f, v);
+      }
+      // One conditional write: of concurrent steps from the same state, one wins.
+      const d = Object.keys(set).length === 0
+        ? await attachments.findOne({ _id: attachmentId, state: from })
+        : await attachments.findOneAndUpdate(
+          { _id: attachmentId, state: from },
+          { $set: set as Partial<AttachmentDoc> },
+          { returnDocument: 'after' },
+        );
+      return d ? toAttachment(d) : null;
+    },
+    async linkAttachment(attachmentId, chatId, seq) {
+      // INSERT OR IGNORE: the unique (attachmentId, chatId, seq) index makes a repeat (or a racing twin) a no-op.
+      try {
+        await attachmentLinks.insertOne({ attachmentId, chatId, seq });
+      } catch (err) {
+        if (!isDuplicateKey(err)) throw err;
+      }
+    },
+    async attachmentLinks(attachmentId) {
+      const docs = await attachmentLinks
+        .find({ attachmentId }, { projection: { _id: 0, chatId: 1, seq: 1 } })
+        .sort({ chatId: 1, seq: 1 })
+        .toArray();
+      return docs.map((d) => ({ chatId: d.chatId, seq: d.seq }));
+    },
+    async expiredAttachments(before, limit) {
+      if (limit <= 0) return [];
+      const docs = await attachments.find({ expiresAt: { $lt: before } }).sort({ expiresAt: 1, _id: 1 }).limit(limit).toArray();
+      return docs.map(toAttachment);
+    },
+    async deleteAttachment(attachmentId) {
+      // Not atomic (SQLite: one transaction): the links go first, so an interrupted delete leaves an
+      // attachment with fewer links (nobody gains access), still found by expiredAttachments, and a
+      // retry finishes it; never links of an attachment that no longer exists.
+      await attachmentLinks.deleteMany({ attachmentId });
+      await attachments.deleteOne({ _id: attachmentId });
     },
     async putGrant(g) {
       // INSERT OR REPLACE; racing upserts of one code: the loser's duplicate key is a lost race, run again.

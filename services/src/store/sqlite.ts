@@ -16,6 +16,10 @@ import type { Body, ChatEvent } from '@parley/client-sdk/protocol';
 import {
   StoreError,
   type AppendResult,
+  type Attachment,
+  type AttachmentMeta,
+  type AttachmentState,
+  type MediaKind,
   type Chat,
   type ChatDevice,
   type ChatListEntry,
@@ -40,7 +44,7 @@ import {
 } from './types.js';
 import { memberDelivered } from './watermarks.js';
 
-const SCHEMA_VERSION = 3;
+const SCHEMA_VERSION = 4;
 
 /** v1 (release 0.1): one delivery row per message per recipient device. Kept to create, then migrate. */
 const SCHEMA_V1 = `
@@ -219,6 +223,38 @@ CREATE INDEX IF NOT EXISTS grants_chat ON grants (chat_id, expires_at);
 CREATE INDEX IF NOT EXISTS grants_expiry ON grants (expires_at);
 `;
 
+/** v4: media. Attachments (what was uploaded and what the server made of it) and their links to messages. */
+const SCHEMA_V4 = `
+CREATE TABLE IF NOT EXISTS attachments (
+  attachment_id   TEXT PRIMARY KEY,
+  owner_user_id   TEXT NOT NULL,
+  owner_device_id TEXT NOT NULL,
+  kind            TEXT NOT NULL,
+  content_type    TEXT NOT NULL,
+  size            INTEGER NOT NULL,
+  sha256          TEXT NOT NULL,
+  key             TEXT NOT NULL,
+  upload_id       TEXT,
+  state           TEXT NOT NULL CHECK (state IN ('uploading', 'processing', 'ready', 'failed')),
+  error           TEXT,
+  encrypted       INTEGER NOT NULL,
+  thumb_key       TEXT,
+  preview         TEXT,
+  width           INTEGER,
+  height          INTEGER,
+  meta            TEXT NOT NULL,
+  created_at      INTEGER NOT NULL,
+  expires_at      INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS attachments_expiry ON attachments (expires_at);
+CREATE TABLE IF NOT EXISTS attachment_links (
+  attachment_id TEXT NOT NULL,
+  chat_id       TEXT NOT NULL,
+  seq           INTEGER NOT NULL,
+  PRIMARY KEY (attachment_id, chat_id, seq)
+) WITHOUT ROWID;
+`;
+
 const MARK = { delivered: 1, read: 2 } as const;
 
 /** Above any seq: the end of a membership that has not ended. */
@@ -243,6 +279,12 @@ interface MessageRow {
 }
 interface ProgressRow {
   device_id: string; chat_id: string; user_id: string; since_seq: number; delivered_seq: number; until_seq: number | null;
+}
+interface AttachmentRow {
+  attachment_id: string; owner_user_id: string; owner_device_id: string; kind: MediaKind; content_type: string; size: number;
+  sha256: string; key: string; upload_id: string | null; state: AttachmentState; error: string | null; encrypted: number;
+  thumb_key: string | null; preview: string | null; width: number | null; height: number | null; meta: string; created_at: number;
+  expires_at: number;
 }
 interface GrantRow {
   code_hash: string; kind: 'link' | 'invite'; user_id: string; device_id: string | null; chat_id: string | null; created_at: number; expires_at: number;
@@ -273,6 +315,19 @@ const toGrant = (r: GrantRow): Grant => ({
   codeHash: r.code_hash, kind: r.kind, userId: r.user_id, deviceId: r.device_id, chatId: r.chat_id, createdAt: r.created_at,
   expiresAt: r.expires_at,
 });
+const toAttachment = (r: AttachmentRow): Attachment => ({
+  attachmentId: r.attachment_id, ownerUserId: r.owner_user_id, ownerDeviceId: r.owner_device_id, kind: r.kind,
+  contentType: r.content_type, size: r.size, sha256: r.sha256, key: r.key, uploadId: r.upload_id, state: r.state, error: r.error,
+  encrypted: r.encrypted === 1, thumbKey: r.thumb_key, preview: r.preview, width: r.width, height: r.height,
+  meta: JSON.parse(r.meta) as AttachmentMeta, createdAt: r.created_at, expiresAt: r.expires_at,
+});
+/** Attachment fields to columns (for inserts and updates). */
+const ATTACHMENT_COLUMNS: Record<string, string> = {
+  kind: 'kind', contentType: 'content_type', size: 'size', sha256: 'sha256', uploadId: 'upload_id', state: 'state', error: 'error',
+  encrypted: 'encrypted', thumbKey: 'thumb_key', preview: 'preview', width: 'width', height: 'height', meta: 'meta', expiresAt: 'expires_at',
+};
+const attachmentValue = (field: string, v: unknown): unknown =>
+  field === 'meta' ? JSON.stringify(v) : field === 'encrypted' ? (v ? 1 : 0) : v;
 const toChatDevice = (r: { device_id: string; user_id: string; since_seq: number; until_seq: number | null }): ChatDevice => ({
   deviceId: r.device_id, userId: r.user_id, sinceSeq: r.since_seq, untilSeq: r.until_seq,
 });
@@ -324,6 +379,7 @@ export function createSqliteStore(opts: { file: string }): Store {
       db.exec(MIGRATE_V1_V2);
     }
     if (version < 3) db.exec(SCHEMA_V3);
+    if (version < 4) db.exec(SCHEMA_V4);
     if (version < SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
   });
 
@@ -436,6 +492,19 @@ export function createSqliteStore(opts: { file: string }): Store {
         "SELECT * FROM grants WHERE chat_id = ? AND kind = 'invite' AND expires_at > ? ORDER BY created_at, code_hash"),
       expireGrants: db.prepare<[number]>('DELETE FROM grants WHERE expires_at <= ?'),
       chatKind: db.prepare<[string], { kind: ChatKind; deleted_at: number | null }>('SELECT kind, deleted_at FROM chats WHERE chat_id = ?'),
+      insAttachment: db.prepare<[Record<string, unknown>]>(
+        `INSERT INTO attachments (attachment_id, owner_user_id, owner_device_id, kind, content_type, size, sha256, key, upload_id, state,
+           error, encrypted, thumb_key, preview, width, height, meta, created_at, expires_at)
+         VALUES (@attachmentId, @ownerUserId, @ownerDeviceId, @kind, @contentType, @size, @sha256, @key, @uploadId, @state,
+           @error, @encrypted, @thumbKey, @preview, @width, @height, @meta, @createdAt, @expiresAt)`),
+      attachment: db.prepare<[string], AttachmentRow>('SELECT * FROM attachments WHERE attachment_id = ?'),
+      linkAttachment: db.prepare<[string, string, number]>('INSERT OR IGNORE INTO attachment_links (attachment_id, chat_id, seq) VALUES (?, ?, ?)'),
+      attachmentLinks: db.prepare<[string], { chat_id: string; seq: number }>(
+        'SELECT chat_id, seq FROM attachment_links WHERE attachment_id = ? ORDER BY chat_id, seq'),
+      expiredAttachments: db.prepare<[number, number], AttachmentRow>(
+        'SELECT * FROM attachments WHERE expires_at < ? ORDER BY expires_at, attachment_id LIMIT ?'),
+      delAttachment: db.prepare<[string]>('DELETE FROM attachments WHERE attachment_id = ?'),
+      delAttachmentLinks: db.prepare<[string]>('DELETE FROM attachment_links WHERE attachment_id = ?'),
       memberActive: db.prepare<[string, string], { one: number }>(
         'SELECT 1 AS one FROM members WHERE chat_id = ? AND user_id = ? AND left_seq IS NULL'),
 
@@ -830,6 +899,44 @@ export function createSqliteStore(opts: { file: string }): Store {
     },
     async deletePendingRegistration(phone) {
       st().delReg.run(phone);
+    },
+    async createAttachment(a) {
+      const row: Record<string, unknown> = { ...a, meta: JSON.stringify(a.meta), encrypted: a.encrypted ? 1 : 0 };
+      try {
+        st().insAttachment.run(row);
+      } catch (err) {
+        if ((err as { code?: string }).code === 'SQLITE_CONSTRAINT_PRIMARYKEY') throw new StoreError('DUPLICATE', `attachment ${a.attachmentId} exists`);
+        throw err;
+      }
+    },
+    async getAttachment(attachmentId) {
+      const r = st().attachment.get(attachmentId);
+      return r ? toAttachment(r) : null;
+    },
+    async updateAttachment(attachmentId, from, patch) {
+      const fields = Object.keys(patch).filter((f) => ATTACHMENT_COLUMNS[f] && (patch as Record<string, unknown>)[f] !== undefined);
+      const sets = fields.map((f) => `${ATTACHMENT_COLUMNS[f]} = @${f}`);
+      const params: Record<string, unknown> = { id: attachmentId, from };
+      for (const f of fields) params[f] = attachmentValue(f, (patch as Record<string, unknown>)[f]);
+      const sql = `UPDATE attachments SET ${sets.length ? sets.join(', ') : 'state = state'} WHERE attachment_id = @id AND state = @from RETURNING *`;
+      const r = db.prepare<[Record<string, unknown>], AttachmentRow>(sql).get(params);
+      return r ? toAttachment(r) : null;
+    },
+    async linkAttachment(attachmentId, chatId, seq) {
+      st().linkAttachment.run(attachmentId, chatId, seq);
+    },
+    async attachmentLinks(attachmentId) {
+      return st().attachmentLinks.all(attachmentId).map((r) => ({ chatId: r.chat_id, seq: r.seq }));
+    },
+    async expiredAttachments(before, limit) {
+      return st().expiredAttachments.all(before, limit).map(toAttachment);
+    },
+    async deleteAttachment(attachmentId) {
+      const s = st();
+      db.transaction(() => {
+        s.delAttachmentLinks.run(attachmentId);
+        s.delAttachment.run(attachmentId);
+      }).immediate();
     },
     async putGrant(g) {
       st().putGrant.run(g.codeHash, g.kind, g.userId, g.deviceId, g.chatId, g.createdAt, g.expiresAt);

@@ -381,5 +381,72 @@ export interface ProgressStore {
   messageStatus(chatId: string, seq: number): Promise<MessageStatus | null>;
 }
 
+export type MediaKind = 'image' | 'video' | 'audio' | 'voice' | 'document';
+/**
+ * uploading: created, parts going to the BlobStore; processing: the object is complete and
+ * verified (size, SHA-256, sniffed type), the thumbnail job runs; ready: a message may reference
+ * it; failed: refused (`error` holds the catalogue code), never referenced.
+ */
+export type AttachmentState = 'uploading' | 'processing' | 'ready' | 'failed';
+
+/** A media object a user uploaded, and what the server made of it. */
+export interface Attachment {
+  /** `m` + 12 characters. */
+  attachmentId: string;
+  ownerUserId: string;
+  ownerDeviceId: string;
+  kind: MediaKind;
+  /** Declared by the client, then replaced by the type sniffed from the bytes. */
+  contentType: string;
+  size: number;
+  /** SHA-256 of the bytes, hex, declared by the client and checked by the server. */
+  sha256: string;
+  /** The object in the BlobStore. */
+  key: string;
+  /** The multipart upload while `uploading`. */
+  uploadId: string | null;
+  state: AttachmentState;
+  error: string | null;
+  /** Client-encrypted bytes: the server neither sniffs nor thumbnails them. */
+  encrypted: boolean;
+  thumbKey: string | null;
+  /** A tiny inline preview (ThumbHash, base64): tens of bytes, carried inside the message. */
+  preview: string | null;
+  width: number | null;
+  height: number | null;
+  /** Sender-supplied details: durationMs, waveform, filename, poster (an attachmentId). */
+  meta: AttachmentMeta;
+  createdAt: number;
+  expiresAt: number;
+}
+
+export interface AttachmentMeta {
+  filename?: string;
+  durationMs?: number;
+  /** Voice notes: amplitudes 0..255, at most 128 of them. */
+  waveform?: number[];
+  /** Video: a poster image uploaded as its own attachment. */
+  poster?: string;
+}
+
+/** Uploaded media, and which messages reference it (who may download it follows from those). */
+export interface MediaStore {
+  createAttachment(a: Attachment): Promise<void>;
+  getAttachment(attachmentId: string): Promise<Attachment | null>;
+  /**
+   * Changes an attachment if it is still in state `from` (a state machine step: one caller wins);
+   * returns the updated attachment, or null when it was not in that state.
+   */
+  updateAttachment(attachmentId: string, from: AttachmentState, patch: Partial<Omit<Attachment, 'attachmentId' | 'ownerUserId' | 'ownerDeviceId' | 'key' | 'createdAt'>>): Promise<Attachment | null>;
+  /** Records that message (chatId, seq) references the attachment. */
+  linkAttachment(attachmentId: string, chatId: string, seq: number): Promise<void>;
+  /** The messages referencing an attachment. */
+  attachmentLinks(attachmentId: string): Promise<Array<{ chatId: string; seq: number }>>;
+  /** Attachments with expiresAt < before (and their links), at most `limit`, oldest first. */
+  expiredAttachments(before: number, limit: number): Promise<Attachment[]>;
+  /** Deletes the attachment's row and links (its objects are the caller's to remove first). */
+  deleteAttachment(attachmentId: string): Promise<void>;
+}
+
 /** Everything, as one adapter implements it. Consumers take the narrow port they need. */
-export type Store = StoreLifecycle & AccountStore & ChatStore & MessageStore & ProgressStore;
+export type Store = StoreLifecycle & AccountStore & ChatStore & MessageStore & ProgressStore & MediaStore;

@@ -2,6 +2,7 @@ import type { Logger } from 'pino';
 import type { Store } from '../store/types.js';
 import type { InboxPublisher } from '../delivery/publisher.js';
 import type { FanoutJob } from '../queues.js';
+import type { BlobStore } from '../media/blob-store.js';
 
 /** What every job processor may use. */
 export interface WorkerContext {
@@ -15,6 +16,8 @@ export interface WorkerContext {
   retentionMs: number;
   /** Devices per fan-out job; chats with at most this many are delivered by `persist` itself. */
   fanoutChunk: number;
+  /** Media processing (thumbnails); absent where a process has no media store. */
+  media?: { blobs: BlobStore; maxPixels: number; timeoutSec: number };
   /** Queues fan-out jobs (durably: resolves once they are in Redis). */
   enqueueFanout(jobs: FanoutJob[]): Promise<void>;
 }

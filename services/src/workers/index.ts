@@ -8,6 +8,7 @@ import { processPersist } from './persist.js';
 import { processAcks, processReads } from './receipts.js';
 import { processFanout } from './fanout.js';
 import { processCleanup } from './cleanup.js';
+import { processThumbnail } from './thumbnail.js';
 
 /**
  * A processor's return value is the job's BullMQ return value: `persist` and `fanout` report what
@@ -25,6 +26,7 @@ export const PROCESSORS: Readonly<Record<string, Processor>> = Object.freeze({
   [JOB.reads]: (ctx, job) => processReads(ctx, (job.data as JobData['reads']).items),
   [JOB.fanout]: (ctx, job) => processFanout(ctx, job.data as JobData['fanout']),
   [JOB.cleanup]: (ctx) => processCleanup(ctx),
+  [JOB.thumbnail]: (ctx, job) => processThumbnail(ctx, (job.data as JobData['thumbnail']).attachmentId),
 });
 
 export interface WorkerOptions {
@@ -127,6 +129,8 @@ export async function startWorkers(
     new Worker(QUEUE.fanout, run, { ...common, concurrency: opts.concurrency }),
     new Worker(QUEUE.events, run, { ...common, concurrency: opts.concurrency }),
     new Worker(QUEUE.maintenance, run, { ...common, concurrency: 1 }),
+    // Image decoding takes a core and memory per job: two at a time per process.
+    new Worker(QUEUE.media, run, { ...common, concurrency: 2 }),
   ];
   for (const w of workers) {
     w.on('failed', (job, err) => ctx.log.warn({ job: job?.name, attempts: job?.attemptsMade, err: err.message }, 'job failed'));

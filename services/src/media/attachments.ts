@@ -1,0 +1,206 @@
+/**
+ * Attachments: createAttachment (declared kind, type, size and SHA-256, checked against per-kind
+ * limits; answered with presigned part URLs), fresh part URLs for a resumed upload, completion
+ * (the object's size and SHA-256 checked against the declaration, its real type sniffed from the
+ * bytes with `file-type`), and download URLs for those who may see it: its owner, and the members
+ * of a chat whose messages reference it (within their membership window).
+ *
+ * An image that is not client-encrypted then goes to the `thumbnail` job (state `processing`);
+ * everything else is `ready` at once.
+ */
+import { createHash } from 'node:crypto';
+import { fileTypeFromBuffer } from 'file-type';
+import { ParleyError, newId } from '@parley/client-sdk/protocol';
+import type { AttachmentInfo, CreateAttachmentInput, DownloadUrl, NewAttachment, PartUrl } from '@parley/client-sdk/api-types';
+import type { Attachment, ChatStore, MediaKind, MediaStore } from '../store/types.js';
+import { BlobError, MAX_PARTS, MIN_PART_SIZE, type BlobStore, type UploadedPart } from './blob-store.js';
+
+export interface AttachmentLimits {
+  maxBytes: Record<MediaKind, number>;
+  retentionMs: number;
+  /** How long upload part URLs stay valid. @defaultValue 3600 */
+  uploadUrlTtlSec: number;
+  /** How long download URLs stay valid. @defaultValue 300 */
+  downloadUrlTtlSec: number;
+}
+
+export interface AttachmentDeps {
+  store: MediaStore & Pick<ChatStore, 'getMembership'>;
+  blobs: BlobStore;
+  now(): number;
+  /** Queues the thumbnail job of an image (durably). */
+  enqueueThumbnail(attachmentId: string): Promise<void>;
+}
+
+/** Types accepted per kind (documents: any). Sniffed bytes must agree with the declaration. */
+const ALLOWED: Record<Exclude<MediaKind, 'document'>, readonly string[]> = {
+  image: ['image/jpeg', 'image/png', 'image/webp', 'image/gif', 'image/heic', 'image/heif', 'image/avif'],
+  video: ['video/mp4', 'video/quicktime', 'video/webm', 'video/3gpp', 'video/x-matroska'],
+  audio: ['audio/mpeg', 'audio/mp4', 'audio/aac', 'audio/ogg', 'audio/opus', 'audio/webm', 'audio/wav', 'audio/x-wav', 'audio/amr', 'audio/flac'],
+  voice: ['audio/ogg', 'audio/opus', 'audio/mp4', 'audio/aac', 'audio/webm', 'audio/amr', 'audio/mpeg'],
+};
+
+/** file-type's names that mean the same as a declared type. */
+const SAME: Record<string, string> = {
+  'audio/x-wav': 'audio/wav', 'audio/vnd.wave': 'audio/wav', 'audio/x-m4a': 'audio/mp4', 'image/heif': 'image/heic', 'audio/opus': 'audio/ogg',
+};
+const norm = (t: string): string => SAME[t.toLowerCase()] ?? t.toLowerCase();
+
+/** The part size of an upload: S3's minimum, or more when the file would need over MAX_PARTS parts. */
+export function partSizeFor(size: number): number {
+  const mib = 1024 * 1024;
+  return Math.max(MIN_PART_SIZE, Math.ceil(size / MAX_PARTS / mib) * mib);
+}
+
+export function attachmentInfo(a: Attachment): AttachmentInfo {
+  return {
+    attachmentId: a.attachmentId, kind: a.kind, contentType: a.contentType, size: a.size, sha256: a.sha256, state: a.state,
+    error: a.error, encrypted: a.encrypted, preview: a.preview, width: a.width, height: a.height, hasThumbnail: a.thumbKey !== null,
+    ...a.meta, expiresAt: a.expiresAt,
+  };
+}
+
+export class Attachments {
+  readonly #deps: AttachmentDeps;
+  readonly #limits: AttachmentLimits;
+
+  constructor(deps: AttachmentDeps, limits: AttachmentLimits) {
+    this.#deps = deps;
+    this.#limits = limits;
+  }
+
+  /** createAttachment: checks the declaration, starts the multipart upload, signs every part's URL. */
+  async create(caller: { userId: string; deviceId: string }, input: CreateAttachmentInput): Promise<NewAttachment> {
+    const { store, blobs, now } = this.#deps;
+    const kind = input.kind;
+    const max = this.#limits.maxBytes[kind];
+    if (input.size > max) throw new ParleyError('E_MEDIA_TOO_LARGE', `${kind}: at most ${max} bytes`);
+    if (kind !== 'document' && !input.encrypted && !ALLOWED[kind].includes(norm(input.contentType))) {
+      throw new ParleyError('E_MEDIA_TYPE', `${input.contentType} is not a ${kind} type`);
+    }
+    if (input.poster) {
+      const poster = await store.getAttachment(input.poster);
+      if (!poster || poster.ownerUserId !== caller.userId || poster.kind !== 'image') throw new ParleyError('E_VALIDATION', 'poster: an image attachment of yours');
+    }
+    const attachmentId = newId('media');
+    const key = `media/${attachmentId}`;
+    const t = now();
+    const uploadId = await blobs.createUpload(key, input.encrypted ? 'application/octet-stream' : input.contentType);
+    const a: Attachment = {
+      attachmentId, ownerUserId: caller.userId, ownerDeviceId: caller.deviceId, kind, contentType: input.contentType,
+      size: input.size, sha256: input.sha256, key, uploadId, state: 'uploading', error: null, encrypted: input.encrypted ?? false,
+      thumbKey: null, preview: null, width: null, height: null,
+      meta: {
+        ...(input.filename !== undefined ? { filename: input.filename } : {}),
+        ...(input.durationMs !== undefined ? { durationMs: input.durationMs } : {}),
+        ...(input.waveform !== undefined ? { waveform: input.waveform } : {}),
+        ...(input.poster !== undefined ? { poster: input.poster } : {}),
+      },
+      createdAt: t, expiresAt: t + this.#limits.retentionMs,
+    };
+    await store.createAttachment(a);
+    const partSize = partSizeFor(input.size);
+    const partCount = Math.max(1, Math.ceil(input.size / partSize));
+    const parts = await this.#sign(a, Array.from({ length: partCount }, (_v, i) => i + 1));
+    return { attachment: attachmentInfo(a), uploadId, partSize, partCount, parts, urlsExpireAt: t + this.#limits.uploadUrlTtlSec * 1000 };
+  }
+
+  /** Fresh URLs for some parts of an upload still under way (its owner only). */
+  async partUrls(callerUserId: string, attachmentId: string, partNumbers: number[]): Promise<{ parts: PartUrl[]; urlsExpireAt: number }> {
+    const a = await this.#own(callerUserId, attachmentId);
+    if (a.state !== 'uploading') throw new ParleyError('E_MEDIA_STATE', a.state);
+    const partCount = Math.max(1, Math.ceil(a.size / partSizeFor(a.size)));
+    if (partNumbers.some((n) => n > partCount)) throw new ParleyError('E_VALIDATION', `parts: 1 to ${partCount}`);
+    return { parts: await this.#sign(a, [...new Set(partNumbers)]), urlsExpireAt: this.#deps.now() + this.#limits.uploadUrlTtlSec * 1000 };
+  }
+
+  /**
+   * Joins the parts, then checks the object: its size and SHA-256 against the declaration, and
+   * (unless client-encrypted) its type sniffed from the bytes. A failed check drops the object and
+   * marks the attachment failed with the code, which is also thrown.
+   */
+  async complete(callerUserId: string, attachmentId: string, parts: UploadedPart[]): Promise<AttachmentInfo> {
+    const { store, blobs } = this.#deps;
+    const a = await this.#own(callerUserId, attachmentId);
+    if (a.state !== 'uploading' || !a.uploadId) throw new ParleyError('E_MEDIA_STATE', a.state);
+    try {
+      await blobs.completeUpload(a.key, a.uploadId, parts);
+    } catch (err) {
+      if (err instanceof BlobError) throw new ParleyError('E_MEDIA_CHECKSUM', `the parts: ${err.message}`);
+      throw err;
+    }
+    const fail = async (code: 'E_MEDIA_CHECKSUM' | 'E_MEDIA_TYPE', detail: string): Promise<never> => {
+      await blobs.remove([a.key]);
+      await store.updateAttachment(a.attachmentId, 'uploading', { state: 'failed', error: code, uploadId: null });
+      throw new ParleyError(code, detail);
+    };
+    const info = await blobs.stat(a.key);
+    if (!info || info.size !== a.size) return fail('E_MEDIA_CHECKSUM', `size ${info?.size ?? 0}, declared ${a.size}`);
+    const hash = createHash('sha256');
+    for await (const chunk of await blobs.read(a.key)) hash.update(chunk as Buffer);
+    if (hash.digest('hex') !== a.sha256) return fail('E_MEDIA_CHECKSUM', 'SHA-256 differs from the declared one');
+
+    let contentType = a.contentType;
+    if (!a.encrypted) {
+      const head: Buffer[] = [];
+      for await (const chunk of await blobs.read(a.key, { start: 0, end: Math.min(a.size, 4100) - 1 })) head.push(chunk as Buffer);
+      const sniffed = await fileTypeFromBuffer(Buffer.concat(head));
+      if (a.kind !== 'document') {
+        // A type that lies about itself: the bytes must be what was declared.
+        if (!sniffed || norm(sniffed.mime) !== norm(a.contentType)) {
+          return fail('E_MEDIA_TYPE', `declared ${a.contentType}, the bytes are ${sniffed?.mime ?? 'of no known type'}`);
+        }
+        contentType = sniffed.mime;
+      } else if (sniffed) {
+        contentType = sniffed.mime;
+      }
+    }
+    const thumbnail = a.kind === 'image' && !a.encrypted;
+    const next = await store.updateAttachment(a.attachmentId, 'uploading', {
+      state: thumbnail ? 'processing' : 'ready', uploadId: null, contentType,
+    });
+    if (!next) throw new ParleyError('E_MEDIA_STATE', 'completed twice');
+    if (thumbnail) await this.#deps.enqueueThumbnail(a.attachmentId);
+    return attachmentInfo(next);
+  }
+
+  /** The attachment, for its owner or a member who can see a message that references it. */
+  async get(callerUserId: string, attachmentId: string): Promise<AttachmentInfo> {
+    return attachmentInfo(await this.#visible(callerUserId, attachmentId));
+  }
+
+  /** A short-lived URL of the original (or its thumbnail). */
+  async downloadUrl(callerUserId: string, attachmentId: string, thumbnail: boolean): Promise<DownloadUrl> {
+    const a = await this.#visible(callerUserId, attachmentId);
+    if (a.state === 'failed' || a.state === 'uploading') throw new ParleyError('E_MEDIA_STATE', a.state);
+    const key = thumbnail ? a.thumbKey : a.key;
+    if (!key) throw new ParleyError('E_NOT_FOUND', 'no thumbnail');
+    const ttl = this.#limits.downloadUrlTtlSec;
+    const filename = thumbnail ? undefined : a.meta.filename;
+    return { url: await this.#deps.blobs.presignGet(key, ttl, filename ? { filename } : {}), expiresAt: this.#deps.now() + ttl * 1000 };
+  }
+
+  async #sign(a: Attachment, partNumbers: number[]): Promise<PartUrl[]> {
+    const ttl = this.#limits.uploadUrlTtlSec;
+    return Promise.all(partNumbers.map(async (partNumber) => ({ partNumber, url: await this.#deps.blobs.presignPart(a.key, a.uploadId!, partNumber, ttl) })));
+  }
+
+  async #own(callerUserId: string, attachmentId: string): Promise<Attachment> {
+    const a = await this.#deps.store.getAttachment(attachmentId);
+    if (!a || a.ownerUserId !== callerUserId) throw new ParleyError('E_NOT_FOUND', 'no such attachment');
+    return a;
+  }
+
+  async #visible(callerUserId: string, attachmentId: string): Promise<Attachment> {
+    const { store } = this.#deps;
+    const a = await store.getAttachment(attachmentId);
+    if (!a) throw new ParleyError('E_NOT_FOUND', 'no such attachment');
+    if (a.ownerUserId === callerUserId) return a;
+    for (const link of await store.attachmentLinks(attachmentId)) {
+      const m = await store.getMembership(link.chatId, callerUserId);
+      if (m && link.seq > m.sinceSeq && (m.leftSeq === null || link.seq <= m.leftSeq)) return a;
+    }
+    // The same answer as for an unknown id: nobody learns what exists.
+    throw new ParleyError('E_NOT_FOUND', 'no such attachment');
+  }
+}

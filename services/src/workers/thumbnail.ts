@@ -1,0 +1,61 @@
+/**
+ * `thumbnail`: reads an uploaded image with sharp and writes a WebP thumbnail (EXIF orientation
+ * applied, no metadata: no GPS reaches other users) and a ThumbHash preview (tens of bytes, carried
+ * inside messages so recipients see the picture's shape and colours before downloading). Guarded
+ * against hostile files: a pixel limit (decompression bombs), a time limit, sharp's own error
+ * checks; a file that fails them marks the attachment `failed` (E_MEDIA_CORRUPT) and the job ends
+ * normally, so the worker goes on with the next one.
+ */
+import sharp, { type Sharp } from 'sharp';
+import { rgbaToThumbHash } from 'thumbhash';
+import type { WorkerContext } from './context.js';
+
+/** Longest side of a thumbnail, px. */
+export const THUMB_SIZE = 320;
+/** Longest side of the image a ThumbHash is computed from (its own limit is 100). */
+const HASH_SIZE = 100;
+
+export interface ThumbnailResult {
+  attachmentId: string;
+  state: 'ready' | 'failed' | 'skipped';
+  by: string;
+}
+
+export async function processThumbnail(ctx: WorkerContext, attachmentId: string): Promise<ThumbnailResult> {
+  const media = ctx.media;
+  const a = await ctx.store.getAttachment(attachmentId);
+  if (!media || !a || a.state !== 'processing') return { attachmentId, state: 'skipped', by: ctx.workerId };
+  const chunks: Buffer[] = [];
+  for await (const c of await media.blobs.read(a.key)) chunks.push(c as Buffer);
+  const input = Buffer.concat(chunks);
+  const open = (): Sharp => sharp(input, { limitInputPixels: media.maxPixels, failOn: 'error', sequentialRead: true })
+    .timeout({ seconds: media.timeoutSec });
+  try {
+    const base = open().rotate(); // EXIF orientation, then no metadata is kept
+    const { data: thumb, info } = await base.clone()
+      .resize(THUMB_SIZE, THUMB_SIZE, { fit: 'inside', withoutEnlargement: true })
+      .webp({ quality: 70 })
+      .toBuffer({ resolveWithObject: true });
+    const small = await base.clone()
+      .resize(HASH_SIZE, HASH_SIZE, { fit: 'inside' })
+      .ensureAlpha()
+      .raw()
+      .toBuffer({ resolveWithObject: true });
+    const preview = Buffer.from(rgbaToThumbHash(small.info.width, small.info.height, small.data)).toString('base64');
+    const meta = await open().metadata();
+    // Orientations 5-8 turn the picture a quarter: width and height as shown are swapped.
+    const turned = (meta.orientation ?? 1) >= 5;
+    const thumbKey = `${a.key}.thumb.webp`;
+    await media.blobs.put(thumbKey, thumb, 'image/webp');
+    const done = await ctx.store.updateAttachment(a.attachmentId, 'processing', {
+      state: 'ready', thumbKey, preview,
+      width: (turned ? meta.height : meta.width) ?? null, height: (turned ? meta.width : meta.height) ?? null,
+    });
+    ctx.log.debug({ attachmentId, thumb: `${info.width}x${info.height}`, bytes: thumb.length }, 'thumbnail made');
+    return { attachmentId, state: done ? 'ready' : 'skipped', by: ctx.workerId };
+  } catch (err) {
+    ctx.log.warn({ attachmentId, err: err instanceof Error ? err.message : String(err) }, 'image refused by the thumbnailer');
+    await ctx.store.updateAttachment(a.attachmentId, 'processing', { state: 'failed', error: 'E_MEDIA_CORRUPT' });
+    return { attachmentId, state: 'failed', by: ctx.workerId };
+  }
+}

@@ -1,0 +1,92 @@
+/** Media test files, made with sharp, and the client side of a multipart upload over HTTP. */
+import { createHash } from 'node:crypto';
+import sharp from 'sharp';
+
+export const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
+
+/** A photo-like JPEG with EXIF (orientation 6: shown turned a quarter) and a copyright tag. */
+export async function jpegWithExif(width = 800, height = 600): Promise<Buffer> {
+  return sharp({ create: { width, height, channels: 3, background: { r: 200, g: 80, b: 40 } } })
+    .composite([{ input: Buffer.from(`<svg width="${width}" height="${height}"><circle cx="${width / 3}" cy="${height / 2}" r="${height / 4}" fill="#1e90ff"/></svg>`) }])
+    .jpeg({ quality: 80 })
+    .withExif({ IFD0: { Copyright: 'parley test', Make: 'TestCam' } })
+    .withMetadata({ orientation: 6 })
+    .toBuffer();
+}
+
+export async function png(width = 64, height = 48): Promise<Buffer> {
+  return sharp({ create: { width, height, channels: 4, background: { r: 0, g: 128, b: 0, alpha: 0.5 } } }).png().toBuffer();
+}
+
+export async function webp(width = 300, height = 200): Promise<Buffer> {
+  return sharp({ create: { width, height, channels: 3, background: { r: 10, g: 20, b: 200 } } }).webp().toBuffer();
+}
+
+const CRC_TABLE = Array.from({ length: 256 }, (_v, n) => {
+  let c = n;
+  for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
+  return c >>> 0;
+});
+function crc32(b: Buffer): number {
+  let c = 0xffffffff;
+  for (const x of b) c = CRC_TABLE[(c ^ x) & 0xff]! ^ (c >>> 8);
+  return (c ^ 0xffffffff) >>> 0;
+}
+
+/** A decompression bomb: a tiny PNG whose header claims `side` × `side` pixels. */
+export async function pngBomb(side = 100_000): Promise<Buffer> {
+  const b = Buffer.from(await png(1, 1));
+  // IHDR: length (4) 'IHDR' (4) at offset 8; width and height at 16 and 20; CRC over type+data at 29.
+  b.writeUInt32BE(side, 16);
+  b.writeUInt32BE(side, 20);
+  b.writeUInt32BE(crc32(b.subarray(12, 29)), 29);
+  return b;
+}
+
+export interface Uploaded { attachmentId: string; sentBytes: number }
+
+type Json = Record<string, unknown>;
+
+/** createAttachment, PUT every part (or only `only`), complete: as a client does. */
+export async function upload(
+  httpUrl: string, token: string, bytes: Buffer, declare: Json, opts: { only?: number[]; complete?: boolean } = {},
+): Promise<{ status: number; json: Json; attachmentId?: string; sentBytes: number; etags: Map<number, string>; partSize?: number }> {
+  const headers = { 'content-type': 'application/json', authorization: `Bearer ${token}` };
+  const res = await fetch(`${httpUrl}/v1/attachments`, {
+    method: 'POST', headers, body: JSON.stringify({ size: bytes.length, sha256: sha256(bytes), ...declare }),
+  });
+  const json = (await res.json()) as Json;
+  if (res.status !== 201) return { status: res.status, json, sentBytes: 0, etags: new Map() };
+  const created = json as { attachment: { attachmentId: string }; partSize: number; parts: Array<{ partNumber: number; url: string }> };
+  const etags = new Map<number, string>();
+  let sentBytes = 0;
+  for (const p of created.parts) {
+    if (opts.only && !opts.only.includes(p.partNumber)) continue;
+    sentBytes += await putPart(p.url, bytes, p.partNumber, created.partSize, etags);
+  }
+  const id = created.attachment.attachmentId;
+  if (opts.complete === false) return { status: 201, json, attachmentId: id, sentBytes, etags, partSize: created.partSize };
+  const done = await complete(httpUrl, token, id, etags);
+  return { ...done, attachmentId: id, sentBytes, etags, partSize: created.partSize };
+}
+
+export async function putPart(url: string, bytes: Buffer, partNumber: number, partSize: number, etags: Map<number, string>): Promise<number> {
+  const body = bytes.subarray((partNumber - 1) * partSize, partNumber * partSize);
+  const r = await fetch(url, { method: 'PUT', body: new Uint8Array(body) });
+  if (r.status !== 200) throw new Error(`part ${partNumber}: HTTP ${r.status} ${await r.text()}`);
+  etags.set(partNumber, r.headers.get('etag') ?? '');
+  return body.length;
+}
+
+export async function complete(httpUrl: string, token: string, attachmentId: string, etags: Map<number, string>): Promise<{ status: number; json: Json }> {
+  const r = await fetch(`${httpUrl}/v1/attachments/${attachmentId}/complete`, {
+    method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${token}` },
+    body: JSON.stringify({ parts: [...etags].map(([partNumber, etag]) => ({ partNumber, etag })) }),
+  });
+  return { status: r.status, json: (await r.json()) as Json };
+}
+
+export async function getJson(url: string, token: string): Promise<{ status: number; json: Json }> {
+  const r = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
+  return { status: r.status, json: (await r.json()) as Json };
+}
