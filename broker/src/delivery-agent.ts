@@ -73,6 +73,7 @@ interface DeviceState {
 export const toMsgEnvelope = (m: StoredChatMessage): MsgEnvelope => ({
   kind: 'msg', chatId: m.chatId, seq: m.seq, from: m.senderUserId, fromDevice: m.senderDeviceId, ts: m.ts, body: m.body,
   ...(m.event ? { event: m.event } : {}),
+  ...(m.media ? { media: m.media } : {}),
 });
 
 export function createDeliveryAgent(store: PositionReader, log: Logger, options: Partial<DeliveryAgentOptions> = {}): DeliveryAgent {

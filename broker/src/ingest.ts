@@ -4,7 +4,7 @@
  * these records sit in Redis, as BullMQ job data, until a worker takes them). What it reads: the
  * stored messages and watermarks it delivers from (`PositionReader`).
  */
-import type { Body, ChatEvent } from '@parley/client-sdk/protocol';
+import type { Body, ChatEvent, MediaRef } from '@parley/client-sdk/protocol';
 
 export interface IngestMessage {
   /** sending device (clientId) */
@@ -58,6 +58,8 @@ export interface StoredChatMessage {
   ts: number;
   /** A group change (then the body is empty and senderDeviceId is ''): see ChatEvent. */
   event?: ChatEvent;
+  /** A media message's attachment (the body is its caption). */
+  media?: MediaRef;
 }
 
 /** What the delivery agent reads from the store (a subset of the services' ProgressStore). */

@@ -4,7 +4,7 @@
  * types. The SDK imports this module for types only, so zod is not in a browser bundle.
  */
 import { z } from 'zod';
-import type { ChatEvent } from './codec.js';
+import type { ChatEvent, MediaRef } from './codec.js';
 import { GROUP_LIMITS } from './codec.js';
 import { isMsgId, isUserId } from './ids.js';
 
@@ -148,6 +148,8 @@ export interface MessageFields {
   text?: string;
   /** A group change recorded in the chat (then the body is empty). */
   event?: ChatEvent;
+  /** A media message's attachment, with its inline preview (the body is the caption). */
+  media?: MediaRef;
 }
 
 /** One message as the HTTP API returns it. */

@@ -20,13 +20,14 @@
 import mqtt from 'mqtt';
 import type { IClientOptions, IConnackPacket, MqttClient } from 'mqtt';
 import {
-  decode, encode, type Body, type ChatEvent, type Envelope, type MsgEnvelope, type StoredEnvelope,
+  decode, encode, type Body, type ChatEvent, type Envelope, type MediaRef, type MsgEnvelope, type StoredEnvelope,
 } from './codec.js';
 import type {
-  ChatChange, ChatInfo, ChatListItem, ChatSettingsInput, CreateGroupInput, DeviceInfo, HistoryMessage, HistoryPage, InviteInfo,
+  AttachmentInfo, ChatChange, ChatInfo, ChatListItem, ChatSettingsInput, CreateGroupInput, DeviceInfo, HistoryMessage, HistoryPage, InviteInfo,
   LinkCode, LookupEntry, MessageFields, MessageStatusResponse, NewInvite, ParticipantsInput, UpdateChatInput,
 } from './api-types.js';
 import { ParleyApi } from './http.js';
+import { downloadMedia, uploadMedia, type MediaData, type MediaMeta, type TransferOptions } from './media.js';
 import { ParleyError, type ErrorCode } from './errors.js';
 import { isChatId, isClientMsgId, isId, isMsgId, msgIdOf, newClientMsgId } from './ids.js';
 import { inboxTopic, liveTopic, outboxTopic, receiptTopic } from './topics.js';
@@ -305,7 +306,7 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
    * after (re)connection; a message in flight when the connection drops is resent with the same
    * clientMsgId (the server stores it once). The seq follows as a `stored` event (`waitStored`).
    */
-  send(to: string, body: Body, opts: { clientMsgId?: string } = {}): Promise<{ clientMsgId: string }> {
+  send(to: string, body: Body, opts: { clientMsgId?: string; media?: string } = {}): Promise<{ clientMsgId: string }> {
     if (this.#closed) return Promise.reject(new ParleyError('E_CLOSED'));
     const clientMsgId = opts.clientMsgId ?? newClientMsgId();
     if (!isClientMsgId(clientMsgId)) return Promise.reject(new ParleyError('E_VALIDATION', 'clientMsgId'));
@@ -313,7 +314,7 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
     if (typeof body !== 'string' && !(body instanceof Uint8Array)) {
       return Promise.reject(new ParleyError('E_VALIDATION', 'body must be a string or Uint8Array'));
     }
-    const payload = encode({ kind: 'send', clientMsgId, to, body });
+    const payload = encode({ kind: 'send', clientMsgId, to, body, ...(opts.media ? { media: opts.media } : {}) });
     return this.#publish(this.#outbox, payload).then(() => {
       if (!this.#stored.has(clientMsgId) && !this.#errorsByRef.has(clientMsgId)) remember(this.#unstored, clientMsgId, payload);
       return { clientMsgId };
@@ -326,9 +327,38 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
    * the server's refusal (E_NOT_MEMBER, E_CHAT_DELETED, E_RECIPIENT_UNKNOWN, ...), or E_TIMEOUT
    * after `timeoutMs` (the message may still be stored later: its status events tell).
    */
-  async sendMessage(to: string, body: Body, opts: { clientMsgId?: string; timeoutMs?: number } = {}): Promise<SentMessage> {
-    const { clientMsgId } = await this.send(to, body, opts.clientMsgId !== undefined ? { clientMsgId: opts.clientMsgId } : {});
+  async sendMessage(to: string, body: Body, opts: { clientMsgId?: string; timeoutMs?: number; media?: string } = {}): Promise<SentMessage> {
+    const { clientMsgId } = await this.send(to, body, {
+      ...(opts.clientMsgId !== undefined ? { clientMsgId: opts.clientMsgId } : {}), ...(opts.media ? { media: opts.media } : {}),
+    });
     return this.waitStored(clientMsgId, opts.timeoutMs ?? DEFAULT_WAIT_STORED_MS);
+  }
+
+  /**
+   * Uploads a file as an attachment (resumable: the same bytes sent again continue where they
+   * stopped, even after a restart with a persistent `state`), waits until the server checked it
+   * and made its thumbnail, then sends it to `to` with `caption`. Resolves with the message id.
+   * `onProgress` reports bytes sent; `signal` pauses (rejects with E_CLOSED; call again to resume).
+   */
+  async sendMedia(to: string, data: MediaData, meta: MediaMeta & { caption?: string }, opts: TransferOptions = {}): Promise<SentMessage> {
+    const { caption, ...rest } = meta;
+    const info = await this.uploadMedia(data, rest, opts);
+    return this.sendMessage(to, caption ?? '', { media: info.attachmentId });
+  }
+
+  /** The upload half of `sendMedia` (e.g. a video's poster, then the video with `poster`). */
+  uploadMedia(data: MediaData, meta: MediaMeta, opts: TransferOptions = {}): Promise<AttachmentInfo> {
+    return this.#http((api, t) => uploadMedia(api, t, this.options.state, data, meta, opts));
+  }
+
+  /**
+   * Downloads a message's attachment (or its thumbnail), checked against the message's SHA-256.
+   * Its preview needs no download: `message.media.preview` (a ThumbHash).
+   */
+  downloadMedia(media: ChatMessage | MediaRef, opts: TransferOptions & { thumbnail?: boolean } = {}): Promise<Uint8Array> {
+    const ref = 'attachmentId' in media ? media : media.media;
+    if (!ref) return Promise.reject(new ParleyError('E_VALIDATION', 'not a media message'));
+    return this.#http((api, t) => downloadMedia(api, t, ref, opts));
   }
 
   // --- HTTP operations (need `apiUrl`) -------------------------------------------------------------
@@ -868,6 +898,7 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
       ...(typeof m.body === 'string' && !m.event ? { text: m.body } : {}),
       own,
       ...(m.event ? { event: m.event } : {}),
+      ...(m.media ? { media: m.media } : {}),
     };
     this.emit('newMessage', msg);
     if (m.event) this.emit('chatUpdate', { type: 'event', chatId: m.chatId, msgId: msg.msgId, seq: m.seq, by: m.from, ts: m.ts, event: m.event });
@@ -919,5 +950,6 @@ function historyToMsg(h: HistoryMessage): MsgEnvelope {
     kind: 'msg', chatId: h.chatId, seq: h.seq, from: h.from, ts: h.ts, fromDevice: h.fromDevice,
     body: h.text ?? (h.data !== undefined ? base64ToBytes(h.data) : ''),
     ...(h.event ? { event: h.event } : {}),
+    ...(h.media ? { media: h.media } : {}),
   };
 }

@@ -30,7 +30,11 @@ export type ReceiptStatus = keyof typeof RECEIPT_STATUS;
 export type Body = string | Uint8Array;
 
 /** device -> server on `outbox/<clientId>`: a new message. `to` is a userId (1:1) or a chatId. */
-export interface SendEnvelope { kind: 'send'; clientMsgId: string; to: string; body: Body }
+export interface SendEnvelope {
+  kind: 'send'; clientMsgId: string; to: string; body: Body;
+  /** A media message: the attachment (uploaded, ready, the sender's own); the body is its caption. */
+  media?: string | undefined;
+}
 /**
  * server -> device on `inbox/<clientId>`: a stored message. Its msgId is `<chatId>.<seq36>`.
  * A group's membership and settings changes are messages too, in the same seq stream, so every
@@ -40,6 +44,37 @@ export interface SendEnvelope { kind: 'send'; clientMsgId: string; to: string; b
 export interface MsgEnvelope {
   kind: 'msg'; chatId: string; seq: number; from: string; ts: number; body: Body; fromDevice: string;
   event?: ChatEvent | undefined;
+  /** The attachment of a media message, as the server knows it (with its inline preview). */
+  media?: MediaRef | undefined;
+}
+
+export type MediaKind = 'image' | 'video' | 'audio' | 'voice' | 'document';
+const MEDIA_KINDS: readonly MediaKind[] = ['image', 'video', 'audio', 'voice', 'document'];
+
+/**
+ * What a media message says of its attachment: enough to show it (the ThumbHash `preview` draws
+ * the picture's shape and colours at once) and to check the download (`sha256`). On the wire an
+ * array: [attachmentId, kind (0-4), contentType, size, sha256 (32 bytes), preview? (bytes),
+ * width?, height?, durationMs?, waveform? (bytes), filename?, poster?, encrypted?].
+ */
+export interface MediaRef {
+  attachmentId: string;
+  kind: MediaKind;
+  contentType: string;
+  size: number;
+  /** Hex. */
+  sha256: string;
+  /** ThumbHash, base64. */
+  preview?: string | undefined;
+  width?: number | undefined;
+  height?: number | undefined;
+  durationMs?: number | undefined;
+  waveform?: number[] | undefined;
+  filename?: string | undefined;
+  /** Video: the attachmentId of its poster image (or an encrypted image's client-made thumbnail). */
+  poster?: string | undefined;
+  /** The bytes are client-encrypted: key and digest are in the message body. */
+  encrypted?: boolean | undefined;
 }
 
 /**
@@ -130,9 +165,12 @@ function trim(fields: unknown[]): unknown[] {
 export function encode(env: Envelope): Uint8Array {
   let fields: unknown[];
   switch (env.kind) {
-    case 'send': fields = [KIND.send, env.clientMsgId, env.to, env.body]; break;
+    case 'send': fields = [KIND.send, env.clientMsgId, env.to, env.body, env.media]; break;
     case 'msg':
-      fields = [KIND.msg, env.chatId, env.seq, env.from, env.ts, env.body, env.fromDevice || undefined, env.event ? encodeEvent(env.event) : undefined];
+      fields = [
+        KIND.msg, env.chatId, env.seq, env.from, env.ts, env.body, env.fromDevice || undefined,
+        env.event ? encodeEvent(env.event) : undefined, env.media ? encodeMedia(env.media) : undefined,
+      ];
       break;
     case 'stored':
       fields = [KIND.stored, env.clientMsgId, env.chatId, env.seq, env.ts, env.more?.length ? env.more.flatMap((m) => [m.clientMsgId, m.seq]) : undefined];
@@ -208,13 +246,15 @@ export function decode(payload: Uint8Array): Envelope {
       if (!isClientMsgId(a)) throw bad('clientMsgId');
       if (!isId(b)) throw bad('to');
       if (!isBody(c)) throw bad('body');
-      return { kind: 'send', clientMsgId: a, to: b, body: c };
+      if (!optional(d, isAttachmentId)) throw bad('media');
+      return { kind: 'send', clientMsgId: a, to: b, body: c, ...(d ? { media: d } : {}) };
     case KIND.msg: {
       if (!isChatId(a) || !isSeq(b) || !isUserId(c) || !isTs(d) || !isBody(e)) throw bad('msg fields');
       const g = (raw as unknown[])[7];
+      const h = (raw as unknown[])[8];
       if (g === undefined || g === null) {
         if (!isId(f)) throw bad('msg fields');
-        return { kind: 'msg', chatId: a, seq: b, from: c, ts: d, body: e, fromDevice: f };
+        return { kind: 'msg', chatId: a, seq: b, from: c, ts: d, body: e, fromDevice: f, ...(h != null ? { media: decodeMedia(h) } : {}) };
       }
       if (!optional(f, isId)) throw bad('msg fields');
       return { kind: 'msg', chatId: a, seq: b, from: c, ts: d, body: e, fromDevice: f ?? '', event: decodeEvent(g) };
@@ -273,6 +313,44 @@ function encodeEvent(ev: ChatEvent): unknown[] {
     case 'updated': return trim([CHAT_EVENT.updated, ev.name, ev.description, ev.avatar]);
     case 'joined': case 'deleted': return [CHAT_EVENT[ev.type]];
   }
+}
+
+const isAttachmentId = (v: unknown): v is string => typeof v === 'string' && /^m[A-Za-z0-9_-]{12}$/.test(v);
+
+const hexToBytes = (hex: string): Uint8Array => Uint8Array.from(hex.match(/../g) ?? [], (x) => parseInt(x, 16));
+const bytesToHex = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
+const b64ToBytes = (s: string): Uint8Array => Uint8Array.from(atob(s), (ch) => ch.charCodeAt(0));
+const bytesToB64 = (b: Uint8Array): string => btoa(String.fromCharCode(...b));
+
+function encodeMedia(m: MediaRef): unknown[] {
+  return trim([
+    m.attachmentId, MEDIA_KINDS.indexOf(m.kind), m.contentType, m.size, hexToBytes(m.sha256),
+    m.preview ? b64ToBytes(m.preview) : undefined, m.width, m.height, m.durationMs,
+    m.waveform ? Uint8Array.from(m.waveform) : undefined, m.filename, m.poster, m.encrypted ? true : undefined,
+  ]);
+}
+
+const isDim = (v: unknown): v is number => Number.isSafeInteger(v) && (v as number) > 0 && (v as number) <= 1_000_000;
+
+/** Validates a media reference from the wire. */
+export function decodeMedia(raw: unknown): MediaRef {
+  if (!Array.isArray(raw)) throw bad('media');
+  const [id, k, type, size, sum, preview, width, height, duration, wave, filename, poster, encrypted] = raw as unknown[];
+  const kind = typeof k === 'number' ? MEDIA_KINDS[k] : undefined;
+  if (!isAttachmentId(id) || !kind || typeof type !== 'string' || type.length > 127 || !Number.isSafeInteger(size) || (size as number) < 1
+    || !(sum instanceof Uint8Array) || sum.length !== 32) throw bad('media fields');
+  if (!optional(preview, (x): x is Uint8Array => x instanceof Uint8Array && x.length <= 64)
+    || !optional(width, isDim) || !optional(height, isDim) || !optional(duration, isTs)
+    || !optional(wave, (x): x is Uint8Array => x instanceof Uint8Array && x.length <= 128)
+    || !optional(filename, isText(255)) || !optional(poster, isAttachmentId) || !optional(encrypted, (x): x is boolean => typeof x === 'boolean')) {
+    throw bad('media fields');
+  }
+  return {
+    attachmentId: id, kind, contentType: type, size: size as number, sha256: bytesToHex(sum),
+    ...(preview ? { preview: bytesToB64(preview) } : {}), ...(width != null ? { width } : {}), ...(height != null ? { height } : {}),
+    ...(duration != null ? { durationMs: duration } : {}), ...(wave ? { waveform: Array.from(wave) } : {}),
+    ...(filename != null ? { filename } : {}), ...(poster != null ? { poster } : {}), ...(encrypted ? { encrypted: true } : {}),
+  };
 }
 
 /** Validates a chat event (from the wire, or from JSON where it has the object form). */

@@ -9,7 +9,8 @@
 import { ParleyError, isErrorCode } from './errors.js';
 import { parseMsgId } from './ids.js';
 import type {
-  ChatChange, ChatInfo, ChatListItem, ChatSettingsInput, CreateGroupInput, DeviceInfo, HistoryPage, InviteInfo, LinkCode,
+  AttachmentInfo, ChatChange, ChatInfo, ChatListItem, ChatSettingsInput, CreateAttachmentInput, CreateGroupInput, DeviceInfo,
+  DownloadUrl, HistoryPage, InviteInfo, LinkCode, NewAttachment, PartUrl,
   LookupEntry, MessageStatusResponse, NewInvite, ParticipantsInput, UpdateChatInput, VerifyResult,
 } from './api-types.js';
 
@@ -150,6 +151,30 @@ export class ParleyApi {
 
   joinGroup(code: string, token: string): Promise<ChatChange> {
     return this.#request({ method: 'POST', path: `/v1/invites/${enc(code)}`, body: {}, token });
+  }
+
+  /** createAttachment: declares a file and gets its part upload URLs. `POST /v1/attachments`. */
+  createAttachment(input: CreateAttachmentInput, token: string): Promise<NewAttachment> {
+    return this.#request({ method: 'POST', path: '/v1/attachments', body: input, token });
+  }
+
+  /** Fresh upload URLs for some parts (resuming). `POST /v1/attachments/:id/parts`. */
+  attachmentParts(attachmentId: string, parts: number[], token: string): Promise<{ parts: PartUrl[]; urlsExpireAt: number }> {
+    return this.#request({ method: 'POST', path: `/v1/attachments/${enc(attachmentId)}/parts`, body: { parts }, token });
+  }
+
+  /** Joins the uploaded parts; the server checks size, SHA-256 and type. `POST /v1/attachments/:id/complete`. */
+  completeAttachment(attachmentId: string, parts: Array<{ partNumber: number; etag: string }>, token: string): Promise<AttachmentInfo> {
+    return this.#request({ method: 'POST', path: `/v1/attachments/${enc(attachmentId)}/complete`, body: { parts }, token });
+  }
+
+  getAttachment(attachmentId: string, token: string): Promise<AttachmentInfo> {
+    return this.#request({ method: 'GET', path: `/v1/attachments/${enc(attachmentId)}`, token });
+  }
+
+  /** A short-lived download URL of the original or its thumbnail. */
+  attachmentDownloadUrl(attachmentId: string, thumbnail: boolean, token: string): Promise<DownloadUrl> {
+    return this.#request({ method: 'GET', path: `/v1/attachments/${enc(attachmentId)}/download${thumbnail ? '?thumbnail=1' : ''}`, token });
   }
 
   /** getMessageStatus. `GET /v1/messages/:msgId/status`. */

@@ -13,12 +13,13 @@ export { ParleyApi, DEFAULT_API_TIMEOUT_MS } from './http.js';
 export type { ParleyApiOptions } from './http.js';
 export type {
   VerifyResult, LookupEntry, DeviceInfo, LinkCode, MessageFields, HistoryMessage, HistoryPage, ChatMemberInfo, ChatInfo, ChatListItem,
-  ChatChange, InviteInfo, NewInvite, MessageStatusResponse, CreateGroupInput, UpdateChatInput, ParticipantsInput,
+  ChatChange, InviteInfo, NewInvite, MessageStatusResponse, AttachmentInfo, CreateAttachmentInput, NewAttachment, PartUrl, DownloadUrl, CreateGroupInput, UpdateChatInput, ParticipantsInput,
   ChatSettingsInput,
 } from './api-types.js';
 export { ParleyError, ERRORS, isErrorCode } from './errors.js';
 export type { ErrorCode } from './errors.js';
-export type { Body, ChatEvent, ChatEventType } from './codec.js';
+export type { Body, ChatEvent, ChatEventType, MediaKind, MediaRef } from './codec.js';
+export type { MediaData, MediaMeta, TransferOptions } from './media.js';
 export { GROUP_LIMITS } from './codec.js';
 export { MemoryStateStore } from './sequencer.js';
 export type { StateStore, OwnStatus } from './sequencer.js';

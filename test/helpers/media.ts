@@ -90,3 +90,16 @@ export async function getJson(url: string, token: string): Promise<{ status: num
   const r = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
   return { status: r.status, json: (await r.json()) as Json };
 }
+
+/** A minimal MP4 (an `ftyp` box and a little `mdat`): enough for type sniffing, not for playing. */
+export function tinyMp4(): Buffer {
+  const ftyp = Buffer.concat([Buffer.from([0, 0, 0, 0x18]), Buffer.from('ftypisom'), Buffer.from([0, 0, 2, 0]), Buffer.from('isomiso2')]);
+  const payload = Buffer.alloc(2048, 7);
+  const mdat = Buffer.concat([Buffer.from([0, 0, (payload.length + 8) >> 8, (payload.length + 8) & 0xff]), Buffer.from('mdat'), payload]);
+  return Buffer.concat([ftyp, mdat]);
+}
+
+/** A small valid-looking PDF. */
+export function tinyPdf(): Buffer {
+  return Buffer.from('%PDF-1.4\n1 0 obj << /Type /Catalog >> endobj\ntrailer << /Root 1 0 R >>\n%%EOF\n' + 'x'.repeat(1000));
+}

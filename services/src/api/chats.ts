@@ -21,7 +21,7 @@ function bodyJson(b: Body): { text: string } | { data: string } {
 export function messageJson(m: StoredMessage): HistoryMessage {
   return {
     msgId: msgIdOf(m.chatId, m.seq), chatId: m.chatId, seq: m.seq, from: m.senderUserId,
-    fromDevice: m.senderDeviceId, ts: m.ts, ...(m.event ? { event: m.event } : bodyJson(m.body)),
+    fromDevice: m.senderDeviceId, ts: m.ts, ...(m.event ? { event: m.event } : bodyJson(m.body)), ...(m.media ? { media: m.media } : {}),
   };
 }
 

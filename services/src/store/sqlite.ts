@@ -12,7 +12,7 @@
  * better-sqlite3 is synchronous; the async methods only wrap it so both adapters share one port.
  */
 import Database from 'better-sqlite3';
-import type { Body, ChatEvent } from '@parley/client-sdk/protocol';
+import type { Body, ChatEvent, MediaRef } from '@parley/client-sdk/protocol';
 import {
   StoreError,
   type AppendResult,
@@ -247,6 +247,7 @@ CREATE TABLE IF NOT EXISTS attachments (
   expires_at      INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS attachments_expiry ON attachments (expires_at);
+ALTER TABLE messages ADD COLUMN media TEXT;
 CREATE TABLE IF NOT EXISTS attachment_links (
   attachment_id TEXT NOT NULL,
   chat_id       TEXT NOT NULL,
@@ -275,7 +276,7 @@ interface MemberRow {
 }
 interface MessageRow {
   chat_id: string; seq: number; sender_user_id: string; sender_device_id: string; client_msg_id: string;
-  body: Buffer | string; body_is_text: number; ts: number; event: string | null;
+  body: Buffer | string; body_is_text: number; ts: number; event: string | null; media: string | null;
 }
 interface ProgressRow {
   device_id: string; chat_id: string; user_id: string; since_seq: number; delivered_seq: number; until_seq: number | null;
@@ -358,6 +359,7 @@ const toMessage = (r: MessageRow): StoredMessage => {
   };
   const event = eventFromColumn(r.event);
   if (event) m.event = event;
+  if (r.media) m.media = JSON.parse(r.media) as MediaRef;
   return m;
 };
 
@@ -512,9 +514,9 @@ export function createSqliteStore(opts: { file: string }): Store {
         'SELECT * FROM messages WHERE sender_device_id = ? AND client_msg_id = ?'),
       reserveSeqs: db.prepare<[number, string], { last_seq: number }>(
         'UPDATE chats SET last_seq = last_seq + ? WHERE chat_id = ? RETURNING last_seq'),
-      insMsg: db.prepare<[string, number, string, string, string, string | Buffer, number, number]>(
-        `INSERT INTO messages (chat_id, seq, sender_user_id, sender_device_id, client_msg_id, body, body_is_text, ts)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`),
+      insMsg: db.prepare<[string, number, string, string, string, string | Buffer, number, number, string | null]>(
+        `INSERT INTO messages (chat_id, seq, sender_user_id, sender_device_id, client_msg_id, body, body_is_text, ts, media)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`),
       // The sender never receives its own message: when it was caught up, its watermark passes it.
       passOwn: db.prepare<[number, number, string, string, number]>(
         `UPDATE device_chats SET delivered_seq = ?, delivered_at = COALESCE(delivered_at, ?)
@@ -749,11 +751,11 @@ export function createSqliteStore(opts: { file: string }): Store {
           const m = batch[i]!;
           seq++;
           const body = bodyToColumn(m.body);
-          s.insMsg.run(m.chatId, seq, m.senderUserId, m.senderDeviceId, m.clientMsgId, body.value, body.isText, m.ts);
+          s.insMsg.run(m.chatId, seq, m.senderUserId, m.senderDeviceId, m.clientMsgId, body.value, body.isText, m.ts, m.media ? JSON.stringify(m.media) : null);
           results[i] = {
             message: {
               chatId: m.chatId, seq, senderUserId: m.senderUserId, senderDeviceId: m.senderDeviceId,
-              clientMsgId: m.clientMsgId, body: bodyFromColumn(body.value, body.isText), ts: m.ts,
+              clientMsgId: m.clientMsgId, body: bodyFromColumn(body.value, body.isText), ts: m.ts, ...(m.media ? { media: m.media } : {}),
             },
             created: true,
           };

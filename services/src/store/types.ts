@@ -152,6 +152,8 @@ export interface NewMessage {
   clientMsgId: string;
   body: Body;
   ts: number;
+  /** A media message's attachment, as the server describes it (from the attachment row). */
+  media?: MediaRef;
 }
 
 /**
@@ -381,7 +383,8 @@ export interface ProgressStore {
   messageStatus(chatId: string, seq: number): Promise<MessageStatus | null>;
 }
 
-export type MediaKind = 'image' | 'video' | 'audio' | 'voice' | 'document';
+export type { MediaKind } from '@parley/client-sdk/protocol';
+import type { MediaKind, MediaRef } from '@parley/client-sdk/protocol';
 /**
  * uploading: created, parts going to the BlobStore; processing: the object is complete and
  * verified (size, SHA-256, sniffed type), the thumbnail job runs; ready: a message may reference

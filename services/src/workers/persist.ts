@@ -7,11 +7,11 @@
  * agents drop the repeats by seq.
  */
 import {
-  MAX_STORED_MORE, decode, isChatId, isUserId, newId, type ErrorCode, type Envelope, type SendEnvelope, type StoredEnvelope,
+  MAX_STORED_MORE, decode, isChatId, isUserId, newId, type ErrorCode, type Envelope, type MediaRef, type SendEnvelope, type StoredEnvelope,
 } from '@parley/client-sdk/protocol';
 import type { IngestMessage } from '../../../broker/src/index.js';
 import { toMsgEnvelope } from '../../../broker/src/index.js';
-import { receives, type AppendRefusal, type Chat, type NewMessage, type StoredMessage } from '../store/types.js';
+import { receives, type AppendRefusal, type Attachment, type Chat, type NewMessage, type StoredMessage } from '../store/types.js';
 import type { WorkerContext } from './context.js';
 import { fanoutJobs } from './fanout.js';
 import { groupBy } from '../group-by.js';
@@ -20,6 +20,18 @@ interface Resolved {
   item: IngestMessage;
   env: SendEnvelope;
   chat: Chat;
+  media?: MediaRef;
+}
+
+/** How a media message describes its attachment: from the server's row, never from the sender's word. */
+export function mediaRefOf(a: Attachment): MediaRef {
+  return {
+    attachmentId: a.attachmentId, kind: a.kind, contentType: a.contentType, size: a.size, sha256: a.sha256,
+    ...(a.preview ? { preview: a.preview } : {}), ...(a.width ? { width: a.width } : {}), ...(a.height ? { height: a.height } : {}),
+    ...(a.meta.durationMs !== undefined ? { durationMs: a.meta.durationMs } : {}), ...(a.meta.waveform ? { waveform: a.meta.waveform } : {}),
+    ...(a.meta.filename ? { filename: a.meta.filename } : {}), ...(a.meta.poster ? { poster: a.meta.poster } : {}),
+    ...(a.encrypted ? { encrypted: true } : {}),
+  };
 }
 
 type Out = Array<{ deviceId: string; env: Envelope }>;
@@ -73,6 +85,20 @@ async function resolveChats(ctx: WorkerContext, items: IngestMessage[], out: Out
       refuse(item, 'E_RECIPIENT_UNKNOWN', env.to, env.clientMsgId);
       continue;
     }
+    if (env.media) {
+      // The sender's own attachment, uploaded and checked (and thumbnailed where it applies).
+      const a = await store.getAttachment(env.media);
+      if (!a || a.ownerUserId !== item.u) {
+        refuse(item, 'E_NOT_FOUND', `no such attachment ${env.media}`, env.clientMsgId);
+        continue;
+      }
+      if (a.state !== 'ready') {
+        refuse(item, 'E_MEDIA_STATE', `attachment ${a.attachmentId} is ${a.state}`, env.clientMsgId);
+        continue;
+      }
+      resolved.push({ item, env, chat, media: mediaRefOf(a) });
+      continue;
+    }
     resolved.push({ item, env, chat });
   }
   return resolved;
@@ -111,22 +137,33 @@ export async function processPersist(ctx: WorkerContext, items: IngestMessage[])
   // One timestamp for the whole batch: it was stored in one transaction, and one `stored` per
   // device and chat can then answer all of that device's messages in it.
   const ts = ctx.now();
-  const batch: NewMessage[] = resolved.map(({ item, env, chat }) => ({
+  const batch: NewMessage[] = resolved.map(({ item, env, chat, media }) => ({
     chatId: chat.chatId, senderUserId: item.u, senderDeviceId: item.d, clientMsgId: env.clientMsgId, body: env.body, ts,
+    ...(media ? { media } : {}),
   }));
   const messages: StoredMessage[] = [];
+  const links: Array<{ attachmentId: string; chatId: string; seq: number }> = [];
   if (batch.length) {
     const results = await store.appendMessages(batch);
     // The store checks membership again where it assigns the seq: a sender removed since the check
     // above (by a group change committed in between) is refused there.
     results.forEach((r, i) => {
-      if (r.message) messages.push(r.message);
+      if (r.message) {
+        messages.push(r.message);
+        // Resends too: a crash between the append and the link is mended by the retry.
+        if (r.message.media) links.push({ attachmentId: r.message.media.attachmentId, chatId: r.message.chatId, seq: r.message.seq });
+        // A video's poster (the sender's own image, checked at createAttachment) goes with it.
+        if (r.message.media?.poster) links.push({ attachmentId: r.message.media.poster, chatId: r.message.chatId, seq: r.message.seq });
+      }
       else {
         const m = batch[i]!;
         out.push({ deviceId: m.senderDeviceId, env: { kind: 'error', code: REFUSAL_CODE[r.refused], detail: m.chatId, ref: m.clientMsgId } });
       }
     });
   }
+
+  // Members may download a message's attachment from the moment they can receive the message.
+  for (const l of links) await store.linkAttachment(l.attachmentId, l.chatId, l.seq);
 
   const byChat = groupBy(messages, (m) => m.chatId);
   // Recipients first, then the senders' `stored`: by the time a sender sees its seq, the message

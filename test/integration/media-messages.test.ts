@@ -1,0 +1,96 @@
+/**
+ * Media messages through the SDK: sendMedia to a 1:1 chat and to a group; recipients get the
+ * ThumbHash preview inline in `newMessage`, download the thumbnail and the original (checked
+ * against the SHA-256 in the message), the thumbnail carries no EXIF; a video with its poster and
+ * a PDF; someone outside the chat cannot download; a media message naming an attachment that is
+ * not ready or not the sender's is refused.
+ */
+import sharp from 'sharp';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { ParleyError, type ChatMessage } from '@parley/client-sdk';
+import { startTestPlatform, until, type Registered, type TestPlatform } from '../helpers/platform.js';
+import { closeAll, device, type Recorded } from '../helpers/sdk.js';
+import { jpegWithExif, png, sha256, tinyMp4, tinyPdf, webp } from '../helpers/media.js';
+
+let p: TestPlatform;
+let alice: Registered;
+let bob: Registered;
+let carol: Registered;
+let da: Recorded;
+let db: Recorded;
+let dc: Recorded;
+
+beforeAll(async () => {
+  p = await startTestPlatform({ PARLEY_CODE_RATE_PER_IP: '1000' });
+  [alice, bob, carol] = [await p.register(), await p.register(), await p.register()];
+  [da, db, dc] = [alice, bob, carol].map((u) => device(p.mqttUrl, u, { apiUrl: p.httpUrl })) as [Recorded, Recorded, Recorded];
+  await Promise.all([da, db, dc].map((d) => d.client.connect()));
+}, 60_000);
+
+afterAll(async () => {
+  await closeAll();
+  await p?.close();
+});
+
+const media = (r: Recorded): ChatMessage[] => r.messages.filter((m) => m.media);
+
+describe('media messages', () => {
+  it('images 1:1 and to a group: preview inline, thumbnail and original downloaded and verified, no EXIF in the thumbnail', async () => {
+    const group = await da.client.createChat({ name: 'Photos', members: [bob.userId, carol.userId] });
+    const files = [
+      { bytes: await jpegWithExif(1200, 900), contentType: 'image/jpeg' },
+      { bytes: await png(300, 200), contentType: 'image/png' },
+      { bytes: await webp(400, 300), contentType: 'image/webp' },
+    ];
+    const progress: number[] = [];
+    for (const f of files) {
+      await da.client.sendMedia(bob.userId, f.bytes, { kind: 'image', contentType: f.contentType, caption: `1:1 ${f.contentType}` }, {
+        onProgress: (done) => progress.push(done),
+      });
+      await da.client.sendMedia(group.chatId, f.bytes, { kind: 'image', contentType: f.contentType, caption: `group ${f.contentType}` });
+    }
+    expect(progress.at(-1)).toBe(files.at(-1)!.bytes.length);
+    await until(() => media(db).length >= 6 && media(dc).length >= 3, 20_000, 'media messages delivered');
+    for (const [i, m] of media(db).entries()) {
+      const f = files[Math.floor(i / 2)]!;
+      expect(m.media).toMatchObject({ kind: 'image', contentType: f.contentType, size: f.bytes.length, sha256: sha256(f.bytes) });
+      expect(m.media!.preview!.length).toBeGreaterThan(10); // inline: before any download
+      const original = await db.client.downloadMedia(m);
+      expect(sha256(Buffer.from(original))).toBe(sha256(f.bytes));
+      const thumb = await db.client.downloadMedia(m, { thumbnail: true });
+      const meta = await sharp(thumb).metadata();
+      expect(meta.format).toBe('webp');
+      expect(meta.exif).toBeUndefined();
+    }
+    expect(media(db).map((m) => m.text)).toEqual(files.flatMap((f) => [`1:1 ${f.contentType}`, `group ${f.contentType}`]));
+    // The JPEG was sent turned (EXIF orientation 6): its size is as shown.
+    expect(media(db)[0]!.media).toMatchObject({ width: 900, height: 1200 });
+    // Carol is in the group, not in the 1:1 chat.
+    expect(media(dc).map((m) => m.chatId)).toEqual([group.chatId, group.chatId, group.chatId]);
+    await expect(dc.client.downloadMedia(media(db)[0]!)).rejects.toMatchObject({ code: 'E_NOT_FOUND' });
+    expect(sha256(Buffer.from(await dc.client.downloadMedia(media(dc)[0]!)))).toBe(sha256(files[0]!.bytes));
+  }, 60_000);
+
+  it('a short video with its poster, and a PDF document', async () => {
+    const poster = await da.client.uploadMedia(await png(320, 180), { kind: 'image', contentType: 'image/png' });
+    const video = tinyMp4();
+    await da.client.sendMedia(bob.userId, video, { kind: 'video', contentType: 'video/mp4', durationMs: 4200, poster: poster.attachmentId, caption: 'clip' });
+    const pdf = tinyPdf();
+    await da.client.sendMedia(bob.userId, pdf, { kind: 'document', contentType: 'application/pdf', filename: 'terms.pdf' });
+    await until(() => media(db).some((m) => m.media?.kind === 'document'), 20_000, 'video and pdf delivered');
+    const v = media(db).find((m) => m.media?.kind === 'video')!;
+    expect(v.media).toMatchObject({ contentType: 'video/mp4', durationMs: 4200, poster: poster.attachmentId, size: video.length });
+    expect(sha256(Buffer.from(await db.client.downloadMedia(v)))).toBe(sha256(video));
+    // The poster is downloadable by the recipient through the video's message.
+    expect((await db.client.downloadMedia({ ...v.media!, attachmentId: poster.attachmentId, sha256: poster.sha256 })).length).toBe(poster.size);
+    const d = media(db).find((m) => m.media?.kind === 'document')!;
+    expect(d.media).toMatchObject({ contentType: 'application/pdf', filename: 'terms.pdf' });
+    expect(sha256(Buffer.from(await db.client.downloadMedia(d)))).toBe(sha256(pdf));
+  }, 60_000);
+
+  it('refuses a media message for an attachment that is not ready, or not the sender\'s', async () => {
+    const mine = await db.client.uploadMedia(await png(10, 10), { kind: 'image', contentType: 'image/png' });
+    await expect(da.client.sendMessage(bob.userId, 'stolen', { media: mine.attachmentId })).rejects.toMatchObject({ code: 'E_NOT_FOUND' });
+    await expect(da.client.sendMessage(bob.userId, 'unknown', { media: 'mAAAAAAAAAAAA' })).rejects.toBeInstanceOf(ParleyError);
+  });
+});
