@@ -60,7 +60,8 @@ export class ParleyApi {
     this.#timeoutMs = o.timeoutMs ?? DEFAULT_API_TIMEOUT_MS;
     const f = o.fetch ?? globalThis.fetch;
     if (typeof f !== 'function') throw new ParleyError('E_CONFIG', 'no fetch implementation');
-    this.#fetch = f;
+    // Called as a plain function: browsers refuse fetch with another `this` (Illegal invocation).
+    this.#fetch = (input, init) => f(input, init);
     this.#headers = { ...o.headers };
   }
 

@@ -48,6 +48,7 @@ const schema = z.object({
   PARLEY_MAX_GROUP_MEMBERS: positiveInt.max(4096).default(1024),
   PARLEY_MEDIA: z.enum(['embedded', 's3']).default('embedded'),
   PARLEY_PUBLIC_URL: z.string().url().optional(),
+  PARLEY_CORS_ORIGINS: z.string().default('*').transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean)),
   S3_ENDPOINT: z.string().url().optional(),
   S3_ACCESS_KEY: z.string().optional(),
   S3_SECRET_KEY: z.string().optional(),
@@ -114,6 +115,8 @@ export interface Config {
   mediaRetentionMs: number;
   /** The HTTP API's base URL as clients reach it (behind a proxy); the embedded media store signs URLs to it. */
   publicUrl: string | undefined;
+  /** Origins a browser may call the API from; `*` for any. */
+  corsOrigins: string[];
   /** Largest upload per kind, bytes. */
   mediaMaxBytes: { image: number; video: number; audio: number; voice: number; document: number };
   /** Images with more pixels are refused by the thumbnailer (decompression bombs). */
@@ -198,6 +201,7 @@ export function parseConfig(env: Record<string, string | undefined>): Readonly<C
       : { kind: 'embedded', root: `${e.PARLEY_DATA_DIR}/media` },
     mediaRetentionMs: Math.round(e.PARLEY_MEDIA_RETENTION_DAYS * 86_400_000),
     publicUrl: e.PARLEY_PUBLIC_URL,
+    corsOrigins: e.PARLEY_CORS_ORIGINS,
     mediaMaxBytes: Object.freeze({
       image: e.PARLEY_MEDIA_MAX_IMAGE_MB * MB, video: e.PARLEY_MEDIA_MAX_VIDEO_MB * MB, audio: e.PARLEY_MEDIA_MAX_AUDIO_MB * MB,
       voice: e.PARLEY_MEDIA_MAX_AUDIO_MB * MB, document: e.PARLEY_MEDIA_MAX_DOCUMENT_MB * MB,

@@ -228,7 +228,7 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
         {
           maxDevices: cfg.maxDevices, linkHistory: cfg.linkHistory, linkCodeTtlMs: cfg.linkCodeTtlMs, codeTtlMs: cfg.codeTtlMs, codeMaxAttempts: cfg.codeMaxAttempts,
           codeRatePerPhone: cfg.codeRatePerPhone, codeRatePerIp: cfg.codeRatePerIp, rateWindowSec: cfg.rateWindowSec,
-          trustProxy: cfg.trustProxy, bodyLimit: 65536,
+          trustProxy: cfg.trustProxy, bodyLimit: 65536, corsOrigins: cfg.corsOrigins,
         },
       );
       const a = api;

@@ -11,6 +11,7 @@ import { build } from 'esbuild';
 import { chromium, type Browser } from 'playwright-core';
 import { startTestPlatform, until, type TestPlatform } from '../helpers/platform.js';
 import { closeAll, device } from '../helpers/sdk.js';
+import { png, sha256 } from '../helpers/media.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 
@@ -97,4 +98,43 @@ describe('client-sdk in Chromium', () => {
     expect(result.statuses.at(-1)).toBe('read');
     await page.close();
   });
+
+  it('uploads an image through the SDK and downloads one, both checked by SHA-256', async () => {
+    const alice = await tp.register();
+    const bob = await tp.register();
+    const b = device(tp.mqttUrl, bob, { apiUrl: tp.httpUrl });
+    await b.client.connect();
+    const fromBob = await png(120, 80);
+    const page = await browser.newPage();
+    await page.goto(pageUrl);
+    await page.waitForFunction(() => (window as unknown as { ready?: boolean }).ready === true);
+    const mine = await png(64, 64);
+    const pagePromise = page.evaluate(async ({ url, apiUrl, alice, bobId, bytes }) => {
+      const { ParleyClient } = (window as any).sdk;
+      const c = new ParleyClient({ url, apiUrl, deviceId: alice.deviceId, token: alice.token, userId: alice.userId });
+      const got: any[] = [];
+      c.on('newMessage', (m: any) => { if (m.media) got.push(m); });
+      await c.connect();
+      const progress: number[] = [];
+      await c.sendMedia(bobId, new Blob([new Uint8Array(bytes)], { type: 'image/png' }), { kind: 'image', contentType: 'image/png', caption: 'from Chromium' }, {
+        onProgress: (done: number) => progress.push(done),
+      });
+      const deadline = Date.now() + 20_000;
+      while (got.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      const data: Uint8Array = await c.downloadMedia(got[0]);
+      const hex = Array.from(new Uint8Array(await crypto.subtle.digest('SHA-256', data as any)), (x) => x.toString(16).padStart(2, '0')).join('');
+      await c.close();
+      return { progress, hex, preview: got[0].media.preview as string };
+    }, { url: tp.wsUrl, apiUrl: tp.httpUrl, alice: { deviceId: alice.deviceId, token: alice.token, userId: alice.userId }, bobId: bob.userId, bytes: [...mine] });
+    await until(() => b.messages.some((m) => m.media), 20_000, 'bob got the browser image');
+    const m = b.messages.find((x) => x.media)!;
+    expect(m.text).toBe('from Chromium');
+    expect(sha256(Buffer.from(await b.client.downloadMedia(m)))).toBe(sha256(mine));
+    await b.client.sendMedia(alice.userId, fromBob, { kind: 'image', contentType: 'image/png' });
+    const result = await pagePromise;
+    expect(result.progress.at(-1)).toBe(mine.length);
+    expect(result.hex).toBe(sha256(fromBob));
+    expect(result.preview.length).toBeGreaterThan(10);
+    await page.close();
+  }, 60_000);
 });

@@ -5,6 +5,7 @@
  * `{ error: { code, message, detail? } }` from the catalogue. Request schemas are declared once,
  * in client-sdk/src/api-types.ts, and shared with the SDK.
  */
+import cors from '@fastify/cors';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { ParleyError, newId } from '@parley/client-sdk/protocol';
@@ -32,6 +33,11 @@ export interface ApiOptions {
   codeRatePerIp: number;
   rateWindowSec: number;
   trustProxy: boolean;
+  /**
+   * Origins browsers may call the API from (the SDK in a web app): `*` for any. Safe because
+   * the API authenticates with bearer tokens, never cookies. @defaultValue ['*']
+   */
+  corsOrigins: string[];
   /** @defaultValue 65536 */
   bodyLimit: number;
 }
@@ -86,6 +92,15 @@ export function createApi(deps: ApiDeps, opts: ApiOptions): FastifyInstance {
 
   // JSON only: a text/plain body would otherwise reach the handlers as a string.
   app.removeContentTypeParser('text/plain');
+  // Browsers: the SDK calls the API and the embedded media URLs from a web app's origin, and reads
+  // the ETag of each uploaded part.
+  void app.register(cors, {
+    origin: opts.corsOrigins.includes('*') ? '*' : opts.corsOrigins,
+    methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
+    allowedHeaders: ['authorization', 'content-type', 'range'],
+    exposedHeaders: ['etag', 'content-range', 'content-length'],
+    maxAge: 600,
+  });
 
   app.setErrorHandler((err, req, reply) => {
     if (err instanceof ParleyError) return reply.status(err.status).send(err.toJSON());

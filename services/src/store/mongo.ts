@@ -72,8 +72,9 @@
  *   may run beside either: writes of device windows re-check the membership after writing (the
  *   membership is always written before its windows), so a race neither leaves a former member's
  *   device window open nor a re-added member's closed.
- * - Events are stored as subdocuments copied through JSON (what SQLite stores), so an optional
- *   key left `undefined` is absent when read back, not null.
+ * - Events, and a media message's `media` (v4), are stored as subdocuments copied through JSON
+ *   (what SQLite stores), so an optional key left `undefined` is absent when read back, not null;
+ *   a message without them has no such field (and no such key when read).
  * - Media (v4): `attachments` (`_id` = attachmentId) and `attachment_links` (one document per
  *   referencing message, unique by (attachmentId, chatId, seq)). updateAttachment is one
  *   conditional `findOneAndUpdate` on `state`, so of concurrent steps one wins, as in SQLite; an
@@ -97,7 +98,7 @@ import {
   type Filter,
   type ObjectId,
 } from 'mongodb';
-import type { Body, ChatEvent } from '@parley/client-sdk/protocol';
+import type { Body, ChatEvent, MediaRef } from '@parley/client-sdk/protocol';
 import {
   StoreError,
   type AppendRefusal,
@@ -170,6 +171,8 @@ interface MessageDoc {
   ts: number;
   /** v3: a system message's ChatEvent (then senderDeviceId and body are ''); absent otherwise. */
   event?: ChatEvent;
+  /** v4: a media message's attachment, a subdocument copied through JSON; absent otherwise. */
+  media?: MediaRef;
 }
 /** A device link code or a group invitation (v3). */
 interface GrantDoc {
@@ -319,6 +322,8 @@ const toMessage = (d: MessageDoc): StoredMessage => {
   };
   // Only a system message has the key (callers and tests compare whole objects).
   if (d.event !== undefined && d.event !== null) m.event = d.event;
+  // Likewise only a media message has `media`.
+  if (d.media !== undefined && d.media !== null) m.media = d.media;
   return m;
 };
 const toProgress = (d: DeviceChatDoc): DeviceProgress => ({
@@ -349,6 +354,8 @@ const attachmentValue = (field: string, v: unknown): unknown =>
 
 /** A ChatEvent as stored: its JSON copy (keys left undefined are dropped, as SQLite's JSON column drops them). */
 const eventToDoc = (e: ChatEvent): ChatEvent => JSON.parse(JSON.stringify(e)) as ChatEvent;
+/** A message's MediaRef as stored: its JSON copy (keys left undefined are dropped, as in SQLite's JSON column). */
+const mediaToDoc = (m: MediaRef): MediaRef => JSON.parse(JSON.stringify(m)) as MediaRef;
 
 /** A system message's document: no sending device, an empty text body. */
 function eventDoc(chatId: string, seq: number, m: SystemMessage): MessageDoc {
@@ -874,7 +881,7 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
       const m = batch[i]!;
       return {
         chatId: m.chatId, seq: seqOf.get(i)!, senderUserId: m.senderUserId, senderDeviceId: m.senderDeviceId,
-        clientMsgId: m.clientMsgId, body: bodyToDoc(m.body), ts: m.ts,
+        clientMsgId: m.clientMsgId, body: bodyToDoc(m.body), ts: m.ts, ...(m.media ? { media: mediaToDoc(m.media) } : {}),
       };
     });
     const lost = await insertIgnoringDuplicates(messages, docs);
@@ -922,6 +929,7 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
           message: {
             chatId: m.chatId, seq: seqOf.get(i)!, senderUserId: m.senderUserId, senderDeviceId: m.senderDeviceId,
             clientMsgId: m.clientMsgId, body: typeof m.body === 'string' ? m.body : new Uint8Array(m.body), ts: m.ts,
+            ...(m.media ? { media: m.media } : {}),
           },
           created: true,
         };

@@ -1,8 +1,34 @@
-/** `cleanup`: removes messages past the retention period (30 days by default) and stale registrations. */
+/**
+ * `cleanup`: removes messages past the retention period (30 days by default), stale
+ * registrations, link codes and invitations, and media past theirs: each expired attachment's
+ * object and thumbnail (an unfinished upload is aborted), then its row and its links.
+ */
 import type { WorkerContext } from './context.js';
+
+/** Attachments removed per store query. */
+const MEDIA_PAGE = 100;
 
 export async function processCleanup(ctx: WorkerContext): Promise<void> {
   const now = ctx.now();
   const r = await ctx.store.expire(now - ctx.retentionMs, now);
-  ctx.log.info({ expired: r }, 'cleanup done');
+  const media = await expireMedia(ctx, now);
+  ctx.log.info({ expired: { ...r, media } }, 'cleanup done');
+}
+
+/** Removes every attachment whose expiry is before `now`; returns how many. */
+export async function expireMedia(ctx: WorkerContext, now: number): Promise<number> {
+  const blobs = ctx.media?.blobs;
+  if (!blobs) return 0;
+  let n = 0;
+  for (;;) {
+    const batch = await ctx.store.expiredAttachments(now, MEDIA_PAGE);
+    for (const a of batch) {
+      if (a.uploadId) await blobs.abortUpload(a.key, a.uploadId);
+      // Objects first: a crash in between leaves a row that the next run finishes, never an orphan object.
+      await blobs.remove([a.key, ...(a.thumbKey ? [a.thumbKey] : [])]);
+      await ctx.store.deleteAttachment(a.attachmentId);
+      n++;
+    }
+    if (batch.length < MEDIA_PAGE) return n;
+  }
 }
