@@ -123,7 +123,10 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
       ? createFsBlobStore({ root: resolve(cfg.media.root), publicUrl: `http://127.0.0.1:${cfg.httpPort}`, secret })
       : null;
     const blobs: BlobStore = fsBlobs ?? (cfg.media.kind === 's3'
-      ? createS3BlobStore({ endpoint: cfg.media.endpoint, accessKey: cfg.media.accessKey, secretKey: cfg.media.secretKey, bucket: cfg.media.bucket, region: cfg.media.region })
+      ? createS3BlobStore({
+        endpoint: cfg.media.endpoint, accessKey: cfg.media.accessKey, secretKey: cfg.media.secretKey, bucket: cfg.media.bucket,
+        region: cfg.media.region, lifecycleDays: cfg.mediaRetentionMs / 86_400_000 + 1,
+      })
       : (() => { throw new Error('unreachable'); })());
     await blobs.init();
     closers.push(() => blobs.close());

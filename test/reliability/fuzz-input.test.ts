@@ -251,6 +251,13 @@ describe('HTTP fuzz: every answer is a catalogue error, never a 5xx', () => {
     { method: 'POST', path: () => '/v1/invites/abcdefghijklmnopqrstuv', auth: true, body: () => ({}) },
     { method: 'GET', path: () => `/v1/chats/${groupId}/messages?before=5&limit=3`, auth: true },
     { method: 'DELETE', path: () => `/v1/chats/${groupId}`, auth: true },
+    { method: 'POST', path: () => '/v1/attachments', auth: true, body: () => ({ kind: 'image', contentType: 'image/png', size: 1000, sha256: 'a'.repeat(64), filename: 'x.png', durationMs: 5, waveform: [1, 2], encrypted: false }) },
+    { method: 'POST', path: () => '/v1/attachments/mAAAAAAAAAAAA/parts', auth: true, body: () => ({ parts: [1, 2] }) },
+    { method: 'POST', path: () => '/v1/attachments/mAAAAAAAAAAAA/complete', auth: true, body: () => ({ parts: [{ partNumber: 1, etag: 'x' }] }) },
+    { method: 'GET', path: () => '/v1/attachments/mAAAAAAAAAAAA', auth: true },
+    { method: 'GET', path: () => '/v1/attachments/mAAAAAAAAAAAA/download?thumbnail=1', auth: true },
+    { method: 'GET', path: () => '/v1/blobs/media/mAAAAAAAAAAAA?op=get&exp=1&sig=x', auth: false },
+    { method: 'PUT', path: () => '/v1/blobs/media/mAAAAAAAAAAAA?op=part&upload=x&part=1&exp=1&sig=x', auth: false, body: () => ({ raw: 'bytes' }) },
   ];
 
   it('random and boundary JSON bodies on every route (seed 4, 1,500 requests)', async () => {
@@ -265,7 +272,7 @@ describe('HTTP fuzz: every answer is a catalogue error, never a 5xx', () => {
         case 4: return rnd.pick(strings) + rnd.pick(strings);
         case 5: return rnd.int(1_000_000);
         case 6: return Array.from({ length: rnd.int(5) }, () => anyValue(depth + 1));
-        case 7: return Object.fromEntries(Array.from({ length: rnd.int(4) }, () => [rnd.pick(['phone', 'code', 'deviceName', 'phones', 'name', 'members', 'add', 'users', 'userId', 'x', '__proto__', 'constructor']), anyValue(depth + 1)]));
+        case 7: return Object.fromEntries(Array.from({ length: rnd.int(4) }, () => [rnd.pick(['phone', 'code', 'deviceName', 'phones', 'name', 'members', 'add', 'users', 'userId', 'kind', 'size', 'sha256', 'parts', 'x', '__proto__', 'constructor']), anyValue(depth + 1)]));
         default: return rnd.pick(strings).repeat(1 + rnd.int(3));
       }
     };
@@ -285,6 +292,7 @@ describe('HTTP fuzz: every answer is a catalogue error, never a 5xx', () => {
       const label = `seed 4 #${i} ${r.method} ${r.path()} ${JSON.stringify(body)?.slice(0, 80)}`;
       judge(label, await request(r.method, r.path(), { ...(r.method === 'GET' || r.method === 'DELETE' ? {} : { body: JSON.stringify(body) ?? '' }), headers }), r.method);
     }
+    if (problems.length) console.log('FUZZ PROBLEMS', problems.slice(0, 12));
     expect(problems).toEqual([]);
   }, 60_000);
 
@@ -295,10 +303,12 @@ describe('HTTP fuzz: every answer is a catalogue error, never a 5xx', () => {
     for (let i = 0; i < 600; i++) {
       const p = rnd.pick(params);
       const path = rnd.pick([`/v1/messages/${p}/status`, `/v1/chats/${p}/messages${rnd.pick(queries)}`, `/v1/devices/${p}`, `/v1/${p}`,
-        `/v1/chats/${p}`, `/v1/chats/${p}/invites/${rnd.pick(params)}`, `/v1/invites/${p}`]);
+        `/v1/chats/${p}`, `/v1/chats/${p}/invites/${rnd.pick(params)}`, `/v1/invites/${p}`, `/v1/attachments/${p}`,
+        `/v1/attachments/${p}/download${rnd.pick(queries)}`, `/v1/blobs/${p}${rnd.pick(queries)}`, `/v1/blobs/media/${p}?op=get&exp=99999999999&sig=${p}`]);
       const method = path.startsWith('/v1/devices/') || path.includes('/invites/') ? 'DELETE' : 'GET';
       judge(`seed 5 #${i} ${method} ${path.slice(0, 100)}`, await request(method, path, { headers: { authorization: `Bearer ${rnd.pick([alice.token, bob.token])}` } }), method);
     }
+    if (problems.length) console.log('FUZZ PROBLEMS', problems.slice(0, 12));
     expect(problems).toEqual([]);
   }, 60_000);
 
@@ -324,6 +334,7 @@ describe('HTTP fuzz: every answer is a catalogue error, never a 5xx', () => {
         }
       }
     }
+    if (problems.length) console.log('FUZZ PROBLEMS', problems.slice(0, 12));
     expect(problems).toEqual([]);
   }, 60_000);
 
@@ -349,6 +360,7 @@ describe('HTTP fuzz: every answer is a catalogue error, never a 5xx', () => {
       expect(a.status, `${label}: got an HTTP answer: ${a.body.slice(0, 200)}`).toBeGreaterThan(0);
       judge(`raw: ${label}`, a, 'GET');
     }
+    if (problems.length) console.log('FUZZ PROBLEMS', problems.slice(0, 12));
     expect(problems).toEqual([]);
   });
 

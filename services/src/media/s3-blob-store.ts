@@ -15,6 +15,11 @@ export interface S3BlobStoreOptions {
   bucket: string;
   /** @defaultValue 'us-east-1' */
   region?: string;
+  /**
+   * Where the endpoint supports bucket lifecycle rules: objects expire after this many days
+   * (Parley's cleanup job removes them anyway) and unfinished uploads after one day.
+   */
+  lifecycleDays?: number;
 }
 
 const isNotFound = (err: unknown): boolean => {
@@ -45,6 +50,18 @@ export function createS3BlobStore(opts: S3BlobStoreOptions): BlobStore {
         } catch (err) {
           // Another process made it meanwhile.
           if ((err as { code?: string }).code !== 'BucketAlreadyOwnedByYou') throw err;
+        }
+      }
+      if (opts.lifecycleDays) {
+        try {
+          await client.setBucketLifecycle(bucket, {
+            Rule: [{
+              ID: 'parley-media-expiry', Status: 'Enabled', Filter: { Prefix: '' },
+              Expiration: { Days: Math.ceil(opts.lifecycleDays) }, AbortIncompleteMultipartUpload: { DaysAfterInitiation: 1 },
+            }],
+          });
+        } catch {
+          // Not supported by this endpoint (s3rver): the cleanup job alone expires media there.
         }
       }
     },
