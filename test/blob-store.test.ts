@@ -44,6 +44,7 @@ let fsApp: FastifyInstance;
 let s3rver: S3rver;
 let s3: BlobStore;
 let minio: BlobStore | undefined;
+let s3public: BlobStore;
 
 beforeAll(async () => {
   fs = createFsBlobStore({ root: tmp(), publicUrl: 'http://unset', secret: 'blob-test-secret-0123456789', now: () => clock });
@@ -55,6 +56,8 @@ beforeAll(async () => {
   await s3rver.run();
   s3 = createS3BlobStore({ endpoint: `http://127.0.0.1:${port}`, accessKey: 'S3RVER', secretKey: 'S3RVER', bucket: 'parley-test' });
   await s3.init();
+  // URLs signed for the name clients use (here: localhost), while the server talks to 127.0.0.1.
+  s3public = createS3BlobStore({ endpoint: `http://127.0.0.1:${port}`, publicEndpoint: `http://localhost:${port}`, accessKey: 'S3RVER', secretKey: 'S3RVER', bucket: 'parley-test' });
 
   if (process.env.S3_ENDPOINT) {
     minio = createS3BlobStore({
@@ -73,6 +76,7 @@ afterAll(async () => {
 
 blobStoreContract('embedded (files and signed URLs)', () => ({ store: fs }));
 blobStoreContract('minio client against s3rver', () => ({ store: s3 }));
+blobStoreContract('minio client against s3rver, URLs signed for a public endpoint name', () => ({ store: s3public }));
 describe.skipIf(!process.env.S3_ENDPOINT)('with S3_ENDPOINT', () => {
   blobStoreContract('minio client against S3_ENDPOINT', () => ({ store: minio! }));
 });

@@ -12,5 +12,6 @@ import { cost } from './cost.js';
 import { group } from './group.js';
 import { mixed } from './mixed.js';
 import { shards } from './shards.js';
+import { media } from './media.js';
 
-export const SCENARIOS: readonly Scenario[] = [relay, latency, drain, connections, wire, cost, group, mixed, shards];
+export const SCENARIOS: readonly Scenario[] = [relay, latency, drain, connections, wire, cost, group, mixed, shards, media];

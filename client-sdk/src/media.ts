@@ -37,13 +37,32 @@ export interface TransferOptions {
   readyTimeoutMs?: number;
 }
 
-/** The data a transfer takes: bytes, or a Blob / File (browsers). */
-export type MediaData = Uint8Array | Blob;
+/** The data a transfer takes: bytes (a Node Buffer too), a Blob / File, or a stream of bytes (web or Node). */
+export type MediaData = Uint8Array | Blob | ReadableStream<Uint8Array> | AsyncIterable<Uint8Array>;
 
 interface SavedUpload { attachmentId: string; partSize: number; etags: Record<string, string> }
 
 const hex = (buf: ArrayBuffer): string => Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, '0')).join('');
-const toBytes = async (d: MediaData): Promise<Uint8Array> => (d instanceof Uint8Array ? d : new Uint8Array(await d.arrayBuffer()));
+/** The whole file in memory: its SHA-256 is declared before the upload starts. */
+async function toBytes(d: MediaData): Promise<Uint8Array> {
+  if (d instanceof Uint8Array) return d;
+  if (typeof Blob !== 'undefined' && d instanceof Blob) return new Uint8Array(await d.arrayBuffer());
+  const chunks: Uint8Array[] = [];
+  if (typeof (d as ReadableStream<Uint8Array>).getReader === 'function') {
+    const reader = (d as ReadableStream<Uint8Array>).getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      chunks.push(value);
+    }
+  } else {
+    for await (const c of d as AsyncIterable<Uint8Array>) chunks.push(c);
+  }
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.length, 0));
+  let at = 0;
+  for (const c of chunks) { out.set(c, at); at += c.length; }
+  return out;
+}
 const sleep = (ms: number, signal?: AbortSignal): Promise<void> => new Promise((resolve, reject) => {
   const t = setTimeout(resolve, ms);
   signal?.addEventListener('abort', () => { clearTimeout(t); reject(new ParleyError('E_CLOSED', 'aborted')); }, { once: true });

@@ -50,6 +50,7 @@ const schema = z.object({
   PARLEY_PUBLIC_URL: z.string().url().optional(),
   PARLEY_CORS_ORIGINS: z.string().default('*').transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean)),
   S3_ENDPOINT: z.string().url().optional(),
+  S3_PUBLIC_ENDPOINT: z.string().url().optional(),
   S3_ACCESS_KEY: z.string().optional(),
   S3_SECRET_KEY: z.string().optional(),
   S3_BUCKET: z.string().min(3).max(63).default('parley-media'),
@@ -111,7 +112,7 @@ export interface Config {
   /** Where media objects live: files under the data dir served by the API, or an S3 endpoint. */
   media:
     | { kind: 'embedded'; root: string }
-    | { kind: 's3'; endpoint: string; accessKey: string; secretKey: string; bucket: string; region: string };
+    | { kind: 's3'; endpoint: string; publicEndpoint: string | undefined; accessKey: string; secretKey: string; bucket: string; region: string };
   mediaRetentionMs: number;
   /** The HTTP API's base URL as clients reach it (behind a proxy); the embedded media store signs URLs to it. */
   publicUrl: string | undefined;
@@ -197,7 +198,7 @@ export function parseConfig(env: Record<string, string | undefined>): Readonly<C
     linkCodeTtlMs: e.PARLEY_LINK_CODE_TTL_SEC * 1000,
     maxGroupMembers: e.PARLEY_MAX_GROUP_MEMBERS,
     media: e.PARLEY_MEDIA === 's3'
-      ? { kind: 's3', endpoint: e.S3_ENDPOINT as string, accessKey: e.S3_ACCESS_KEY as string, secretKey: e.S3_SECRET_KEY as string, bucket: e.S3_BUCKET, region: e.S3_REGION }
+      ? { kind: 's3', endpoint: e.S3_ENDPOINT as string, publicEndpoint: e.S3_PUBLIC_ENDPOINT, accessKey: e.S3_ACCESS_KEY as string, secretKey: e.S3_SECRET_KEY as string, bucket: e.S3_BUCKET, region: e.S3_REGION }
       : { kind: 'embedded', root: `${e.PARLEY_DATA_DIR}/media` },
     mediaRetentionMs: Math.round(e.PARLEY_MEDIA_RETENTION_DAYS * 86_400_000),
     publicUrl: e.PARLEY_PUBLIC_URL,

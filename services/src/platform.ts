@@ -124,7 +124,8 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
       : null;
     const blobs: BlobStore = fsBlobs ?? (cfg.media.kind === 's3'
       ? createS3BlobStore({
-        endpoint: cfg.media.endpoint, accessKey: cfg.media.accessKey, secretKey: cfg.media.secretKey, bucket: cfg.media.bucket,
+        endpoint: cfg.media.endpoint, accessKey: cfg.media.accessKey,
+        ...(cfg.media.publicEndpoint ? { publicEndpoint: cfg.media.publicEndpoint } : {}), secretKey: cfg.media.secretKey, bucket: cfg.media.bucket,
         region: cfg.media.region, lifecycleDays: cfg.mediaRetentionMs / 86_400_000 + 1,
       })
       : (() => { throw new Error('unreachable'); })());

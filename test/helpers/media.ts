@@ -4,14 +4,24 @@ import sharp from 'sharp';
 
 export const sha256 = (b: Buffer): string => createHash('sha256').update(b).digest('hex');
 
-/** A photo-like JPEG with EXIF (orientation 6: shown turned a quarter) and a copyright tag. */
+/** A photo-like JPEG with EXIF (orientation 6: shown turned a quarter), a camera tag and a GPS position. */
 export async function jpegWithExif(width = 800, height = 600): Promise<Buffer> {
   return sharp({ create: { width, height, channels: 3, background: { r: 200, g: 80, b: 40 } } })
     .composite([{ input: Buffer.from(`<svg width="${width}" height="${height}"><circle cx="${width / 3}" cy="${height / 2}" r="${height / 4}" fill="#1e90ff"/></svg>`) }])
     .jpeg({ quality: 80 })
-    .withExif({ IFD0: { Copyright: 'parley test', Make: 'TestCam' } })
+    .withExif({ IFD0: { Copyright: 'parley test', Make: 'TestCam' }, IFD3: { GPSLatitudeRef: 'N', GPSLatitude: '51/1 30/1 0/1', GPSLongitudeRef: 'W', GPSLongitude: '0/1 7/1 0/1' } })
     .withMetadata({ orientation: 6 })
     .toBuffer();
+}
+
+/** Whether an image's EXIF block has a GPS IFD (tag 0x8825, either byte order). */
+export async function hasGps(image: Buffer | Uint8Array): Promise<boolean> {
+  const exif = (await sharp(image).metadata()).exif;
+  if (!exif) return false;
+  for (let i = 0; i < exif.length - 1; i++) {
+    if ((exif[i] === 0x25 && exif[i + 1] === 0x88) || (exif[i] === 0x88 && exif[i + 1] === 0x25)) return true;
+  }
+  return false;
 }
 
 export async function png(width = 64, height = 48): Promise<Buffer> {

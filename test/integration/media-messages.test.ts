@@ -5,12 +5,13 @@
  * a PDF; someone outside the chat cannot download; a media message naming an attachment that is
  * not ready or not the sender's is refused.
  */
+import { Readable } from 'node:stream';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ParleyError, type ChatMessage } from '@parley/client-sdk';
 import { startTestPlatform, until, type Registered, type TestPlatform } from '../helpers/platform.js';
 import { closeAll, device, type Recorded } from '../helpers/sdk.js';
-import { jpegWithExif, png, sha256, tinyMp4, tinyPdf, webp } from '../helpers/media.js';
+import { hasGps, jpegWithExif, png, sha256, tinyMp4, tinyPdf, webp } from '../helpers/media.js';
 
 let p: TestPlatform;
 let alice: Registered;
@@ -61,7 +62,9 @@ describe('media messages', () => {
       const meta = await sharp(thumb).metadata();
       expect(meta.format).toBe('webp');
       expect(meta.exif).toBeUndefined();
+      expect(await hasGps(thumb)).toBe(false);
     }
+    expect(await hasGps(files[0]!.bytes)).toBe(true); // the original keeps what the sender sent
     expect(media(db).map((m) => m.text)).toEqual(files.flatMap((f) => [`1:1 ${f.contentType}`, `group ${f.contentType}`]));
     // The JPEG was sent turned (EXIF orientation 6): its size is as shown.
     expect(media(db)[0]!.media).toMatchObject({ width: 900, height: 1200 });
@@ -79,7 +82,8 @@ describe('media messages', () => {
     const photo = await sharp({ create: { width: 6000, height: 4000, channels: 3, background: { r: 90, g: 140, b: 60 } } }).jpeg({ quality: 60 }).toBuffer();
     for (const to of [bob.userId, group.chatId]) {
       await da.client.sendMedia(to, video, { kind: 'video', contentType: 'video/mp4', durationMs: 4200, poster: poster.attachmentId, caption: 'clip' });
-      await da.client.sendMedia(to, pdf, { kind: 'document', contentType: 'application/pdf', filename: 'terms.pdf' });
+      // A stream, as a file read from disk would come.
+      await da.client.sendMedia(to, Readable.from([pdf.subarray(0, 500), pdf.subarray(500)]), { kind: 'document', contentType: 'application/pdf', filename: 'terms.pdf' });
       await da.client.sendMedia(to, photo, { kind: 'image', contentType: 'image/jpeg' });
     }
     await until(() => media(dc).filter((m) => m.chatId === group.chatId).length >= 3, 20_000, 'video, pdf and photo in the group');

@@ -9,7 +9,7 @@ import { randomBytes } from 'node:crypto';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startTestPlatform, until, type Registered, type TestPlatform } from '../helpers/platform.js';
-import { complete, getJson, jpegWithExif, png, pngBomb, putPart, sha256, upload, webp } from '../helpers/media.js';
+import { complete, getJson, hasGps, jpegWithExif, png, pngBomb, putPart, sha256, upload, webp } from '../helpers/media.js';
 
 let p: TestPlatform;
 let alice: Registered;
@@ -42,6 +42,7 @@ const download = async (id: string, token: string, thumbnail = false): Promise<{
 describe('images', () => {
   it('a JPEG with EXIF: verified, thumbnailed (turned upright, no metadata), previewed; the original comes back byte for byte', async () => {
     const jpeg = await jpegWithExif(800, 600);
+    expect(await hasGps(jpeg)).toBe(true);
     const up = await upload(p.httpUrl, alice.token, jpeg, { kind: 'image', contentType: 'image/jpeg', filename: 'cat.jpg' });
     expect(up.status).toBe(200);
     expect(up.json).toMatchObject({ state: 'processing', contentType: 'image/jpeg' });
@@ -55,6 +56,7 @@ describe('images', () => {
     const meta = await sharp(thumb.body).metadata();
     expect(meta).toMatchObject({ format: 'webp', width: 240, height: 320 });
     expect(meta.exif).toBeUndefined();
+    expect(await hasGps(thumb.body)).toBe(false);
     expect(meta.orientation).toBeUndefined();
   });
 

@@ -10,6 +10,12 @@ import { BlobError, type BlobInfo, type BlobStore, type UploadedPart } from './b
 export interface S3BlobStoreOptions {
   /** e.g. `http://127.0.0.1:9000` (path-style addressing). */
   endpoint: string;
+  /**
+   * The endpoint as clients reach it, when it differs (e.g. `http://minio:9000` inside compose,
+   * `https://media.example.com` outside): presigned URLs are signed for this host.
+   * @defaultValue endpoint
+   */
+  publicEndpoint?: string;
   accessKey: string;
   secretKey: string;
   bucket: string;
@@ -28,18 +34,19 @@ const isNotFound = (err: unknown): boolean => {
 };
 
 export function createS3BlobStore(opts: S3BlobStoreOptions): BlobStore {
-  const url = new URL(opts.endpoint);
-  const useSSL = url.protocol === 'https:';
   const region = opts.region ?? 'us-east-1';
-  const client = new Client({
-    endPoint: url.hostname,
-    port: url.port ? Number(url.port) : useSSL ? 443 : 80,
-    useSSL,
-    accessKey: opts.accessKey,
-    secretKey: opts.secretKey,
-    region,
-    pathStyle: true,
-  });
+  const clientFor = (endpoint: string): Client => {
+    const url = new URL(endpoint);
+    const useSSL = url.protocol === 'https:';
+    return new Client({
+      endPoint: url.hostname, port: url.port ? Number(url.port) : useSSL ? 443 : 80, useSSL,
+      accessKey: opts.accessKey, secretKey: opts.secretKey,
+      // Given, so presigning never asks the endpoint for the bucket's region.
+      region, pathStyle: true,
+    });
+  };
+  const client = clientFor(opts.endpoint);
+  const signer = opts.publicEndpoint ? clientFor(opts.publicEndpoint) : client;
   const bucket = opts.bucket;
 
   return {
@@ -71,7 +78,7 @@ export function createS3BlobStore(opts: S3BlobStoreOptions): BlobStore {
       return client.initiateNewMultipartUpload(bucket, key, { 'Content-Type': contentType });
     },
     async presignPart(key, uploadId, partNumber, expiresSec) {
-      return client.presignedUrl('PUT', bucket, key, expiresSec, { uploadId, partNumber: String(partNumber) });
+      return signer.presignedUrl('PUT', bucket, key, expiresSec, { uploadId, partNumber: String(partNumber) });
     },
     async completeUpload(key, uploadId, parts: UploadedPart[]) {
       const sorted = [...parts].sort((a, b) => a.partNumber - b.partNumber);
@@ -118,7 +125,7 @@ export function createS3BlobStore(opts: S3BlobStoreOptions): BlobStore {
     async presignGet(key, expiresSec, o) {
       const params: Record<string, string> = {};
       if (o?.filename) params['response-content-disposition'] = `attachment; filename="${o.filename.replace(/["\\\r\n]/g, '_')}"`;
-      return client.presignedGetObject(bucket, key, expiresSec, params);
+      return signer.presignedGetObject(bucket, key, expiresSec, params);
     },
     async remove(keys) {
       if (keys.length === 0) return;
