@@ -100,6 +100,29 @@ describe('embedded store: its own signed URLs', () => {
     expect(await codeOf(r2)).toBe('E_URL_EXPIRED');
   });
 
+  it('signs exactly its fields: a moved value, an added parameter or a changed disposition is refused', async () => {
+    await fs.put('test/signed', Buffer.from('signed bytes'), 'text/html');
+    const url = new URL(await fs.presignGet('test/signed', 60, { filename: 'a.html' }));
+    const served = await fetch(url);
+    expect(served.status).toBe(200);
+    // Never rendered from the API's origin.
+    expect(served.headers.get('content-disposition')).toBe('attachment; filename="a.html"; filename*=UTF-8\'\'a.html');
+    expect(served.headers.get('x-content-type-options')).toBe('nosniff');
+    expect(served.headers.get('content-security-policy')).toContain('sandbox');
+    for (const forge of [
+      (u: URL) => u.searchParams.set('inline', '1'),
+      (u: URL) => u.searchParams.set('part', '1'),
+      (u: URL) => { u.searchParams.set('filename', `${u.searchParams.get('exp')}`); u.searchParams.set('exp', '99999999999'); },
+    ]) {
+      const f = new URL(url);
+      forge(f);
+      expect(await codeOf(await fetch(f))).toBe('E_URL_SIGNATURE');
+    }
+    const unicode = await fetch(await fs.presignGet('test/signed', 60, { filename: 'résumé 写真.pdf' }));
+    expect(unicode.status).toBe(200);
+    expect(unicode.headers.get('content-disposition')).toContain("filename*=UTF-8''r%C3%A9sum%C3%A9%20%E5%86%99%E7%9C%9F.pdf");
+  });
+
   it('answers 416 to a range past the end, and refuses a download URL used for an upload', async () => {
     await fs.put('test/small', Buffer.from('0123456789'), 'text/plain');
     const url = await fs.presignGet('test/small', 60);

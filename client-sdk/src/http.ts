@@ -32,6 +32,8 @@ interface RequestInit2 {
   path: string;
   body?: unknown;
   token?: string;
+  /** This request's timeout, when it may take longer than usual. */
+  timeoutMs?: number;
 }
 
 const enc = encodeURIComponent;
@@ -165,8 +167,8 @@ export class ParleyApi {
   }
 
   /** Joins the uploaded parts; the server checks size, SHA-256 and type. `POST /v1/attachments/:id/complete`. */
-  completeAttachment(attachmentId: string, parts: Array<{ partNumber: number; etag: string }>, token: string): Promise<AttachmentInfo> {
-    return this.#request({ method: 'POST', path: `/v1/attachments/${enc(attachmentId)}/complete`, body: { parts }, token });
+  completeAttachment(attachmentId: string, parts: Array<{ partNumber: number; etag: string }>, token: string, timeoutMs?: number): Promise<AttachmentInfo> {
+    return this.#request({ method: 'POST', path: `/v1/attachments/${enc(attachmentId)}/complete`, body: { parts }, token, ...(timeoutMs ? { timeoutMs } : {}) });
   }
 
   getAttachment(attachmentId: string, token: string): Promise<AttachmentInfo> {
@@ -202,7 +204,8 @@ export class ParleyApi {
     if (req.body !== undefined) headers['content-type'] = 'application/json';
     if (req.token !== undefined) headers.authorization = `Bearer ${req.token}`;
     const controller = new AbortController();
-    const timer = setTimeout(() => controller.abort(), this.#timeoutMs);
+    const timeoutMs = req.timeoutMs ?? this.#timeoutMs;
+    const timer = setTimeout(() => controller.abort(), timeoutMs);
     let res: Response;
     let text: string;
     try {
@@ -217,7 +220,7 @@ export class ParleyApi {
       if (controller.signal.aborted) {
         // Never the invitation code of a path in a message.
         const path = req.path.split('?')[0]!.replace(/^\/v1\/invites\/.*/, '/v1/invites/:code');
-        throw new ParleyError('E_TIMEOUT', `${req.method} ${path} took over ${this.#timeoutMs} ms`);
+        throw new ParleyError('E_TIMEOUT', `${req.method} ${path} took over ${timeoutMs} ms`);
       }
       throw new ParleyError('E_UNAVAILABLE', err instanceof Error ? err.message : String(err));
     } finally {

@@ -87,6 +87,10 @@ export async function uploadMedia(
   let urls: Array<{ partNumber: number; url: string }>;
   if (saved) {
     const info = await api.getAttachment(saved.attachmentId, token).catch(() => null);
+    if (info?.state === 'failed') {
+      await state.set(stateKey, '');
+      throw new ParleyError(isErrorCode(info.error) ? info.error : 'E_MEDIA_STATE', info.attachmentId, info.attachmentId);
+    }
     if (info && info.state !== 'uploading') {
       // Already uploaded (the app stopped before it heard so).
       await state.set(stateKey, '');
@@ -138,7 +142,8 @@ export async function uploadMedia(
   }
   const parts = Object.entries(current.etags).map(([n, etag]) => ({ partNumber: Number(n), etag }));
   if (parts.length !== partCount) throw new ParleyError('E_MEDIA_STATE', 'parts missing');
-  const info = await api.completeAttachment(current.attachmentId, parts, token);
+  // The server reads the whole object back to check it: allow ~20 MB/s, at least a minute.
+  const info = await api.completeAttachment(current.attachmentId, parts, token, Math.max(60_000, bytes.length / 20_000));
   await state.set(stateKey, '');
   return info.state === 'processing' ? waitReady(api, token, info.attachmentId, opts) : info;
 }
@@ -170,7 +175,11 @@ export async function downloadMedia(
   } catch (err) {
     throw new ParleyError(opts.signal?.aborted ? 'E_CLOSED' : 'E_UNAVAILABLE', err instanceof Error ? err.message : String(err));
   }
-  if (!res.ok || !res.body) throw new ParleyError('E_UNAVAILABLE', `download: HTTP ${res.status}`);
+  if (!res.ok || !res.body) {
+    // The embedded store answers with a catalogue code (E_URL_EXPIRED, E_URL_SIGNATURE, ...).
+    const code = await res.json().then((j: { error?: { code?: unknown } }) => j.error?.code, () => undefined);
+    throw new ParleyError(isErrorCode(code) ? code : 'E_UNAVAILABLE', `download: HTTP ${res.status}`);
+  }
   const total = Number(res.headers.get('content-length') ?? 0);
   const chunks: Uint8Array[] = [];
   let got = 0;

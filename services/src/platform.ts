@@ -26,7 +26,7 @@ import { redisBusSender, redisDeliveryBus } from './delivery/bus.js';
 import { startWorkers, type Workers } from './workers/index.js';
 import { createApi } from './api/app.js';
 import { Groups } from './groups/groups.js';
-import { Attachments } from './media/attachments.js';
+import { Attachments, partSizeFor } from './media/attachments.js';
 import type { BlobStore } from './media/blob-store.js';
 import { createFsBlobStore, type FsBlobStore } from './media/fs-blob-store.js';
 import { createS3BlobStore } from './media/s3-blob-store.js';
@@ -120,7 +120,12 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
 
     // Media objects: the embedded store (files under the data dir, served by the API) or S3.
     const fsBlobs: FsBlobStore | null = cfg.media.kind === 'embedded'
-      ? createFsBlobStore({ root: resolve(cfg.media.root), publicUrl: `http://127.0.0.1:${cfg.httpPort}`, secret })
+      ? createFsBlobStore({
+        root: resolve(cfg.media.root), publicUrl: `http://127.0.0.1:${cfg.httpPort}`, secret,
+        // No part larger than the largest the attachments hand out: a client cannot store more
+        // than about its declared size (parts are signed one by one, up to the declared count).
+        maxPartBytes: partSizeFor(Math.max(...Object.values(cfg.mediaMaxBytes))),
+      })
       : null;
     const blobs: BlobStore = fsBlobs ?? (cfg.media.kind === 's3'
       ? createS3BlobStore({
@@ -217,8 +222,10 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
           attachments: new Attachments(
             {
               store, blobs, now: Date.now,
-              enqueueThumbnail: async (attachmentId) => {
-                await queues.media.add(JOB.thumbnail, { attachmentId }, { jobId: `thumb-${attachmentId}` });
+              enqueueThumbnail: async (attachmentId, again) => {
+                // Again: a new job id per minute, since a failed job keeps its id for a week.
+                const jobId = again ? `thumb-${attachmentId}-${Math.floor(Date.now() / 60_000)}` : `thumb-${attachmentId}`;
+                await queues.media.add(JOB.thumbnail, { attachmentId }, { jobId });
               },
             },
             { maxBytes: cfg.mediaMaxBytes, retentionMs: cfg.mediaRetentionMs, uploadUrlTtlSec: 3600, downloadUrlTtlSec: 300 },

@@ -53,13 +53,18 @@ export function mediaStoreContract(factory: StoreFactory): void {
       const fresh = await attachment({ expiresAt: 10_000 });
       for (const a of [old, older, fresh]) await store.createAttachment(a);
       const chat = newId('chat');
-      await store.linkAttachment(old.attachmentId, chat, 7);
-      await store.linkAttachment(old.attachmentId, chat, 7);
-      await store.linkAttachment(old.attachmentId, chat, 3);
+      await store.linkAttachment(old.attachmentId, chat, 7, 0);
+      await store.linkAttachment(old.attachmentId, chat, 7, 0);
+      await store.linkAttachment(old.attachmentId, chat, 3, 0);
       expect(await store.attachmentLinks(old.attachmentId)).toEqual([{ chatId: chat, seq: 3 }, { chatId: chat, seq: 7 }]);
       const expired = await store.expiredAttachments(11, 10);
       expect(expired.map((x) => x.attachmentId)).toEqual([older.attachmentId, old.attachmentId]);
       expect((await store.expiredAttachments(11, 1)).map((x) => x.attachmentId)).toEqual([older.attachmentId]);
+      // A link keeps the attachment as long as its message (never shortens it).
+      await store.linkAttachment(older.attachmentId, chat, 9, 50);
+      await store.linkAttachment(older.attachmentId, chat, 10, 20);
+      expect((await store.getAttachment(older.attachmentId))!.expiresAt).toBe(50);
+      expect((await store.expiredAttachments(11, 10)).map((x) => x.attachmentId)).toEqual([old.attachmentId]);
       await store.deleteAttachment(old.attachmentId);
       expect(await store.getAttachment(old.attachmentId)).toBeNull();
       expect(await store.attachmentLinks(old.attachmentId)).toEqual([]);

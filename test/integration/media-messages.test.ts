@@ -141,6 +141,16 @@ describe('media messages', () => {
     }
   }, 60_000);
 
+  it('a member added after a media message cannot download it', async () => {
+    const group = await da.client.createChat({ name: 'Before you', members: [bob.userId] });
+    const sent = await da.client.sendMedia(group.chatId, await png(30, 30), { kind: 'image', contentType: 'image/png' });
+    await until(() => media(db).some((m) => m.msgId === sent.msgId), 20_000, 'delivered to bob');
+    const m = media(db).find((x) => x.msgId === sent.msgId)!;
+    await da.client.addUserToGroup(group.chatId, carol.userId);
+    await expect(dc.client.downloadMedia(m)).rejects.toMatchObject({ code: 'E_NOT_FOUND' });
+    expect((await db.client.downloadMedia(m)).length).toBe(m.media!.size);
+  });
+
   it('refuses a media message for an attachment that is not ready, or not the sender\'s', async () => {
     const mine = await db.client.uploadMedia(await png(10, 10), { kind: 'image', contentType: 'image/png' });
     await expect(da.client.sendMessage(bob.userId, 'stolen', { media: mine.attachmentId })).rejects.toMatchObject({ code: 'E_NOT_FOUND' });

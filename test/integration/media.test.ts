@@ -126,6 +126,34 @@ describe('refusals, each with its code; the worker goes on', () => {
     expect((await download(bad.attachmentId!, alice.token)).code).toBe('E_MEDIA_STATE');
   }, 60_000);
 
+  it('a picture too wide to be one is refused like a bomb; a part over its size is refused (E_PAYLOAD_TOO_LARGE)', async () => {
+    const strip = await sharp({ create: { width: 2_000_000, height: 1, channels: 3, background: { r: 0, g: 0, b: 0 } } }).png().toBuffer();
+    const up = await upload(p.httpUrl, alice.token, strip, { kind: 'image', contentType: 'image/png' });
+    expect(await ready(up.attachmentId!)).toMatchObject({ state: 'failed', error: 'E_MEDIA_CORRUPT' });
+    const small = await png();
+    const created = await upload(p.httpUrl, alice.token, small, { kind: 'image', contentType: 'image/png' }, { only: [], complete: false });
+    const parts = (created.json as { parts: Array<{ url: string }> }).parts;
+    const res = await fetch(parts[0]!.url, { method: 'PUT', body: new Uint8Array(6 * 1024 * 1024) });
+    expect(res.status).toBe(413);
+    expect(((await res.json()) as { error: { code: string } }).error.code).toBe('E_PAYLOAD_TOO_LARGE');
+  }, 30_000);
+
+  it('a document is always served as a download, never rendered; names of any script work', async () => {
+    const html = Buffer.from('<html><script>alert(document.cookie)</script></html>');
+    const up = await upload(p.httpUrl, alice.token, html, { kind: 'document', contentType: 'text/html', filename: 'página.html' });
+    expect(up.status).toBe(200);
+    const r = await getJson(`${p.httpUrl}/v1/attachments/${up.attachmentId}/download`, alice.token);
+    const res = await fetch(r.json.url as string);
+    expect(res.status).toBe(200);
+    expect(res.headers.get('content-disposition')).toMatch(/^attachment; filename="p_gina.html"; filename\*=UTF-8''p%C3%A1gina.html$/);
+    expect(res.headers.get('x-content-type-options')).toBe('nosniff');
+    const bad = await fetch(`${p.httpUrl}/v1/attachments`, {
+      method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${alice.token}` },
+      body: JSON.stringify({ kind: 'document', contentType: 'text/plain', size: 5, sha256: 'a'.repeat(64), filename: 'x\n99999\ny' }),
+    });
+    expect(((await bad.json()) as { error: { code: string } }).error.code).toBe('E_VALIDATION');
+  });
+
   it('someone else cannot see or download it, and a tampered URL is refused', async () => {
     const up = await upload(p.httpUrl, alice.token, await png(), { kind: 'image', contentType: 'image/png' });
     await ready(up.attachmentId!);

@@ -28,13 +28,14 @@ export interface AttachmentDeps {
   store: MediaStore & Pick<ChatStore, 'getMembership'>;
   blobs: BlobStore;
   now(): number;
-  /** Queues the thumbnail job of an image (durably). */
-  enqueueThumbnail(attachmentId: string): Promise<void>;
+  /** Queues the thumbnail job of an image (durably); `again`: a new job even if an earlier one failed. */
+  enqueueThumbnail(attachmentId: string, again?: boolean): Promise<void>;
 }
 
 /** Types accepted per kind (documents: any). Sniffed bytes must agree with the declaration. */
 const ALLOWED: Record<Exclude<MediaKind, 'document'>, readonly string[]> = {
-  image: ['image/jpeg', 'image/png', 'image/webp', 'image/gif', 'image/heic', 'image/heif', 'image/avif'],
+  // No HEIC: this sharp build cannot decode it (it would always fail in the thumbnailer).
+  image: ['image/jpeg', 'image/png', 'image/webp', 'image/gif', 'image/avif'],
   video: ['video/mp4', 'video/quicktime', 'video/webm', 'video/3gpp', 'video/x-matroska'],
   audio: ['audio/mpeg', 'audio/mp4', 'audio/aac', 'audio/ogg', 'audio/opus', 'audio/webm', 'audio/wav', 'audio/x-wav', 'audio/amr', 'audio/flac'],
   voice: ['audio/ogg', 'audio/opus', 'audio/mp4', 'audio/aac', 'audio/webm', 'audio/amr', 'audio/mpeg'],
@@ -45,6 +46,12 @@ const SAME: Record<string, string> = {
   'audio/x-wav': 'audio/wav', 'audio/vnd.wave': 'audio/wav', 'audio/x-m4a': 'audio/mp4', 'image/heif': 'image/heic', 'audio/opus': 'audio/ogg',
 };
 const norm = (t: string): string => SAME[t.toLowerCase()] ?? t.toLowerCase();
+
+/** How long an upload may take before it counts as abandoned. */
+const UPLOAD_WINDOW_MS = 86_400_000;
+
+/** How long an image may stay `processing` before its thumbnail job is queued again. */
+const STUCK_MS = 60_000;
 
 /** The part size of an upload: S3's minimum, or more when the file would need over MAX_PARTS parts. */
 export function partSizeFor(size: number): number {
@@ -96,7 +103,8 @@ export class Attachments {
         ...(input.waveform !== undefined ? { waveform: input.waveform } : {}),
         ...(input.poster !== undefined ? { poster: input.poster } : {}),
       },
-      createdAt: t, expiresAt: t + this.#limits.retentionMs,
+      // An upload not completed within a day is abandoned: cleanup removes it and its parts.
+      createdAt: t, expiresAt: t + UPLOAD_WINDOW_MS,
     };
     await store.createAttachment(a);
     const partSize = partSizeFor(input.size);
@@ -126,7 +134,8 @@ export class Attachments {
     try {
       await blobs.completeUpload(a.key, a.uploadId, parts);
     } catch (err) {
-      if (err instanceof BlobError) throw new ParleyError('E_MEDIA_CHECKSUM', `the parts: ${err.message}`);
+      // NOT_FOUND: completed meanwhile (a retry of a slow completion); BAD_PARTS: a named part is missing.
+      if (err instanceof BlobError) throw new ParleyError(err.code === 'NOT_FOUND' ? 'E_MEDIA_STATE' : 'E_MEDIA_CHECKSUM', `the parts: ${err.message}`);
       throw err;
     }
     const fail = async (code: 'E_MEDIA_CHECKSUM' | 'E_MEDIA_TYPE', detail: string): Promise<never> => {
@@ -157,16 +166,23 @@ export class Attachments {
     }
     const thumbnail = a.kind === 'image' && !a.encrypted;
     const next = await store.updateAttachment(a.attachmentId, 'uploading', {
-      state: thumbnail ? 'processing' : 'ready', uploadId: null, contentType,
+      state: thumbnail ? 'processing' : 'ready', uploadId: null, contentType, expiresAt: this.#deps.now() + this.#limits.retentionMs,
     });
     if (!next) throw new ParleyError('E_MEDIA_STATE', 'completed twice');
     if (thumbnail) await this.#deps.enqueueThumbnail(a.attachmentId);
     return attachmentInfo(next);
   }
 
-  /** The attachment, for its owner or a member who can see a message that references it. */
+  /**
+   * The attachment, for its owner or a member who can see a message that references it. An image
+   * still `processing` a minute after upload has its thumbnail job queued again (the job id makes
+   * that a no-op while the first is waiting or running): a job lost with Redis does not leave it
+   * stuck.
+   */
   async get(callerUserId: string, attachmentId: string): Promise<AttachmentInfo> {
-    return attachmentInfo(await this.#visible(callerUserId, attachmentId));
+    const a = await this.#visible(callerUserId, attachmentId);
+    if (a.state === 'processing' && this.#deps.now() - a.createdAt > STUCK_MS) await this.#deps.enqueueThumbnail(a.attachmentId, true);
+    return attachmentInfo(a);
   }
 
   /** A short-lived URL of the original (or its thumbnail). */
@@ -177,7 +193,9 @@ export class Attachments {
     if (!key) throw new ParleyError('E_NOT_FOUND', 'no thumbnail');
     const ttl = this.#limits.downloadUrlTtlSec;
     const filename = thumbnail ? undefined : a.meta.filename;
-    return { url: await this.#deps.blobs.presignGet(key, ttl, filename ? { filename } : {}), expiresAt: this.#deps.now() + ttl * 1000 };
+    // Shown in place only when the server checked it is a picture, video or sound (or its thumbnail).
+    const inline = thumbnail || (!a.encrypted && a.kind !== 'document');
+    return { url: await this.#deps.blobs.presignGet(key, ttl, { ...(filename ? { filename } : {}), inline }), expiresAt: this.#deps.now() + ttl * 1000 };
   }
 
   async #sign(a: Attachment, partNumbers: number[]): Promise<PartUrl[]> {

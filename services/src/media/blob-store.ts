@@ -49,8 +49,12 @@ export interface BlobStore {
   stat(key: string): Promise<BlobInfo | null>;
   /** Reads the object (or `range`, inclusive byte offsets); throws BlobError('NOT_FOUND'). */
   read(key: string, range?: { start: number; end: number }): Promise<Readable>;
-  /** A URL that GETs the object for `expiresSec` (Range requests work); `filename` sets Content-Disposition. */
-  presignGet(key: string, expiresSec: number, opts?: { filename?: string }): Promise<string>;
+  /**
+   * A URL that GETs the object for `expiresSec` (Range requests work). It is served as a download
+   * (Content-Disposition: attachment, with `filename`), or `inline` for a picture, video or sound
+   * whose type the server checked.
+   */
+  presignGet(key: string, expiresSec: number, opts?: { filename?: string; inline?: boolean }): Promise<string>;
   /** Deletes objects; missing ones are ignored. */
   remove(keys: string[]): Promise<void>;
 }
@@ -64,3 +68,10 @@ export class BlobError extends Error {
 
 /** Object keys: `<prefix>/<id>` of safe characters only, so they map to paths and URLs as they are. */
 export const isBlobKey = (key: string): boolean => /^[A-Za-z0-9_-]{1,64}(\/[A-Za-z0-9_.-]{1,128}){1,3}$/.test(key) && !key.includes('..');
+
+/** Content-Disposition with a filename in ASCII and, for any other character, RFC 6266's filename*. */
+export function contentDisposition(kind: 'inline' | 'attachment', filename?: string): string {
+  if (!filename) return kind;
+  const ascii = filename.replace(/[^\x20-\x7e]|["\\%]/g, '_');
+  return `${kind}; filename="${ascii}"; filename*=UTF-8''${encodeURIComponent(filename)}`;
+}

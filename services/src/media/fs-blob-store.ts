@@ -16,7 +16,7 @@ import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import { ParleyError } from '@parley/client-sdk/protocol';
-import { BlobError, MAX_PARTS, isBlobKey, type BlobInfo, type BlobStore, type UploadedPart } from './blob-store.js';
+import { BlobError, MAX_PARTS, contentDisposition, isBlobKey, type BlobInfo, type BlobStore, type UploadedPart } from './blob-store.js';
 
 export interface FsBlobStoreOptions {
   /** Directory of the objects. */
@@ -60,26 +60,33 @@ export function createFsBlobStore(opts: FsBlobStoreOptions): FsBlobStore {
     return join(uploads, uploadId);
   };
 
-  const sign = (op: Op, key: string, upload: string, part: string, expires: string, filename: string): string =>
-    createHmac('sha256', opts.secret).update(`blob\n${op}\n${key}\n${upload}\n${part}\n${expires}\n${filename}`).digest('base64url');
+  /** The parameters each operation's URL carries (and signs); any other one is refused. */
+  const PARAMS: Record<Op, readonly string[]> = { part: ['op', 'key', 'upload', 'part', 'exp'], get: ['op', 'key', 'exp', 'filename', 'inline'] };
+  // An unambiguous encoding of exactly the signed fields: no value can pass for another.
+  const sign = (fields: Record<string, string>, op: Op): string =>
+    createHmac('sha256', opts.secret).update(JSON.stringify(['parley-blob', ...PARAMS[op].map((k) => fields[k] ?? '')])).digest('base64url');
 
-  const url = (op: Op, key: string, expiresSec: number, extra: { upload?: string; part?: number; filename?: string }): string => {
-    const expires = String(Math.floor(now() / 1000) + Math.max(1, Math.floor(expiresSec)));
-    const q = new URLSearchParams({ op, exp: expires });
-    if (extra.upload) q.set('upload', extra.upload);
-    if (extra.part !== undefined) q.set('part', String(extra.part));
-    if (extra.filename) q.set('filename', extra.filename);
-    q.set('sig', sign(op, key, extra.upload ?? '', extra.part !== undefined ? String(extra.part) : '', expires, extra.filename ?? ''));
+  const url = (op: Op, key: string, expiresSec: number, extra: { upload?: string; part?: number; filename?: string; inline?: boolean }): string => {
+    const fields: Record<string, string> = { op, key, exp: String(Math.floor(now() / 1000) + Math.max(1, Math.floor(expiresSec))) };
+    if (extra.upload) fields.upload = extra.upload;
+    if (extra.part !== undefined) fields.part = String(extra.part);
+    if (extra.filename) fields.filename = extra.filename;
+    if (extra.inline) fields.inline = '1';
+    const q = new URLSearchParams(Object.entries(fields).filter(([k]) => k !== 'key'));
+    q.set('sig', sign(fields, op));
     return `${publicUrl}${PREFIX}${key}?${q.toString()}`;
   };
 
   /** Checks a signed request; throws ParleyError with a catalogue code. */
   const verify = (op: Op, key: string, q: Record<string, string | undefined>): void => {
-    const expected = sign(op, key, q.upload ?? '', q.part ?? '', q.exp ?? '', q.filename ?? '');
+    const allowed = new Set([...PARAMS[op], 'sig']);
+    if (q.op !== op || Object.keys(q).some((k) => !allowed.has(k)) || !/^[0-9]{1,12}$/.test(q.exp ?? '')) throw new ParleyError('E_URL_SIGNATURE');
+    const fields: Record<string, string> = { key };
+    for (const [k, v] of Object.entries(q)) if (k !== 'sig' && typeof v === 'string') fields[k] = v;
     const got = Buffer.from(q.sig ?? '', 'utf8');
-    const want = Buffer.from(expected, 'utf8');
-    if (q.op !== op || got.length !== want.length || !timingSafeEqual(got, want)) throw new ParleyError('E_URL_SIGNATURE');
-    if (!/^[0-9]{1,12}$/.test(q.exp ?? '') || Number(q.exp) * 1000 < now()) throw new ParleyError('E_URL_EXPIRED');
+    const want = Buffer.from(sign(fields, op), 'utf8');
+    if (got.length !== want.length || !timingSafeEqual(got, want)) throw new ParleyError('E_URL_SIGNATURE');
+    if (Number(q.exp) * 1000 < now()) throw new ParleyError('E_URL_EXPIRED');
   };
 
   async function readMeta(key: string): Promise<ObjectMeta | null> {
@@ -91,13 +98,14 @@ export function createFsBlobStore(opts: FsBlobStoreOptions): FsBlobStore {
     }
   }
 
-  async function writeObject(key: string, write: (tmp: string) => Promise<void>, meta: ObjectMeta): Promise<void> {
+  /** `meta` is computed after `write` (an ETag over what was written). */
+  async function writeObject(key: string, write: (tmp: string) => Promise<void>, meta: () => ObjectMeta): Promise<void> {
     const path = objectPath(key);
     await mkdir(dirname(path), { recursive: true });
     const tmp = `${path}.${randomBytes(6).toString('hex')}.tmp`;
     try {
       await write(tmp);
-      await writeFile(`${path}.meta.json`, JSON.stringify(meta));
+      await writeFile(`${path}.meta.json`, JSON.stringify(meta()));
       await rename(tmp, path);
     } finally {
       await rm(tmp, { force: true });
@@ -143,14 +151,16 @@ export function createFsBlobStore(opts: FsBlobStoreOptions): FsBlobStore {
       }
       const whole = createHash('md5');
       await writeObject(key, async (tmp) => {
-        const out = createWriteStream(tmp);
-        for (const p of sorted) {
-          await pipeline(createReadStream(join(dir, `part-${p.partNumber}`)), new Transform({
-            transform(chunk: Buffer, _e, cb) { whole.update(chunk); cb(null, chunk); },
-          }), out, { end: false });
-        }
-        await new Promise<void>((resolve, reject) => out.end((err?: Error | null) => (err ? reject(err) : resolve())));
-      }, { contentType: meta.contentType, etag: `${whole.copy().digest('hex')}-${sorted.length}` });
+        // One pipeline from a generator over the parts, in order (back-pressure all the way).
+        await pipeline(async function* () {
+          for (const p of sorted) {
+            for await (const chunk of createReadStream(join(dir, `part-${p.partNumber}`))) {
+              whole.update(chunk as Buffer);
+              yield chunk as Buffer;
+            }
+          }
+        }, createWriteStream(tmp));
+      }, () => ({ contentType: meta.contentType, etag: `${whole.digest('hex')}-${sorted.length}` }));
       await rm(dir, { recursive: true, force: true });
     },
     async abortUpload(_key, uploadId) {
@@ -158,7 +168,7 @@ export function createFsBlobStore(opts: FsBlobStoreOptions): FsBlobStore {
     },
 
     async put(key, body, contentType) {
-      await writeObject(key, (tmp) => writeFile(tmp, body), { contentType, etag: createHash('md5').update(body).digest('hex') });
+      await writeObject(key, (tmp) => writeFile(tmp, body), () => ({ contentType, etag: createHash('md5').update(body).digest('hex') }));
     },
     async stat(key): Promise<BlobInfo | null> {
       const meta = await readMeta(key);
@@ -177,7 +187,7 @@ export function createFsBlobStore(opts: FsBlobStoreOptions): FsBlobStore {
       return createReadStream(objectPath(key), range ? { start: range.start, end: range.end } : {});
     },
     async presignGet(key, expiresSec, o) {
-      return url('get', key, expiresSec, o?.filename ? { filename: o.filename } : {});
+      return url('get', key, expiresSec, { ...(o?.filename ? { filename: o.filename } : {}), ...(o?.inline ? { inline: true } : {}) });
     },
     async remove(keys) {
       for (const key of keys) {
@@ -218,6 +228,10 @@ export function createFsBlobStore(opts: FsBlobStoreOptions): FsBlobStore {
             await rename(tmp, join(dir, `part-${part}`));
             await writeFile(join(dir, `part-${part}.etag`), etag);
             return reply.header('etag', `"${etag}"`).status(200).send();
+          } catch (err) {
+            // The rest of the body is not read: the connection cannot carry another request.
+            reply.header('connection', 'close');
+            throw err;
           } finally {
             await rm(tmp, { force: true });
           }
@@ -230,8 +244,11 @@ export function createFsBlobStore(opts: FsBlobStoreOptions): FsBlobStore {
           verify('get', key, req.query);
           const info = await store.stat(key);
           if (!info) throw new ParleyError('E_NOT_FOUND', 'no such object');
-          reply.header('content-type', info.contentType).header('accept-ranges', 'bytes').header('etag', `"${info.etag}"`);
-          if (req.query.filename) reply.header('content-disposition', `attachment; filename="${req.query.filename.replace(/["\\\r\n]/g, '_')}"`);
+          // Served from the API's origin: never rendered as a page (a declared text/html document
+          // must not run there). Only what the URL says is a safe picture, video or sound is inline.
+          reply.header('content-type', info.contentType).header('accept-ranges', 'bytes').header('etag', `"${info.etag}"`)
+            .header('x-content-type-options', 'nosniff').header('content-security-policy', "sandbox; default-src 'none'")
+            .header('content-disposition', contentDisposition(req.query.inline === '1' ? 'inline' : 'attachment', req.query.filename));
           const r = parseRange(req.headers.range, info.size);
           if (r === 'invalid') {
             return reply.status(416).header('content-range', `bytes */${info.size}`).send();
@@ -257,7 +274,7 @@ function parseRange(header: string | undefined, size: number): { start: number; 
   if (!m) return null;
   let start: number;
   let end: number;
-  if (m[1] === '' && m[2] === '') return 'invalid';
+  if (m[1] === '' && m[2] === '') return null;
   if (m[1] === '') {
     const n = Number(m[2]);
     if (n === 0) return 'invalid';
@@ -267,7 +284,9 @@ function parseRange(header: string | undefined, size: number): { start: number; 
     start = Number(m[1]);
     end = m[2] === '' ? size - 1 : Math.min(Number(m[2]), size - 1);
   }
-  if (start >= size || start > end) return 'invalid';
+  // A range past the end cannot be served (416); a reversed one is ignored (RFC 9110: the whole object).
+  if (start >= size) return 'invalid';
+  if (start > end) return null;
   return { start, end };
 }
 

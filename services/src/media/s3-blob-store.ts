@@ -5,7 +5,7 @@
  */
 import { Client } from 'minio';
 import type { Readable } from 'node:stream';
-import { BlobError, type BlobInfo, type BlobStore, type UploadedPart } from './blob-store.js';
+import { BlobError, contentDisposition, type BlobInfo, type BlobStore, type UploadedPart } from './blob-store.js';
 
 export interface S3BlobStoreOptions {
   /** e.g. `http://127.0.0.1:9000` (path-style addressing). */
@@ -123,8 +123,9 @@ export function createS3BlobStore(opts: S3BlobStoreOptions): BlobStore {
       }
     },
     async presignGet(key, expiresSec, o) {
-      const params: Record<string, string> = {};
-      if (o?.filename) params['response-content-disposition'] = `attachment; filename="${o.filename.replace(/["\\\r\n]/g, '_')}"`;
+      const params: Record<string, string> = {
+        'response-content-disposition': contentDisposition(o?.inline ? 'inline' : 'attachment', o?.filename),
+      };
       return signer.presignedGetObject(bucket, key, expiresSec, params);
     },
     async remove(keys) {

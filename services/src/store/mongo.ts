@@ -1434,13 +1434,14 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
         );
       return d ? toAttachment(d) : null;
     },
-    async linkAttachment(attachmentId, chatId, seq) {
+    async linkAttachment(attachmentId, chatId, seq, keepUntil) {
       // INSERT OR IGNORE: the unique (attachmentId, chatId, seq) index makes a repeat (or a racing twin) a no-op.
       try {
         await attachmentLinks.insertOne({ attachmentId, chatId, seq });
       } catch (err) {
         if (!isDuplicateKey(err)) throw err;
       }
+      await attachments.updateOne({ _id: attachmentId }, { $max: { expiresAt: keepUntil } });
     },
     async attachmentLinks(attachmentId) {
       const docs = await attachmentLinks

@@ -501,6 +501,7 @@ export function createSqliteStore(opts: { file: string }): Store {
            @error, @encrypted, @thumbKey, @preview, @width, @height, @meta, @createdAt, @expiresAt)`),
       attachment: db.prepare<[string], AttachmentRow>('SELECT * FROM attachments WHERE attachment_id = ?'),
       linkAttachment: db.prepare<[string, string, number]>('INSERT OR IGNORE INTO attachment_links (attachment_id, chat_id, seq) VALUES (?, ?, ?)'),
+      keepAttachment: db.prepare<[number, string]>('UPDATE attachments SET expires_at = MAX(expires_at, ?) WHERE attachment_id = ?'),
       attachmentLinks: db.prepare<[string], { chat_id: string; seq: number }>(
         'SELECT chat_id, seq FROM attachment_links WHERE attachment_id = ? ORDER BY chat_id, seq'),
       expiredAttachments: db.prepare<[number, number], AttachmentRow>(
@@ -924,8 +925,12 @@ export function createSqliteStore(opts: { file: string }): Store {
       const r = db.prepare<[Record<string, unknown>], AttachmentRow>(sql).get(params);
       return r ? toAttachment(r) : null;
     },
-    async linkAttachment(attachmentId, chatId, seq) {
-      st().linkAttachment.run(attachmentId, chatId, seq);
+    async linkAttachment(attachmentId, chatId, seq, keepUntil) {
+      const s = st();
+      db.transaction(() => {
+        s.linkAttachment.run(attachmentId, chatId, seq);
+        s.keepAttachment.run(keepUntil, attachmentId);
+      }).immediate();
     },
     async attachmentLinks(attachmentId) {
       return st().attachmentLinks.all(attachmentId).map((r) => ({ chatId: r.chat_id, seq: r.seq }));

@@ -441,8 +441,11 @@ export interface MediaStore {
    * returns the updated attachment, or null when it was not in that state.
    */
   updateAttachment(attachmentId: string, from: AttachmentState, patch: Partial<Omit<Attachment, 'attachmentId' | 'ownerUserId' | 'ownerDeviceId' | 'key' | 'createdAt'>>): Promise<Attachment | null>;
-  /** Records that message (chatId, seq) references the attachment. */
-  linkAttachment(attachmentId: string, chatId: string, seq: number): Promise<void>;
+  /**
+   * Records that message (chatId, seq) references the attachment, and keeps the attachment at
+   * least until `keepUntil` (the message's own expiry: media never vanish before their message).
+   */
+  linkAttachment(attachmentId: string, chatId: string, seq: number, keepUntil: number): Promise<void>;
   /** The messages referencing an attachment. */
   attachmentLinks(attachmentId: string): Promise<Array<{ chatId: string; seq: number }>>;
   /** Attachments with expiresAt < before (and their links), at most `limit`, oldest first. */

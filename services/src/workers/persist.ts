@@ -163,7 +163,7 @@ export async function processPersist(ctx: WorkerContext, items: IngestMessage[])
   }
 
   // Members may download a message's attachment from the moment they can receive the message.
-  for (const l of links) await store.linkAttachment(l.attachmentId, l.chatId, l.seq);
+  for (const l of links) await store.linkAttachment(l.attachmentId, l.chatId, l.seq, ts + ctx.retentionMs);
 
   const byChat = groupBy(messages, (m) => m.chatId);
   // Recipients first, then the senders' `stored`: by the time a sender sees its seq, the message

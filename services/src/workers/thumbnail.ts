@@ -12,6 +12,8 @@ import type { WorkerContext } from './context.js';
 
 /** Longest side of a thumbnail, px. */
 export const THUMB_SIZE = 320;
+/** Longest side accepted (JPEG's own limit); the pixel count is limited apart. */
+const MAX_SIDE = 65_535;
 /** Longest side of the image a ThumbHash is computed from (its own limit is 100). */
 const HASH_SIZE = 100;
 
@@ -25,37 +27,42 @@ export async function processThumbnail(ctx: WorkerContext, attachmentId: string)
   const media = ctx.media;
   const a = await ctx.store.getAttachment(attachmentId);
   if (!media || !a || a.state !== 'processing') return { attachmentId, state: 'skipped', by: ctx.workerId };
+  // Storage errors are thrown (the job is retried); only what sharp refuses fails the attachment.
   const chunks: Buffer[] = [];
   for await (const c of await media.blobs.read(a.key)) chunks.push(c as Buffer);
   const input = Buffer.concat(chunks);
   const open = (): Sharp => sharp(input, { limitInputPixels: media.maxPixels, failOn: 'error', sequentialRead: true })
     .timeout({ seconds: media.timeoutSec });
+  let made: { thumb: Buffer; preview: string; width: number; height: number };
   try {
+    const meta = await open().metadata();
+    const [w, h] = [meta.width ?? 0, meta.height ?? 0];
+    // A picture no screen shows (a 2,000,000 × 1 strip): refused like a bomb.
+    if (w < 1 || h < 1 || w > MAX_SIDE || h > MAX_SIDE) throw new Error(`${w}x${h} is not a picture`);
     const base = open().rotate(); // EXIF orientation, then no metadata is kept
-    const { data: thumb, info } = await base.clone()
+    const thumb = await base.clone()
       .resize(THUMB_SIZE, THUMB_SIZE, { fit: 'inside', withoutEnlargement: true })
       .webp({ quality: 70 })
-      .toBuffer({ resolveWithObject: true });
+      .toBuffer();
     const small = await base.clone()
       .resize(HASH_SIZE, HASH_SIZE, { fit: 'inside' })
       .ensureAlpha()
       .raw()
       .toBuffer({ resolveWithObject: true });
     const preview = Buffer.from(rgbaToThumbHash(small.info.width, small.info.height, small.data)).toString('base64');
-    const meta = await open().metadata();
     // Orientations 5-8 turn the picture a quarter: width and height as shown are swapped.
     const turned = (meta.orientation ?? 1) >= 5;
-    const thumbKey = `${a.key}.thumb.webp`;
-    await media.blobs.put(thumbKey, thumb, 'image/webp');
-    const done = await ctx.store.updateAttachment(a.attachmentId, 'processing', {
-      state: 'ready', thumbKey, preview,
-      width: (turned ? meta.height : meta.width) ?? null, height: (turned ? meta.width : meta.height) ?? null,
-    });
-    ctx.log.debug({ attachmentId, thumb: `${info.width}x${info.height}`, bytes: thumb.length }, 'thumbnail made');
-    return { attachmentId, state: done ? 'ready' : 'skipped', by: ctx.workerId };
+    made = { thumb, preview, width: turned ? h : w, height: turned ? w : h };
   } catch (err) {
     ctx.log.warn({ attachmentId, err: err instanceof Error ? err.message : String(err) }, 'image refused by the thumbnailer');
     await ctx.store.updateAttachment(a.attachmentId, 'processing', { state: 'failed', error: 'E_MEDIA_CORRUPT' });
     return { attachmentId, state: 'failed', by: ctx.workerId };
   }
+  const thumbKey = `${a.key}.thumb.webp`;
+  await media.blobs.put(thumbKey, made.thumb, 'image/webp');
+  const done = await ctx.store.updateAttachment(a.attachmentId, 'processing', {
+    state: 'ready', thumbKey, preview: made.preview, width: made.width, height: made.height,
+  });
+  ctx.log.debug({ attachmentId, bytes: made.thumb.length }, 'thumbnail made');
+  return { attachmentId, state: done ? 'ready' : 'skipped', by: ctx.workerId };
 }
