@@ -61,7 +61,7 @@ export const schemas = {
     size: z.number().int().min(1).max(Number.MAX_SAFE_INTEGER),
     sha256: z.string().regex(/^[0-9a-f]{64}$/, 'hex SHA-256'),
     // No control characters: the name goes into HTTP headers and signed URLs.
-    filename: z.string().min(1).max(255).regex(/^[^\u0000-\u001f\u007f]+$/, 'no control characters').optional(),
+    filename: z.string().min(1).max(255).refine((f) => ![...f].some((ch) => ch.charCodeAt(0) < 0x20 || ch.charCodeAt(0) === 0x7f), 'no control characters').optional(),
     durationMs: z.number().int().min(0).max(86_400_000).optional(),
     waveform: z.array(z.number().int().min(0).max(255)).max(128).optional(),
     /** Video: an image attachment (already uploaded) used as its poster. */
