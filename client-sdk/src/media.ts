@@ -12,6 +12,7 @@ import type { MediaKind, MediaRef } from './codec.js';
 import { ParleyError, isErrorCode } from './errors.js';
 import type { ParleyApi } from './http.js';
 import type { StateStore } from './sequencer.js';
+import { stripJpegGps } from './exif.js';
 
 /** What `sendMedia` needs to know of a file besides its bytes. */
 export interface MediaMeta {
@@ -26,6 +27,11 @@ export interface MediaMeta {
   poster?: string;
   /** The bytes are already encrypted by the app (the server neither sniffs nor thumbnails them). */
   encrypted?: boolean;
+  /**
+   * Send a JPEG's GPS position as it is. By default it is removed before the upload (the rest of
+   * the EXIF, orientation included, stays; the picture is not re-encoded). @defaultValue false
+   */
+  keepLocation?: boolean;
 }
 
 export interface TransferOptions {
@@ -79,7 +85,9 @@ export async function sha256Hex(bytes: Uint8Array): Promise<string> {
 export async function uploadMedia(
   api: ParleyApi, token: string, state: StateStore, data: MediaData, meta: MediaMeta, opts: TransferOptions = {},
 ): Promise<AttachmentInfo> {
-  const bytes = await toBytes(data);
+  const raw = await toBytes(data);
+  // Where a photo was taken is nobody else's business: a JPEG's GPS position stays on the phone.
+  const bytes = meta.kind === 'image' && !meta.encrypted && !meta.keepLocation && /jpe?g$/i.test(meta.contentType) ? stripJpegGps(raw) : raw;
   const sum = await sha256Hex(bytes);
   const stateKey = `upload:${sum}:${meta.kind}`;
   const savedRaw = await state.get(stateKey);

@@ -9,3 +9,4 @@ export * from './topics.js';
 export * from './codec.js';
 export * from './sequencer.js';
 export * from './emitter.js';
+export { stripJpegGps } from './exif.js';

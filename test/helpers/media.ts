@@ -14,13 +14,17 @@ export async function jpegWithExif(width = 800, height = 600): Promise<Buffer> {
     .toBuffer();
 }
 
-/** Whether an image's EXIF block has a GPS IFD (tag 0x8825, either byte order). */
+/** Whether an image's EXIF has a GPS directory: a GPSInfo entry (tag 0x8825) in IFD0, parsed. */
 export async function hasGps(image: Buffer | Uint8Array): Promise<boolean> {
   const exif = (await sharp(image).metadata()).exif;
-  if (!exif) return false;
-  for (let i = 0; i < exif.length - 1; i++) {
-    if ((exif[i] === 0x25 && exif[i + 1] === 0x88) || (exif[i] === 0x88 && exif[i + 1] === 0x25)) return true;
-  }
+  if (!exif || exif.toString('latin1', 0, 4) !== 'Exif') return false;
+  const tiff = 6;
+  const little = exif[tiff] === 0x49;
+  const u16 = (o: number): number => (little ? exif.readUInt16LE(o) : exif.readUInt16BE(o));
+  const u32 = (o: number): number => (little ? exif.readUInt32LE(o) : exif.readUInt32BE(o));
+  const ifd0 = tiff + u32(tiff + 4);
+  const count = u16(ifd0);
+  for (let i = 0; i < count; i++) if (u16(ifd0 + 2 + i * 12) === 0x8825) return true;
   return false;
 }
 

@@ -9,6 +9,7 @@ import { Readable } from 'node:stream';
 import sharp from 'sharp';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ParleyError, type ChatMessage } from '@parley/client-sdk';
+import { stripJpegGps } from '@parley/client-sdk/protocol';
 import { startTestPlatform, until, type Registered, type TestPlatform } from '../helpers/platform.js';
 import { closeAll, device, type Recorded } from '../helpers/sdk.js';
 import { hasGps, jpegWithExif, png, sha256, tinyMp4, tinyPdf, webp } from '../helpers/media.js';
@@ -54,24 +55,31 @@ describe('media messages', () => {
     await until(() => media(db).length >= 6 && media(dc).length >= 3, 20_000, 'media messages delivered');
     for (const [i, m] of media(db).entries()) {
       const f = files[Math.floor(i / 2)]!;
-      expect(m.media).toMatchObject({ kind: 'image', contentType: f.contentType, size: f.bytes.length, sha256: sha256(f.bytes) });
+      // What was sent: the file, less a JPEG's GPS position (removed by the SDK before the upload).
+      const sentBytes = Buffer.from(stripJpegGps(f.bytes));
+      expect(m.media).toMatchObject({ kind: 'image', contentType: f.contentType, size: sentBytes.length, sha256: sha256(sentBytes) });
       expect(m.media!.preview!.length).toBeGreaterThan(10); // inline: before any download
       const original = await db.client.downloadMedia(m);
-      expect(sha256(Buffer.from(original))).toBe(sha256(f.bytes));
+      expect(sha256(Buffer.from(original))).toBe(sha256(sentBytes));
+      expect(await hasGps(original)).toBe(false);
       const thumb = await db.client.downloadMedia(m, { thumbnail: true });
       const meta = await sharp(thumb).metadata();
       expect(meta.format).toBe('webp');
       expect(meta.exif).toBeUndefined();
       expect(await hasGps(thumb)).toBe(false);
     }
-    expect(await hasGps(files[0]!.bytes)).toBe(true); // the original keeps what the sender sent
+    // The JPEG had a GPS position; what others download has none, and keeps its orientation and camera.
+    expect(await hasGps(files[0]!.bytes)).toBe(true);
+    const received = await sharp(await db.client.downloadMedia(media(db)[0]!)).metadata();
+    expect(received.orientation).toBe(6);
+    expect(received.exif?.includes(Buffer.from('TestCam'))).toBe(true);
     expect(media(db).map((m) => m.text)).toEqual(files.flatMap((f) => [`1:1 ${f.contentType}`, `group ${f.contentType}`]));
     // The JPEG was sent turned (EXIF orientation 6): its size is as shown.
     expect(media(db)[0]!.media).toMatchObject({ width: 900, height: 1200 });
     // Carol is in the group, not in the 1:1 chat.
     expect(media(dc).map((m) => m.chatId)).toEqual([group.chatId, group.chatId, group.chatId]);
     await expect(dc.client.downloadMedia(media(db)[0]!)).rejects.toMatchObject({ code: 'E_NOT_FOUND' });
-    expect(sha256(Buffer.from(await dc.client.downloadMedia(media(dc)[0]!)))).toBe(sha256(files[0]!.bytes));
+    expect(sha256(Buffer.from(await dc.client.downloadMedia(media(dc)[0]!)))).toBe(sha256(Buffer.from(stripJpegGps(files[0]!.bytes))));
   }, 60_000);
 
   it('a short video with its poster, a PDF document and a 6000×4000 photo, 1:1 and to a group', async () => {
