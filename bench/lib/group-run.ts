@@ -1,9 +1,10 @@
 /**
  * Group loads: one publisher and N receivers in one load generator process (bench/loadgen.ts,
  * mode `group`), against Mosquitto (one topic, N subscribers) or Parley (a group chat of N
- * members, one device each). Parley groups have no API yet, so the members, their devices and
- * the chat are made directly in the platform's SQLite file through the store port, as the tests
- * do (test/integration/group-fanout.test.ts). Used by the group and mixed scenarios.
+ * members, one device each). The members and their devices are made in bulk in the platform's
+ * SQLite file through the store port (a thousand SMS registrations would only test the rate
+ * limits), the group through the API (createChat), as the tests do
+ * (test/integration/group-fanout.test.ts). Used by the group and mixed scenarios.
  */
 import { join } from 'node:path';
 import { newId } from '@parley/client-sdk/protocol';

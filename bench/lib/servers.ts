@@ -134,7 +134,7 @@ export interface ParleyTarget extends Target {
   topology: 'single' | 'split' | 'shards';
   httpUrl: string;
   redisUrl: string;
-  /** PARLEY_DATA_DIR: parley.sqlite is here (groups have no API yet: the bench makes them in the store). */
+  /** PARLEY_DATA_DIR: parley.sqlite is here (the bench makes group members in bulk in the store). */
   dataDir: string;
 }
 

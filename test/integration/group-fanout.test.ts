@@ -1,5 +1,5 @@
 /**
- * A 1,024-member group (members made directly through the store ports: groups have no API yet),
+ * A 1,024-member group (members made in bulk through the store ports, the group through the API),
  * one device each; 50 devices connected over real MQTT through the SDK, the rest offline. Every
  * connected device gets each message exactly once and in order, every offline one gets them when
  * it comes back, and the fan-out runs in bounded chunks (read from the fanout queue's completed

@@ -2,7 +2,7 @@
  * The worker role as separate processes: a kill -9 in the middle of a 1,024-device group fan-out,
  * and two worker processes sharing the ordered persist queues. Broker and API run in one child
  * process, the workers in others, all on one private Redis and one SQLite file; group members are
- * made through the store ports (groups have no API yet).
+ * made in bulk through the store ports, the group through the API.
  */
 import { join } from 'node:path';
 import { rmSync } from 'node:fs';
