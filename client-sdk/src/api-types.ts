@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import type { ChatEvent, MediaRef } from './codec.js';
 import { GROUP_LIMITS } from './codec.js';
-import { isMsgId, isUserId } from './ids.js';
+import { isAttachmentId, isMsgId, isUserId } from './ids.js';
 
 /** E.164: a plus sign, a non-zero country digit, at most 15 digits in all. */
 export const E164 = /^\+[1-9][0-9]{6,14}$/;
@@ -65,7 +65,7 @@ export const schemas = {
     durationMs: z.number().int().min(0).max(86_400_000).optional(),
     waveform: z.array(z.number().int().min(0).max(255)).max(128).optional(),
     /** Video: an image attachment (already uploaded) used as its poster. */
-    poster: z.string().regex(/^m[A-Za-z0-9_-]{12}$/).optional(),
+    poster: z.string().refine(isAttachmentId, 'an attachmentId').optional(),
     /** The bytes are client-encrypted (key and digest travel in the message body). */
     encrypted: z.boolean().optional(),
   }).strict(),

@@ -27,6 +27,7 @@ import type {
   LinkCode, LookupEntry, MessageFields, MessageStatusResponse, NewInvite, ParticipantsInput, UpdateChatInput,
 } from './api-types.js';
 import { ParleyApi } from './http.js';
+import { base64ToBytes } from './bytes.js';
 import { downloadMedia, uploadMedia, type MediaData, type MediaMeta, type TransferOptions } from './media.js';
 import { ParleyError, type ErrorCode } from './errors.js';
 import { isChatId, isClientMsgId, isId, isMsgId, msgIdOf, newClientMsgId } from './ids.js';
@@ -935,13 +936,6 @@ function settleWaiter<T>(w: Waiter<T>, err: ParleyError | null, value?: T): void
 function toParleyError(err: unknown, code: ErrorCode): ParleyError {
   if (err instanceof ParleyError) return err;
   return new ParleyError(code, err instanceof Error ? err.message : String(err));
-}
-
-function base64ToBytes(b64: string): Uint8Array {
-  const bin = atob(b64);
-  const out = new Uint8Array(bin.length);
-  for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-  return out;
 }
 
 /** A history message as the `msg` envelope it would have been. */

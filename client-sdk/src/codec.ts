@@ -9,7 +9,8 @@
  */
 import { Decoder, Encoder } from 'cbor-x';
 import { ParleyError, isErrorCode, type ErrorCode } from './errors.js';
-import { isChatId, isClientMsgId, isId, isUserId } from './ids.js';
+import { isAttachmentId, isChatId, isClientMsgId, isId, isUserId } from './ids.js';
+import { base64ToBytes, bytesToBase64, bytesToHex, hexToBytes } from './bytes.js';
 
 export const KIND = {
   send: 1,
@@ -315,17 +316,11 @@ function encodeEvent(ev: ChatEvent): unknown[] {
   }
 }
 
-const isAttachmentId = (v: unknown): v is string => typeof v === 'string' && /^m[A-Za-z0-9_-]{12}$/.test(v);
-
-const hexToBytes = (hex: string): Uint8Array => Uint8Array.from(hex.match(/../g) ?? [], (x) => parseInt(x, 16));
-const bytesToHex = (b: Uint8Array): string => Array.from(b, (x) => x.toString(16).padStart(2, '0')).join('');
-const b64ToBytes = (s: string): Uint8Array => Uint8Array.from(atob(s), (ch) => ch.charCodeAt(0));
-const bytesToB64 = (b: Uint8Array): string => btoa(String.fromCharCode(...b));
 
 function encodeMedia(m: MediaRef): unknown[] {
   return trim([
     m.attachmentId, MEDIA_KINDS.indexOf(m.kind), m.contentType, m.size, hexToBytes(m.sha256),
-    m.preview ? b64ToBytes(m.preview) : undefined, m.width, m.height, m.durationMs,
+    m.preview ? base64ToBytes(m.preview) : undefined, m.width, m.height, m.durationMs,
     m.waveform ? Uint8Array.from(m.waveform) : undefined, m.filename, m.poster, m.encrypted ? true : undefined,
   ]);
 }
@@ -347,7 +342,7 @@ export function decodeMedia(raw: unknown): MediaRef {
   }
   return {
     attachmentId: id, kind, contentType: type, size: size as number, sha256: bytesToHex(sum),
-    ...(preview ? { preview: bytesToB64(preview) } : {}), ...(width != null ? { width } : {}), ...(height != null ? { height } : {}),
+    ...(preview ? { preview: bytesToBase64(preview) } : {}), ...(width != null ? { width } : {}), ...(height != null ? { height } : {}),
     ...(duration != null ? { durationMs: duration } : {}), ...(wave ? { waveform: Array.from(wave) } : {}),
     ...(filename != null ? { filename } : {}), ...(poster != null ? { poster } : {}), ...(encrypted ? { encrypted: true } : {}),
   };
@@ -384,6 +379,6 @@ export function decodeEvent(raw: unknown): ChatEvent {
 /** JSON view of an envelope for logs and debugging (bytes as base64). Never used on the wire. */
 export function toDebugJSON(env: Envelope): string {
   return JSON.stringify(env, (_k, v: unknown) =>
-    v instanceof Uint8Array ? { bytes: btoa(String.fromCharCode(...v)) } : v,
+    v instanceof Uint8Array ? { bytes: bytesToBase64(v) } : v,
   );
 }

@@ -21,6 +21,11 @@ export function isUserId(value: unknown): value is string {
   return isId(value) && value.startsWith(ID_PREFIX.user);
 }
 
+/** An attachment (uploaded media) id: `m` + 12 characters. */
+export function isAttachmentId(value: unknown): value is string {
+  return isId(value) && value.startsWith(ID_PREFIX.media);
+}
+
 export function isChatId(value: unknown): value is string {
   return isId(value) && (value.startsWith(ID_PREFIX.chat) || value.startsWith(ID_PREFIX.group));
 }

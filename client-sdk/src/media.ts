@@ -13,6 +13,7 @@ import { ParleyError, isErrorCode } from './errors.js';
 import type { ParleyApi } from './http.js';
 import type { StateStore } from './sequencer.js';
 import { stripJpegGps } from './exif.js';
+import { bytesToHex } from './bytes.js';
 
 /** What `sendMedia` needs to know of a file besides its bytes. */
 export interface MediaMeta {
@@ -48,7 +49,6 @@ export type MediaData = Uint8Array | Blob | ReadableStream<Uint8Array> | AsyncIt
 
 interface SavedUpload { attachmentId: string; partSize: number; etags: Record<string, string> }
 
-const hex = (buf: ArrayBuffer): string => Array.from(new Uint8Array(buf), (b) => b.toString(16).padStart(2, '0')).join('');
 /** The whole file in memory: its SHA-256 is declared before the upload starts. */
 async function toBytes(d: MediaData): Promise<Uint8Array> {
   if (d instanceof Uint8Array) return d;
@@ -75,7 +75,7 @@ const sleep = (ms: number, signal?: AbortSignal): Promise<void> => new Promise((
 });
 
 export async function sha256Hex(bytes: Uint8Array): Promise<string> {
-  return hex(await globalThis.crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>));
+  return bytesToHex(new Uint8Array(await globalThis.crypto.subtle.digest('SHA-256', bytes as Uint8Array<ArrayBuffer>)));
 }
 
 /**

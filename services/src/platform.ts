@@ -119,21 +119,22 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
     closers.push(() => queues.close());
 
     // Media objects: the embedded store (files under the data dir, served by the API) or S3.
-    const fsBlobs: FsBlobStore | null = cfg.media.kind === 'embedded'
-      ? createFsBlobStore({
+    let fsBlobs: FsBlobStore | null = null;
+    let blobs: BlobStore;
+    if (cfg.media.kind === 'embedded') {
+      blobs = fsBlobs = createFsBlobStore({
         root: resolve(cfg.media.root), publicUrl: `http://127.0.0.1:${cfg.httpPort}`, secret,
         // No part larger than the largest the attachments hand out: a client cannot store more
         // than about its declared size (parts are signed one by one, up to the declared count).
         maxPartBytes: partSizeFor(Math.max(...Object.values(cfg.mediaMaxBytes))),
-      })
-      : null;
-    const blobs: BlobStore = fsBlobs ?? (cfg.media.kind === 's3'
-      ? createS3BlobStore({
+      });
+    } else {
+      blobs = createS3BlobStore({
         endpoint: cfg.media.endpoint, accessKey: cfg.media.accessKey,
         ...(cfg.media.publicEndpoint ? { publicEndpoint: cfg.media.publicEndpoint } : {}), secretKey: cfg.media.secretKey, bucket: cfg.media.bucket,
         region: cfg.media.region, lifecycleDays: cfg.mediaRetentionMs / 86_400_000 + 1,
-      })
-      : (() => { throw new Error('unreachable'); })());
+      });
+    }
     await blobs.init();
     closers.push(() => blobs.close());
     const limiter = redisRateLimiter(redis, KEY_PREFIX);

@@ -36,6 +36,9 @@ function chatJson(chat: Chat, members: Member[], me: Member): ChatInfo {
 
 type ChatParams = { Params: { chatId: string } };
 
+/** An invitation's public id: a prefix of its code's HMAC (the code itself is shown once, never stored). */
+const inviteIdOf = (codeHash: string): string => codeHash.slice(0, 32);
+
 function chatIdOf(req: FastifyRequest<ChatParams>): string {
   if (!isChatId(req.params.chatId)) throw new ParleyError('E_VALIDATION', 'chatId');
   return req.params.chatId;
@@ -148,7 +151,7 @@ export function registerChatRoutes(ctx: RouteContext): void {
     const codeHash = hashGrant(deps.secret, 'invite', code);
     const expiresAt = t + (body.ttlSec ?? 7 * 86_400) * 1000;
     await store.putGrant({ codeHash, kind: 'invite', userId: caller.userId, deviceId: caller.deviceId, chatId, createdAt: t, expiresAt });
-    const answer: NewInvite = { code, inviteId: codeHash.slice(0, 32), expiresAt };
+    const answer: NewInvite = { code, inviteId: inviteIdOf(codeHash), expiresAt };
     return reply.status(201).send(answer);
   });
 
@@ -156,7 +159,7 @@ export function registerChatRoutes(ctx: RouteContext): void {
     const caller = await authDevice(req);
     const chatId = chatIdOf(req);
     await groups.requireAdmin(chatId, caller.userId);
-    const invites: InviteInfo[] = (await store.listGrants(chatId, now())).map((g) => ({ inviteId: g.codeHash.slice(0, 32), expiresAt: g.expiresAt }));
+    const invites: InviteInfo[] = (await store.listGrants(chatId, now())).map((g) => ({ inviteId: inviteIdOf(g.codeHash), expiresAt: g.expiresAt }));
     return { invites };
   });
 
@@ -164,7 +167,7 @@ export function registerChatRoutes(ctx: RouteContext): void {
     const caller = await authDevice(req);
     const chatId = chatIdOf(req);
     await groups.requireAdmin(chatId, caller.userId);
-    const grant = (await store.listGrants(chatId, now())).find((g) => g.codeHash.slice(0, 32) === req.params.inviteId);
+    const grant = (await store.listGrants(chatId, now())).find((g) => inviteIdOf(g.codeHash) === req.params.inviteId);
     if (!grant || !(await store.deleteGrant(grant.codeHash))) throw new ParleyError('E_LINK_CODE', 'no such invitation');
     return { revoked: req.params.inviteId };
   });

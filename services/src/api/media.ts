@@ -2,14 +2,14 @@
  * Media routes: createAttachment, fresh part URLs for a resumed upload, completion, the
  * attachment's state, and download URLs. The media rules live in services/src/media/attachments.ts.
  */
-import { ParleyError } from '@parley/client-sdk/protocol';
+import { ParleyError, isAttachmentId } from '@parley/client-sdk/protocol';
 import { schemas } from '@parley/client-sdk/api-types';
 import { parse, type RouteContext } from './context.js';
 
 type IdParams = { Params: { attachmentId: string } };
 
 const attachmentIdOf = (id: string): string => {
-  if (!/^m[A-Za-z0-9_-]{12}$/.test(id)) throw new ParleyError('E_VALIDATION', 'attachmentId');
+  if (!isAttachmentId(id)) throw new ParleyError('E_VALIDATION', 'attachmentId');
   return id;
 };
 

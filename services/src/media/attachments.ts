@@ -10,7 +10,7 @@
  */
 import { createHash } from 'node:crypto';
 import { fileTypeFromBuffer } from 'file-type';
-import { ParleyError, newId } from '@parley/client-sdk/protocol';
+import { ParleyError, newId, type MediaRef } from '@parley/client-sdk/protocol';
 import type { AttachmentInfo, CreateAttachmentInput, DownloadUrl, NewAttachment, PartUrl } from '@parley/client-sdk/api-types';
 import type { Attachment, ChatStore, MediaKind, MediaStore } from '../store/types.js';
 import { BlobError, MAX_PARTS, MIN_PART_SIZE, type BlobStore, type UploadedPart } from './blob-store.js';
@@ -64,6 +64,17 @@ export function attachmentInfo(a: Attachment): AttachmentInfo {
     attachmentId: a.attachmentId, kind: a.kind, contentType: a.contentType, size: a.size, sha256: a.sha256, state: a.state,
     error: a.error, encrypted: a.encrypted, preview: a.preview, width: a.width, height: a.height, hasThumbnail: a.thumbKey !== null,
     ...a.meta, expiresAt: a.expiresAt,
+  };
+}
+
+/** How a media message describes its attachment: from the server's row, never from the sender's word. */
+export function mediaRefOf(a: Attachment): MediaRef {
+  return {
+    attachmentId: a.attachmentId, kind: a.kind, contentType: a.contentType, size: a.size, sha256: a.sha256,
+    ...(a.preview ? { preview: a.preview } : {}), ...(a.width ? { width: a.width } : {}), ...(a.height ? { height: a.height } : {}),
+    ...(a.meta.durationMs !== undefined ? { durationMs: a.meta.durationMs } : {}), ...(a.meta.waveform ? { waveform: a.meta.waveform } : {}),
+    ...(a.meta.filename ? { filename: a.meta.filename } : {}), ...(a.meta.poster ? { poster: a.meta.poster } : {}),
+    ...(a.encrypted ? { encrypted: true } : {}),
   };
 }
 

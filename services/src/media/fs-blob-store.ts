@@ -10,7 +10,7 @@
  */
 import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readFile, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, stat, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
@@ -288,15 +288,4 @@ function parseRange(header: string | undefined, size: number): { start: number; 
   if (start >= size) return 'invalid';
   if (start > end) return null;
   return { start, end };
-}
-
-/** Lists upload directories older than `before` (for cleanup of abandoned uploads). */
-export async function staleUploads(root: string, before: number): Promise<string[]> {
-  const dir = join(root, 'uploads');
-  const out: string[] = [];
-  for (const name of await readdir(dir).catch(() => [] as string[])) {
-    const s = await stat(join(dir, name)).catch(() => null);
-    if (s && s.mtimeMs < before) out.push(name);
-  }
-  return out;
 }

@@ -11,7 +11,8 @@ import {
 } from '@parley/client-sdk/protocol';
 import type { IngestMessage } from '../../../broker/src/index.js';
 import { toMsgEnvelope } from '../../../broker/src/index.js';
-import { receives, type AppendRefusal, type Attachment, type Chat, type NewMessage, type StoredMessage } from '../store/types.js';
+import { receives, type AppendRefusal, type Chat, type NewMessage, type StoredMessage } from '../store/types.js';
+import { mediaRefOf } from '../media/attachments.js';
 import type { WorkerContext } from './context.js';
 import { fanoutJobs } from './fanout.js';
 import { groupBy } from '../group-by.js';
@@ -21,17 +22,6 @@ interface Resolved {
   env: SendEnvelope;
   chat: Chat;
   media?: MediaRef;
-}
-
-/** How a media message describes its attachment: from the server's row, never from the sender's word. */
-export function mediaRefOf(a: Attachment): MediaRef {
-  return {
-    attachmentId: a.attachmentId, kind: a.kind, contentType: a.contentType, size: a.size, sha256: a.sha256,
-    ...(a.preview ? { preview: a.preview } : {}), ...(a.width ? { width: a.width } : {}), ...(a.height ? { height: a.height } : {}),
-    ...(a.meta.durationMs !== undefined ? { durationMs: a.meta.durationMs } : {}), ...(a.meta.waveform ? { waveform: a.meta.waveform } : {}),
-    ...(a.meta.filename ? { filename: a.meta.filename } : {}), ...(a.meta.poster ? { poster: a.meta.poster } : {}),
-    ...(a.encrypted ? { encrypted: true } : {}),
-  };
 }
 
 type Out = Array<{ deviceId: string; env: Envelope }>;
