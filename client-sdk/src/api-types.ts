@@ -82,6 +82,11 @@ export const schemas = {
     before: seq.optional(),
     limit: z.coerce.number().int().min(1).max(500).default(100),
   }).strict(),
+  // [presence] schemas above this line
+  // [social] schemas above this line
+  // [push] schemas above this line
+  // [status] schemas above this line
+  // [account] schemas above this line
 };
 
 /**
@@ -282,3 +287,9 @@ export interface DownloadUrl {
   url: string;
   expiresAt: number;
 }
+
+// [presence] types above this line
+// [social] types above this line
+// [push] types above this line
+// [status] types above this line
+// [account] types above this line

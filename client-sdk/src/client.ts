@@ -160,6 +160,11 @@ export interface ParleyClientEvents {
   state: ConnectionState;
   /** Error envelopes from the server, undecodable payloads, connection problems. Never thrown. */
   error: ParleyError;
+  // [presence] events above this line
+  // [social] events above this line
+  // [push] events above this line
+  // [status] events above this line
+  // [account] events above this line
 }
 
 interface Outbound {
@@ -472,6 +477,12 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
   lookupContacts(phones: string[]): Promise<LookupEntry[]> {
     return this.#http((api, t) => api.lookupContacts(phones, t));
   }
+
+  // [presence] methods above this line
+  // [social] methods above this line
+  // [push] methods above this line
+  // [status] methods above this line
+  // [account] methods above this line
 
   #httpApi: ParleyApi | null = null;
 
@@ -844,6 +855,11 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
         if (env.chatId === undefined) this.#resendUnstored();
         this.emit('synced', env.chatId !== undefined ? { count: env.count, chatId: env.chatId } : { count: env.count });
         return;
+      // [presence] envelope cases above this line
+      // [social] envelope cases above this line
+      // [push] envelope cases above this line
+      // [status] envelope cases above this line
+      // [account] envelope cases above this line
       default:
         this.#error(new ParleyError('E_BAD_ENVELOPE', `unexpected ${env.kind} envelope on the inbox`));
     }

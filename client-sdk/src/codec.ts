@@ -9,7 +9,7 @@
  */
 import { Decoder, Encoder } from 'cbor-x';
 import { ParleyError, isErrorCode, type ErrorCode } from './errors.js';
-import { isAttachmentId, isChatId, isClientMsgId, isId, isUserId } from './ids.js';
+import { isAttachmentId, isChatId, isClientMsgId, isId, isStatusId, isUserId } from './ids.js';
 import { base64ToBytes, bytesToBase64, bytesToHex, hexToBytes } from './bytes.js';
 
 export const KIND = {
@@ -22,6 +22,10 @@ export const KIND = {
   sync: 7,
   synced: 8,
   tally: 9,
+  typing: 10,
+  watch: 11,
+  presence: 12,
+  status: 13,
 } as const;
 
 export const RECEIPT_STATUS = { delivered: 1, read: 2 } as const;
@@ -147,9 +151,63 @@ export interface SyncEnvelope { kind: 'sync'; chatId?: string | undefined; after
 /** server -> device: a sync finished after resending `count` messages. */
 export interface SyncedEnvelope { kind: 'synced'; count: number; chatId?: string | undefined }
 
+
+/** What a typing envelope says: stopped, typing text, or recording a voice message. */
+export type TypingState = 'stop' | 'typing' | 'recording';
+const TYPING_STATES: readonly TypingState[] = ['stop', 'typing', 'recording'];
+/**
+ * How long a typing state holds without being repeated (ms): a sender repeats it while typing
+ * (at most every TYPING_REPEAT_MS), a receiver drops it after TYPING_TTL_MS without news, so a
+ * lost `stop` never leaves "typing…" on screen.
+ */
+export const TYPING_TTL_MS = 6000;
+export const TYPING_REPEAT_MS = 3000;
+/**
+ * Ephemeral, never stored or queued. device -> server on `outbox/` (QoS 0): the device's user is
+ * typing in `chatId`; server -> the chat's watching devices on `live/` (QoS 0), with `from`.
+ */
+export interface TypingEnvelope { kind: 'typing'; chatId: string; state: TypingState; from?: string | undefined }
+
+/** Most chats one device watches at a time. */
+export const MAX_WATCHED_CHATS = 64;
+/** A watch lasts this long (ms) unless repeated: the SDK repeats it while the chats are on screen. */
+export const WATCH_TTL_MS = 60_000;
+/**
+ * device -> server on `outbox/` (QoS 0 or 1): the chats on screen. Replaces the device's earlier
+ * watch; an empty list stops watching. The device then gets, on `live/`, the typing of those
+ * chats and the presence of their other members (direct chats), at once and on every change.
+ */
+export interface WatchEnvelope { kind: 'watch'; chatIds: string[] }
+
+/**
+ * server -> device on `live/` (QoS 0): a user's presence as the watcher may see it. `lastSeen`
+ * (epoch ms) is left out while online and when the user's privacy hides it from the watcher;
+ * a user who hides it from the watcher shows offline too.
+ */
+export interface PresenceEnvelope { kind: 'presence'; userId: string; online: boolean; lastSeen?: number | undefined }
+
+/** Longest status text (characters). */
+export const STATUS_TEXT_MAX = 700;
+/**
+ * server -> the audience's devices on `inbox/` (QoS 1): a status post of `from`, visible until
+ * `expiresAt` (the SDK drops it then), or its removal (`removed`: no content). A text post has
+ * `text` with `background` (0xRRGGBB) and `font` (0-9); a media post has `media` (and `text`
+ * as its caption). Wire: [13, statusId, from, ts, expiresAt, removed (0/1), text?, background?,
+ * font?, media?].
+ */
+export interface StatusEnvelope {
+  kind: 'status'; statusId: string; from: string; ts: number; expiresAt: number;
+  removed?: boolean | undefined;
+  text?: string | undefined;
+  background?: number | undefined;
+  font?: number | undefined;
+  media?: MediaRef | undefined;
+}
+
 export type Envelope =
   | SendEnvelope | MsgEnvelope | StoredEnvelope | ReceiptEnvelope
-  | ErrorEnvelope | ReadEnvelope | SyncEnvelope | SyncedEnvelope | TallyEnvelope;
+  | ErrorEnvelope | ReadEnvelope | SyncEnvelope | SyncedEnvelope | TallyEnvelope
+  | TypingEnvelope | WatchEnvelope | PresenceEnvelope | StatusEnvelope;
 
 const encoder = new Encoder({ useRecords: false, tagUint8Array: false });
 const decoder = new Decoder({ useRecords: false, mapsAsObjects: true });
@@ -182,6 +240,14 @@ export function encode(env: Envelope): Uint8Array {
     case 'sync': fields = [KIND.sync, env.chatId, env.after]; break;
     case 'synced': fields = [KIND.synced, env.count, env.chatId]; break;
     case 'tally': fields = [KIND.tally, env.chatId, env.seq, env.delivered, env.read, env.of]; break;
+    case 'typing': fields = [KIND.typing, env.chatId, TYPING_STATES.indexOf(env.state), env.from]; break;
+    case 'watch': fields = [KIND.watch, env.chatIds]; break;
+    case 'presence': fields = [KIND.presence, env.userId, env.online ? 1 : 0, env.lastSeen]; break;
+    case 'status':
+      fields = env.removed
+        ? [KIND.status, env.statusId, env.from, env.ts, env.expiresAt, 1]
+        : [KIND.status, env.statusId, env.from, env.ts, env.expiresAt, 0, env.text, env.background, env.font, env.media ? encodeMedia(env.media) : undefined];
+      break;
   }
   return encoder.encode(trim(fields));
 }
@@ -298,6 +364,30 @@ export function decode(payload: Uint8Array): Envelope {
         throw bad('tally fields');
       }
       return { kind: 'tally', chatId: a, seq: b, delivered: c as number, read: d as number, of: e as number };
+    case KIND.typing: {
+      const state = typeof b === 'number' ? TYPING_STATES[b] : undefined;
+      if (!isChatId(a) || !state || !optional(c, isUserId)) throw bad('typing fields');
+      return { kind: 'typing', chatId: a, state, ...(c ? { from: c } : {}) };
+    }
+    case KIND.watch:
+      if (!Array.isArray(a) || a.length > MAX_WATCHED_CHATS || !a.every(isChatId)) throw bad('watch fields');
+      return { kind: 'watch', chatIds: [...new Set(a as string[])] };
+    case KIND.presence:
+      if (!isUserId(a) || (b !== 0 && b !== 1) || !optional(c, isTs)) throw bad('presence fields');
+      return { kind: 'presence', userId: a, online: b === 1, ...(c != null ? { lastSeen: c } : {}) };
+    case KIND.status: {
+      if (!isStatusId(a) || !isUserId(b) || !isTs(c) || !isTs(d) || (e !== 0 && e !== 1)) throw bad('status fields');
+      if (e === 1) return { kind: 'status', statusId: a, from: b, ts: c, expiresAt: d, removed: true };
+      const [text, background, font, media] = (raw as unknown[]).slice(6);
+      if (!optional(text, isText(STATUS_TEXT_MAX)) || !optional(background, (x): x is number => Number.isSafeInteger(x) && (x as number) >= 0 && (x as number) <= 0xffffff)
+        || !optional(font, (x): x is number => Number.isSafeInteger(x) && (x as number) >= 0 && (x as number) <= 9)) throw bad('status fields');
+      if (text == null && media == null) throw bad('status without content');
+      return {
+        kind: 'status', statusId: a, from: b, ts: c, expiresAt: d,
+        ...(text != null ? { text } : {}), ...(background != null ? { background } : {}), ...(font != null ? { font } : {}),
+        ...(media != null ? { media: decodeMedia(media) } : {}),
+      };
+    }
     default:
       throw bad('unknown kind');
   }

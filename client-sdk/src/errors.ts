@@ -46,6 +46,11 @@ export const ERRORS = {
   E_MEDIA_TYPE: { status: 415, message: 'The media type is not allowed for its kind, or the bytes are of another type' },
   E_MEDIA_CORRUPT: { status: 422, message: 'The media file cannot be decoded (corrupt, or too many pixels)' },
   E_MEDIA_STATE: { status: 409, message: 'The attachment is not in a state that allows this' },
+  // [presence] codes above this line (and in docs/ERRORS.md)
+  // [social] codes above this line (and in docs/ERRORS.md)
+  // [push] codes above this line (and in docs/ERRORS.md)
+  // [status] codes above this line (and in docs/ERRORS.md)
+  // [account] codes above this line (and in docs/ERRORS.md)
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -199,6 +199,12 @@ export class ParleyApi {
     return this.#request({ method: 'GET', path: `/v1/chats/${enc(chatId)}/messages?${q.toString()}`, token });
   }
 
+  // [presence] methods above this line
+  // [social] methods above this line
+  // [push] methods above this line
+  // [status] methods above this line
+  // [account] methods above this line
+
   async #request<T>(req: RequestInit2): Promise<T> {
     const headers: Record<string, string> = { accept: 'application/json', ...this.#headers };
     if (req.body !== undefined) headers['content-type'] = 'application/json';

@@ -11,7 +11,7 @@ const ID_RE = /^[a-z][A-Za-z0-9_-]{12}$/;
 const CLIENT_MSG_ID_RE = /^[A-Za-z0-9_-]{1,24}$/;
 const MSG_ID_RE = /^([a-z][A-Za-z0-9_-]{12})\.([0-9a-z]{1,11})$/;
 
-export const ID_PREFIX = { user: 'u', device: 'd', chat: 'c', group: 'g', media: 'm' } as const;
+export const ID_PREFIX = { user: 'u', device: 'd', chat: 'c', group: 'g', media: 'm', status: 's' } as const;
 
 export function isId(value: unknown): value is string {
   return typeof value === 'string' && ID_RE.test(value);
@@ -24,6 +24,11 @@ export function isUserId(value: unknown): value is string {
 /** An attachment (uploaded media) id: `m` + 12 characters. */
 export function isAttachmentId(value: unknown): value is string {
   return isId(value) && value.startsWith(ID_PREFIX.media);
+}
+
+/** A status post id: `s` + 12 characters. */
+export function isStatusId(value: unknown): value is string {
+  return isId(value) && value.startsWith(ID_PREFIX.status);
 }
 
 export function isChatId(value: unknown): value is string {

@@ -25,3 +25,8 @@ export { MemoryStateStore } from './sequencer.js';
 export type { StateStore, OwnStatus } from './sequencer.js';
 export type { EventName, Listener } from './emitter.js';
 export { msgIdOf, parseMsgId, isMsgId } from './ids.js';
+// [presence] exports above this line
+// [social] exports above this line
+// [push] exports above this line
+// [status] exports above this line
+// [account] exports above this line

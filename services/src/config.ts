@@ -86,6 +86,11 @@ const schema = z.object({
   PARLEY_PUBLISH_BURST: positiveInt.default(10_000),
   PARLEY_MAX_INFLIGHT: nonNegativeInt.default(1000),
   PARLEY_DRAIN_TIMEOUT_MS: nonNegativeInt.default(10_000),
+  // [presence] variables above this line (and in docs/CONFIG.md)
+  // [social] variables above this line (and in docs/CONFIG.md)
+  // [push] variables above this line (and in docs/CONFIG.md)
+  // [status] variables above this line (and in docs/CONFIG.md)
+  // [account] variables above this line (and in docs/CONFIG.md)
 });
 
 export interface Config {
@@ -154,6 +159,11 @@ export interface Config {
     maxInflight: number;
     drainTimeoutMs: number;
   };
+  // [presence] fields above this line
+  // [social] fields above this line
+  // [push] fields above this line
+  // [status] fields above this line
+  // [account] fields above this line
 }
 
 const MB = 1024 * 1024;
@@ -235,6 +245,11 @@ export function parseConfig(env: Record<string, string | undefined>): Readonly<C
       maxInflight: e.PARLEY_MAX_INFLIGHT,
       drainTimeoutMs: e.PARLEY_DRAIN_TIMEOUT_MS,
     }),
+    // [presence] values above this line
+    // [social] values above this line
+    // [push] values above this line
+    // [status] values above this line
+    // [account] values above this line
   };
   return Object.freeze(cfg);
 }

@@ -172,6 +172,11 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
           fanoutChunk: cfg.fanoutChunk,
           media: { blobs, maxPixels: cfg.mediaMaxPixels, timeoutSec: 20 },
           enqueueFanout: (jobs) => enqueueFanout(queues, jobs),
+          // [presence] worker context above this line
+          // [social] worker context above this line
+          // [push] worker context above this line
+          // [status] worker context above this line
+          // [account] worker context above this line
         },
         queueSettings, queues, { concurrency: cfg.workerConcurrency },
       );
@@ -236,11 +241,21 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
             { store, now: Date.now, deliver: (m) => enqueueFanout(queues, fanoutJobs(m.chatId, [m.seq])) },
             { maxGroupMembers: cfg.maxGroupMembers },
           ),
+          // [presence] api deps above this line
+          // [social] api deps above this line
+          // [push] api deps above this line
+          // [status] api deps above this line
+          // [account] api deps above this line
         },
         {
           maxDevices: cfg.maxDevices, linkHistory: cfg.linkHistory, linkCodeTtlMs: cfg.linkCodeTtlMs, codeTtlMs: cfg.codeTtlMs, codeMaxAttempts: cfg.codeMaxAttempts,
           codeRatePerPhone: cfg.codeRatePerPhone, codeRatePerIp: cfg.codeRatePerIp, rateWindowSec: cfg.rateWindowSec,
           trustProxy: cfg.trustProxy, bodyLimit: 65536, corsOrigins: cfg.corsOrigins,
+          // [presence] api options above this line
+          // [social] api options above this line
+          // [push] api options above this line
+          // [status] api options above this line
+          // [account] api options above this line
         },
       );
       const a = api;

@@ -16,8 +16,10 @@ import type { IngestGate } from './ingest-gate.js';
 import { groupBy } from './group-by.js';
 import type { IngestAck, IngestMessage, IngestRead, IngestSink } from '../../broker/src/index.js';
 
-export const QUEUE = { persist: 'persist', fanout: 'fanout', events: 'events', maintenance: 'maintenance', media: 'media' } as const;
-export const JOB = { persist: 'persist', fanout: 'fanout', acks: 'acks', reads: 'reads', cleanup: 'cleanup', thumbnail: 'thumbnail' } as const;
+export const QUEUE = { persist: 'persist', fanout: 'fanout', events: 'events', maintenance: 'maintenance', media: 'media', push: 'push' } as const;
+export const JOB = {
+  persist: 'persist', fanout: 'fanout', acks: 'acks', reads: 'reads', cleanup: 'cleanup', thumbnail: 'thumbnail', push: 'push', statusFanout: 'statusFanout',
+} as const;
 
 /** A chunk of a fan-out: messages `fromSeq..toSeq` of a chat to its devices after `afterDevice`. */
 export interface FanoutJob {
@@ -35,6 +37,11 @@ export interface JobData {
   reads: { items: IngestRead[] };
   cleanup: Record<string, never>;
   thumbnail: { attachmentId: string };
+  // [presence] job data above this line
+  // [social] job data above this line
+  // [push] job data above this line
+  // [status] job data above this line
+  // [account] job data above this line
 }
 
 export interface QueueSettings {

@@ -24,5 +24,10 @@ export function storeContracts(name: string, factory: StoreFactory): void {
     messageStoreContract(factory);
     progressStoreContract(factory);
     mediaStoreContract(factory);
+    // [presence] contract suite above this line
+    // [social] contract suite above this line
+    // [push] contract suite above this line
+    // [status] contract suite above this line
+    // [account] contract suite above this line
   });
 }

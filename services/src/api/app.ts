@@ -40,6 +40,11 @@ export interface ApiOptions {
   corsOrigins: string[];
   /** @defaultValue 65536 */
   bodyLimit: number;
+  // [presence] options above this line
+  // [social] options above this line
+  // [push] options above this line
+  // [status] options above this line
+  // [account] options above this line
 }
 
 export interface ApiDeps {
@@ -57,6 +62,11 @@ export interface ApiDeps {
   blobRoutes?: (app: FastifyInstance) => void;
   log: Logger;
   now?: () => number;
+  // [presence] deps above this line
+  // [social] deps above this line
+  // [push] deps above this line
+  // [status] deps above this line
+  // [account] deps above this line
   /** Extra routes (metrics, dashboard) registered by the composition root. */
   extend?: (app: FastifyInstance) => void;
 }
@@ -290,6 +300,11 @@ export function createApi(deps: ApiDeps, opts: ApiOptions): FastifyInstance {
   registerChatRoutes({ app, deps, opts, now, authDevice });
   registerMediaRoutes({ app, deps, opts, now, authDevice });
   deps.blobRoutes?.(app);
+  // [presence] route registration above this line
+  // [social] route registration above this line
+  // [push] route registration above this line
+  // [status] route registration above this line
+  // [account] route registration above this line
 
   deps.extend?.(app);
   return app;

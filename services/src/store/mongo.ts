@@ -415,6 +415,11 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
 
   async function init(): Promise<void> {
     await Promise.all([
+      // [presence] indexes of its mongo-*.ts adapter above this line
+      // [social] indexes of its mongo-*.ts adapter above this line
+      // [push] indexes of its mongo-*.ts adapter above this line
+      // [status] indexes of its mongo-*.ts adapter above this line
+      // [account] indexes of its mongo-*.ts adapter above this line
       users.createIndexes([{ key: { phone: 1 }, name: 'phone_unique', unique: true }]),
       devices.createIndexes([{ key: { userId: 1, revokedAt: 1, createdAt: 1 }, name: 'user_active' }]),
       regs.createIndexes([{ key: { expiresAt: 1 }, name: 'expiry' }]),
@@ -1254,6 +1259,11 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
   }
 
   return {
+    // [presence] spread of its mongo-*.ts adapter above this line
+    // [social] spread of its mongo-*.ts adapter above this line
+    // [push] spread of its mongo-*.ts adapter above this line
+    // [status] spread of its mongo-*.ts adapter above this line
+    // [account] spread of its mongo-*.ts adapter above this line
     init,
     async close() {
       await client.close();

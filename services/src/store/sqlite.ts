@@ -44,7 +44,7 @@ import {
 } from './types.js';
 import { memberDelivered } from './watermarks.js';
 
-const SCHEMA_VERSION = 4;
+const SCHEMA_VERSION = 5;
 
 /** v1 (release 0.1): one delivery row per message per recipient device. Kept to create, then migrate. */
 const SCHEMA_V1 = `
@@ -256,6 +256,18 @@ CREATE TABLE IF NOT EXISTS attachment_links (
 ) WITHOUT ROWID;
 `;
 
+/**
+ * v5: the social layer (issue 12): profiles and privacy, contacts and blocks, push registrations,
+ * status posts. Their adapters live in their own modules (sqlite-*.ts) on this database.
+ */
+const SCHEMA_V5 = `
+-- profiles, privacy, contacts, blocks (sqlite-social.ts)
+
+-- push registrations (sqlite-push.ts)
+
+-- status posts (sqlite-status.ts)
+`;
+
 const MARK = { delivered: 1, read: 2 } as const;
 
 /** Above any seq: the end of a membership that has not ended. */
@@ -382,6 +394,7 @@ export function createSqliteStore(opts: { file: string }): Store {
     }
     if (version < 3) db.exec(SCHEMA_V3);
     if (version < 4) db.exec(SCHEMA_V4);
+    if (version < 5) db.exec(SCHEMA_V5);
     if (version < SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
   });
 
@@ -843,6 +856,11 @@ export function createSqliteStore(opts: { file: string }): Store {
   };
 
   return {
+    // [presence] spread of its sqlite-*.ts adapter above this line
+    // [social] spread of its sqlite-*.ts adapter above this line
+    // [push] spread of its sqlite-*.ts adapter above this line
+    // [status] spread of its sqlite-*.ts adapter above this line
+    // [account] spread of its sqlite-*.ts adapter above this line
     async init() {
       if (closed) throw new Error('store is closed');
       if (q) return;

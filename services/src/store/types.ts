@@ -454,5 +454,71 @@ export interface MediaStore {
   deleteAttachment(attachmentId: string): Promise<void>;
 }
 
+/** Who may see something of a user: everyone, the users in his contacts, or nobody. */
+export type Visibility = 'everyone' | 'contacts' | 'nobody';
+
+/** A user's privacy settings, enforced by the server. */
+export interface Privacy {
+  /** Who sees last seen and online. */
+  lastSeen: Visibility;
+  /** Who sees the profile photo. */
+  photo: Visibility;
+  /** Who sees the about text. */
+  about: Visibility;
+  /** Off: the user sends no read receipts and receives none (delivered ticks stay). */
+  readReceipts: boolean;
+  /** Who may add the user to groups (others must send an invitation link). */
+  groupAdd: Visibility;
+}
+
+export const DEFAULT_PRIVACY: Readonly<Privacy> = Object.freeze({
+  lastSeen: 'everyone', photo: 'everyone', about: 'everyone', readReceipts: true, groupAdd: 'everyone',
+});
+
+/** What a user shows others. */
+export interface Profile {
+  userId: string;
+  /** Display name ('' until set). */
+  name: string;
+  about: string;
+  /** An attachmentId (uploaded through the media path), or null. */
+  avatar: string | null;
+  updatedAt: number;
+}
+
+/** Profile and privacy: one row per user, created on first change. */
+export interface ProfileStore {
+  /** The user's profile; null when he has never set one. */
+  getProfile(userId: string): Promise<Profile | null>;
+  putProfile(userId: string, patch: { name?: string; about?: string; avatar?: string | null }, now: number): Promise<Profile>;
+  /** The user's privacy settings (DEFAULT_PRIVACY for what was never set). */
+  getPrivacy(userId: string): Promise<Privacy>;
+  /** Settings of several users at once (defaults for those never set). */
+  getPrivacies(userIds: string[]): Promise<Map<string, Privacy>>;
+  putPrivacy(userId: string, patch: Partial<Privacy>): Promise<Privacy>;
+}
+
+/** A user's contacts (the registered users he saved, never his uploaded address book) and blocks. */
+export interface RelationStore {
+  addContacts(userId: string, contactIds: string[], now: number): Promise<void>;
+  removeContacts(userId: string, contactIds: string[]): Promise<void>;
+  listContacts(userId: string): Promise<string[]>;
+  /** Which of `ownerIds` have `otherId` in their contacts. */
+  contactOf(ownerIds: string[], otherId: string): Promise<Set<string>>;
+  block(userId: string, blockedId: string, now: number): Promise<void>;
+  /** false when it was not blocked. */
+  unblock(userId: string, blockedId: string): Promise<boolean>;
+  listBlocked(userId: string): Promise<string[]>;
+  /** Which of `blockerIds` have blocked `userId`. */
+  blockedBy(blockerIds: string[], userId: string): Promise<Set<string>>;
+}
+
+// PushStore (push registrations) and StatusStore (status posts): their modules define them.
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface PushStore {}
+// eslint-disable-next-line @typescript-eslint/no-empty-object-type
+export interface StatusStore {}
+
 /** Everything, as one adapter implements it. Consumers take the narrow port they need. */
-export type Store = StoreLifecycle & AccountStore & ChatStore & MessageStore & ProgressStore & MediaStore;
+export type Store = StoreLifecycle & AccountStore & ChatStore & MessageStore & ProgressStore & MediaStore
+  & ProfileStore & RelationStore & PushStore & StatusStore;

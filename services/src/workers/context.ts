@@ -18,6 +18,11 @@ export interface WorkerContext {
   fanoutChunk: number;
   /** Media processing (thumbnails); absent where a process has no media store. */
   media?: { blobs: BlobStore; maxPixels: number; timeoutSec: number };
+  // [presence] context above this line
+  // [social] context above this line
+  // [push] context above this line
+  // [status] context above this line
+  // [account] context above this line
   /** Queues fan-out jobs (durably: resolves once they are in Redis). */
   enqueueFanout(jobs: FanoutJob[]): Promise<void>;
 }

@@ -27,6 +27,11 @@ export const PROCESSORS: Readonly<Record<string, Processor>> = Object.freeze({
   [JOB.fanout]: (ctx, job) => processFanout(ctx, job.data as JobData['fanout']),
   [JOB.cleanup]: (ctx) => processCleanup(ctx),
   [JOB.thumbnail]: (ctx, job) => processThumbnail(ctx, (job.data as JobData['thumbnail']).attachmentId),
+  // [presence] processors above this line
+  // [social] processors above this line
+  // [push] processors above this line
+  // [status] processors above this line
+  // [account] processors above this line
 });
 
 export interface WorkerOptions {
