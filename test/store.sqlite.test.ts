@@ -70,7 +70,7 @@ describe('SQLite store', () => {
     const raw = new Database(file, { readonly: true });
     try {
       expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
-      expect(raw.pragma('user_version', { simple: true })).toBe(4);
+      expect(raw.pragma('user_version', { simple: true })).toBe(5);
     } finally {
       raw.close();
     }
@@ -133,7 +133,7 @@ describe('SQLite store', () => {
       `;
       execFile(
         process.execPath,
-        ['--import', 'tsx', '--input-type=module', '-e', code, file, ctx.chatId, ctx.a, ctx.b, c, ctx.da, ctx.db, String(w)],
+        ['--conditions=parley-source', '--import', 'tsx', '--input-type=module', '-e', code, file, ctx.chatId, ctx.a, ctx.b, c, ctx.da, ctx.db, String(w)],
         { cwd: root, timeout: 30_000 },
         (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(JSON.parse(stdout))),
       );

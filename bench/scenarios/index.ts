@@ -13,5 +13,6 @@ import { group } from './group.js';
 import { mixed } from './mixed.js';
 import { shards } from './shards.js';
 import { media } from './media.js';
+import { live } from './live.js';
 
-export const SCENARIOS: readonly Scenario[] = [relay, latency, drain, connections, wire, cost, group, mixed, shards, media];
+export const SCENARIOS: readonly Scenario[] = [relay, latency, drain, connections, wire, cost, group, mixed, shards, media, live];

@@ -8,7 +8,7 @@ import { Aedes, type Client, type PublishPacket, type PubrelPacket } from 'aedes
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { Logger } from 'pino';
 import {
-  ParleyError, decode, encode, inboxTopic, parseTopic, peekPosition, type ErrorCode, type Envelope,
+  ParleyError, decode, encode, inboxTopic, parseTopic, peekKind, peekPosition, type ErrorCode, type Envelope,
 } from '@parley/client-sdk/protocol';
 import { decideSubscribe, decidePublish } from './acl.js';
 import { Batcher, BatcherClosedError, type BatcherOptions } from './batcher.js';
@@ -16,9 +16,11 @@ import { SINK_TOPIC, filterServerBound } from './mq-filter.js';
 import { createLimits, type BrokerLimits } from './limits.js';
 import { connectedClient, connectedClients } from './aedes-internals.js';
 import { createDeliveryAgent, type DeliveryAgentOptions } from './delivery-agent.js';
-import { OUTBOX_HANDLERS, handleRead, type HandlerDeps, type HandlerResult, type Inbound } from './handlers/index.js';
+import {
+  OUTBOX_HANDLERS, TypingGate, WatchGate, handleRead, type HandlerDeps, type HandlerResult, type Inbound,
+} from './handlers/index.js';
 import type {
-  DeliveryBus, DeviceAuthenticator, DeviceRoutes, IngestAck, IngestMessage, IngestRead, IngestSink, PositionReader, PresenceSink,
+  DeliveryBus, DeviceAuthenticator, DeviceRoutes, IngestAck, IngestMessage, IngestRead, IngestSink, LiveConnection, LiveSink, PositionReader,
 } from './ingest.js';
 
 export interface BrokerOptions {
@@ -46,6 +48,12 @@ export interface BrokerOptions {
   limits: Partial<BrokerLimits>;
   /** The delivery agent (delivery-agent.ts). @defaultValue DEFAULT_AGENT_OPTIONS */
   delivery: Partial<DeliveryAgentOptions>;
+  /**
+   * How often the node tells the live service its connections are still here. A node that stops
+   * (crashes) leaves its users online until the presence TTL, which must be a few times longer.
+   * @defaultValue 10000
+   */
+  liveRefreshMs: number;
 }
 
 export const DEFAULT_BROKER_OPTIONS: Readonly<BrokerOptions> = Object.freeze({
@@ -58,6 +66,7 @@ export const DEFAULT_BROKER_OPTIONS: Readonly<BrokerOptions> = Object.freeze({
   connectTimeoutMs: 10_000,
   limits: {},
   delivery: {},
+  liveRefreshMs: 10_000,
 });
 
 export interface BrokerDeps {
@@ -76,7 +85,8 @@ export interface BrokerDeps {
   mq: object;
   auth: DeviceAuthenticator;
   ingest: IngestSink;
-  presence?: PresenceSink;
+  /** Presence, watches and typing (services/src/live/). */
+  live?: LiveSink;
   logger: Logger;
 }
 
@@ -106,7 +116,7 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
   const acks = new Batcher<IngestAck>((items) => deps.ingest.acks(items), { ...opts.batch, maxDelayMs: opts.ackDelayMs });
   const reads = new Batcher<IngestRead>((items) => deps.ingest.reads(items), opts.batch);
   const agent = createDeliveryAgent(deps.positions, log, opts.delivery);
-  const handlerDeps: HandlerDeps = { messages, reads, agent };
+  const handlerDeps: HandlerDeps = { messages, reads, agent, live: deps.live, typingGate: new TypingGate(), watchGate: new WatchGate() };
   // Limits (limits.ts): hooked in below at authenticate, authorizePublish, authorizeForward, the
   // `ack` and `clientError` events and aedes.handle.
   const limits = createLimits(opts.limits, () => aedes, log);
@@ -256,11 +266,32 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
   /** A token per connection, so a late clean-up of an old connection never removes a new route. */
   const connections = new WeakMap<Client, string>();
   let connectionSeq = 0;
+  const liveConnection = (client: Client): LiveConnection | null => {
+    const s = sessions.get(client);
+    const connection = connections.get(client);
+    return s && connection !== undefined ? { deviceId: client.id, userId: s.userId, nodeId: aedes.id, connection } : null;
+  };
+  // Presence holds only while refreshed: a node that dies stops refreshing and its devices go
+  // offline when their time is up, wherever the watchers are.
+  const liveTimer = deps.live
+    ? setInterval(() => {
+      const list: LiveConnection[] = [];
+      for (const c of connectedClients(aedes)) {
+        const l = liveConnection(c);
+        if (l) list.push(l);
+      }
+      void deps.live?.refresh(aedes.id, list);
+    }, opts.liveRefreshMs)
+    : null;
+  liveTimer?.unref();
   const busSubscription = await deps.bus.listen(
     aedes.id,
     (deviceId, payload) => {
       const c = connectedClient(aedes, deviceId);
-      if (c) agent.deliver(c, payload);
+      if (!c) return;
+      const kind = peekKind(payload);
+      if (kind === 'typing' || kind === 'presence') agent.live(c, payload);
+      else agent.deliver(c, payload);
     },
     () => {
       log.warn({ devices: aedes.connectedClients }, 'delivery bus reconnected: the devices connected here catch up from the store');
@@ -281,8 +312,8 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
     // The route first: once it is in Redis, new deliveries come here, and the catch-up that
     // follows reads everything stored before.
     agent.ready(client, deps.routes.register(client.id, aedes.id, connection));
-    const s = sessions.get(client);
-    if (s) deps.presence?.connected(client.id, s.userId);
+    const live = liveConnection(client);
+    if (live) void deps.live?.connected(live);
   });
   aedes.on('subscribe', (subscriptions: Array<{ topic: string }>, client: Client) => {
     for (const sub of subscriptions) agent.subscribed(client, sub.topic);
@@ -292,8 +323,8 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
     if (connection !== undefined) {
       deps.routes.unregister(client.id, aedes.id, connection).catch((err: unknown) => log.warn({ err, clientId: client.id }, 'could not remove the device route'));
     }
-    const s = sessions.get(client);
-    if (s) deps.presence?.disconnected(client.id, s.userId);
+    const live = liveConnection(client);
+    if (live) void deps.live?.disconnected(live);
   });
   aedes.on('clientError', (client: Client, err: Error) => {
     limits.clientError(client, err);
@@ -355,6 +386,7 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
       return aedes.connectedClients;
     },
     async close() {
+      if (liveTimer) clearInterval(liveTimer);
       // Stop accepting, then close the clients (aedes.close), and only then wait for the servers:
       // net.Server.close() waits for every open connection to end.
       const tcpClosed = new Promise<void>((r) => (tcp ? tcp.close(() => r()) : r()));

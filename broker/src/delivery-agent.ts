@@ -21,7 +21,7 @@
 import type { Client } from 'aedes';
 import type { Logger } from 'pino';
 import {
-  decode, encode, inboxTopic, peekKind, peekPosition, type Envelope, type MsgEnvelope, type StoredEnvelope,
+  decode, encode, inboxTopic, liveTopic, peekKind, peekPosition, type Envelope, type MsgEnvelope, type StoredEnvelope,
 } from '@parley/client-sdk/protocol';
 import { interceptDelivery, isSubscribed, unrouted, type AedesPacket, type Deliver, type DeliverCallback } from './aedes-internals.js';
 import type { PositionReader, StoredChatMessage } from './ingest.js';
@@ -48,6 +48,11 @@ export interface DeliveryAgent {
   subscribed(client: Client, topic: string): void;
   /** A live delivery from the workers for this connected client (an encoded envelope). */
   deliver(client: Client, payload: Uint8Array): void;
+  /**
+   * An ephemeral envelope (typing, presence) for the client's `live/` topic: written at QoS 0 at
+   * once, never queued behind a catch-up, dropped when the client is not subscribed there.
+   */
+  live(client: Client, payload: Uint8Array): void;
   /** A device asked for a sync (all chats, or one chat after a seq). */
   sync(client: Client, chatId?: string, after?: number): void;
   /** Every connected device catches up again, then gets `synced` (after the cluster bus lost messages). */
@@ -286,6 +291,12 @@ export function createDeliveryAgent(store: PositionReader, log: Logger, options:
       // Not subscribed (yet): the catch-up, which waits for the subscription, reads it from the store.
       if (!s || s.closed || !isSubscribed(client, inboxTopic(client.id))) return;
       onDeliver(s, { cmd: 'publish', topic: inboxTopic(client.id), payload: Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), qos: 1, retain: false, dup: false }, noop);
+    },
+    live(client, payload) {
+      const s = devices.get(client);
+      const topic = liveTopic(client.id);
+      if (!s || s.closed || !isSubscribed(client, topic)) return;
+      s.send({ cmd: 'publish', topic, payload: Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength), qos: 0, retain: false, dup: false }, noop);
     },
     sync(client, chatId, after) {
       const s = devices.get(client);

@@ -4,7 +4,7 @@
  * these records sit in Redis, as BullMQ job data, until a worker takes them). What it reads: the
  * stored messages and watermarks it delivers from (`PositionReader`).
  */
-import type { Body, ChatEvent, MediaRef } from '@parley/client-sdk/protocol';
+import type { Body, ChatEvent, MediaRef, TypingState } from '@parley/client-sdk/protocol';
 
 export interface IngestMessage {
   /** sending device (clientId) */
@@ -80,9 +80,32 @@ export interface DeviceAuthenticator {
   authenticate(deviceId: string, token: string, ip: string | undefined): Promise<AuthResult>;
 }
 
-export interface PresenceSink {
-  connected(deviceId: string, userId: string): void;
-  disconnected(deviceId: string, userId: string): void;
+/** One device connection on one broker node (`connection` is unique on the node). */
+export interface LiveConnection {
+  deviceId: string;
+  userId: string;
+  nodeId: string;
+  connection: string;
+}
+
+/**
+ * Presence, watches and typing (services/src/live/): ephemeral, never stored or queued. What it
+ * sends back (`typing` and `presence` envelopes for devices' `live/` topics) reaches the broker
+ * nodes over the delivery bus and goes out through `DeliveryAgent.live`. Every method is called
+ * without waiting and handles its own errors.
+ */
+export interface LiveSink {
+  connected(c: LiveConnection): Promise<void>;
+  /** The connection closed (cleanly, by keep-alive expiry, or taken over by a newer one). */
+  disconnected(c: LiveConnection): Promise<void>;
+  /**
+   * Every refresh interval, with all the connections on this node: keeps them online, and takes
+   * offline those of nodes that stopped refreshing (crashed) once their time is up.
+   */
+  refresh(nodeId: string, connections: LiveConnection[]): Promise<void>;
+  /** The device's chats on screen (replacing its earlier watch). */
+  watch(from: { deviceId: string; userId: string }, chatIds: string[]): Promise<void>;
+  typing(from: { deviceId: string; userId: string }, chatId: string, state: TypingState): Promise<void>;
 }
 
 /**

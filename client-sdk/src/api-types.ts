@@ -5,8 +5,13 @@
  */
 import { z } from 'zod';
 import type { ChatEvent, MediaRef } from './codec.js';
-import { GROUP_LIMITS } from './codec.js';
+import { GROUP_LIMITS, STATUS_TEXT_MAX } from './codec.js';
 import { isAttachmentId, isMsgId, isUserId } from './ids.js';
+import { CONTACT_LIMITS, PHONE_HASH, PROFILE_LIMITS } from './social.js';
+/** Control characters (newlines allowed where `lines`). */
+const hasControl = (s: string, lines = false): boolean =>
+  [...s].some((ch) => { const c = ch.charCodeAt(0); return (c < 0x20 && !(lines && c === 0x0a)) || c === 0x7f; });
+const visibility = z.enum(['everyone', 'contacts', 'nobody']);
 
 /** E.164: a plus sign, a non-zero country digit, at most 15 digits in all. */
 export const E164 = /^\+[1-9][0-9]{6,14}$/;
@@ -28,7 +33,6 @@ export const schemas = {
   linkCode: z.object({}).strict(),
   /** POST /v1/devices/link: a link code (or the QR payload that carries it). */
   linkDevice: z.object({ code: z.string().min(1).max(128), deviceName: deviceName.optional() }).strict(),
-  lookup: z.object({ phones: z.array(z.string().max(32)).min(1).max(256) }).strict(),
   /** POST /v1/chats: `{ userId }` for a direct chat, `{ name, members, ... }` for a group. */
   createChat: z.union([
     z.object({ userId }).strict(),
@@ -82,11 +86,96 @@ export const schemas = {
     before: seq.optional(),
     limit: z.coerce.number().int().min(1).max(500).default(100),
   }).strict(),
-  // [presence] schemas above this line
-  // [social] schemas above this line
-  // [push] schemas above this line
-  // [status] schemas above this line
-  // [account] schemas above this line
+  /**
+   * POST /v1/contacts/lookup: phone hashes (the SDK's `hashPhone` of each E.164 number), at most
+   * CONTACT_LIMITS.hashesPerRequest; `save` (default true): the matched users become contacts.
+   */
+  contactsLookup: z.object({
+    hashes: z.array(z.string().regex(PHONE_HASH, 'a phone hash (SHA-256 of the E.164 number, hex)')).min(1).max(CONTACT_LIMITS.hashesPerRequest),
+    save: z.boolean().optional(),
+  }).strict(),
+  /** POST /v1/contacts: users to add to and remove from the caller's contacts. */
+  contacts: z.object({
+    add: z.array(userId).max(CONTACT_LIMITS.hashesPerRequest).optional(),
+    remove: z.array(userId).max(CONTACT_LIMITS.hashesPerRequest).optional(),
+  }).strict().refine((b) => (b.add?.length ?? 0) + (b.remove?.length ?? 0) > 0, 'add or remove: at least one user'),
+  /** PATCH /v1/profile: only the fields given change; `avatar: null` removes the photo. */
+  profile: z.object({
+    name: z.string().max(PROFILE_LIMITS.name * 4)
+      .transform((n) => n.trim())
+      .refine((n) => n.length > 0 && [...n].length <= PROFILE_LIMITS.name && !hasControl(n), `1 to ${PROFILE_LIMITS.name} characters, no control characters`)
+      .optional(),
+    about: z.string().max(PROFILE_LIMITS.about * 4)
+      .transform((a) => a.trim())
+      .refine((a) => [...a].length <= PROFILE_LIMITS.about && !hasControl(a, true), `at most ${PROFILE_LIMITS.about} characters`)
+      .optional(),
+    avatar: z.string().refine(isAttachmentId, 'an attachmentId (an image you uploaded)').nullable().optional(),
+  }).strict(),
+  /** PATCH /v1/privacy: only the settings given change. */
+  privacy: z.object({
+    lastSeen: visibility.optional(),
+    photo: visibility.optional(),
+    about: visibility.optional(),
+    readReceipts: z.boolean().optional(),
+    groupAdd: visibility.optional(),
+  }).strict(),
+  /** POST /v1/blocks */
+  block: z.object({ userId }).strict(),
+  /** GET /v1/users/:userId/avatar */
+  avatar: z.object({ thumbnail: z.enum(['0', '1', 'true', 'false']).optional() }).strict(),
+  /**
+   * PUT /v1/push: the calling device's push registration. `webpush` takes a browser's
+   * `PushSubscription.toJSON()` (its `expirationTime` is ignored); `apns` a device token in hex.
+   */
+  pushRegistration: z.discriminatedUnion('kind', [
+    z.object({
+      kind: z.literal('webpush'),
+      endpoint: z.string().max(2048).refine((u) => URL.canParse(u), 'a URL'),
+      keys: z.object({
+        // RFC 8291: an uncompressed P-256 public key (65 bytes) and a 16-byte secret, base64url.
+        p256dh: z.string().regex(/^[A-Za-z0-9_-]{87}=?$/, 'a P-256 public key, base64url'),
+        auth: z.string().regex(/^[A-Za-z0-9_-]{22}(==)?$/, '16 bytes, base64url'),
+      }).strict(),
+      expirationTime: z.number().nullable().optional(),
+    }).strict(),
+    z.object({ kind: z.literal('fcm'), token: z.string().regex(/^[A-Za-z0-9_:.-]{16,4096}$/, 'an FCM registration token') }).strict(),
+    z.object({
+      kind: z.literal('apns'),
+      token: z.string().regex(/^[0-9a-fA-F]{64,200}$/, 'an APNs device token, hex'),
+      environment: z.enum(['production', 'development']).optional(),
+      topic: z.string().regex(/^[A-Za-z0-9.-]{1,255}$/, 'a bundle id').optional(),
+    }).strict(),
+  ]),
+  /**
+   * POST /v1/status (postStatus): a text post (`text`, `background` 0xRRGGBB, `font` 0-9) or a
+   * media post (`media`: an attachmentId of the caller's, ready; `caption`), and who may see it
+   * (`audience`, the caller's contacts by default).
+   */
+  postStatus: z.object({
+    text: z.string().min(1).max(STATUS_TEXT_MAX).refine((t) => t.trim() !== '', 'not blank').optional(),
+    background: z.number().int().min(0).max(0xffffff).optional(),
+    font: z.number().int().min(0).max(9).optional(),
+    media: z.string().refine(isAttachmentId, 'an attachmentId').optional(),
+    caption: z.string().max(STATUS_TEXT_MAX).optional(),
+    audience: z.union([
+      z.object({ contacts: z.literal(true) }).strict(),
+      z.object({ only: users }).strict(),
+      z.object({ except: z.array(userId).max(MAX_USERS_PER_REQUEST) }).strict(),
+    ]).optional(),
+  }).strict().superRefine((b, ctx) => {
+    if ((b.text === undefined) === (b.media === undefined)) ctx.addIssue({ code: 'custom', path: ['text'], message: 'either text or media' });
+    else if (b.media !== undefined && (b.background !== undefined || b.font !== undefined)) {
+      ctx.addIssue({ code: 'custom', path: ['background'], message: 'background and font are for text posts' });
+    } else if (b.text !== undefined && b.caption !== undefined) ctx.addIssue({ code: 'custom', path: ['caption'], message: 'a caption is for media posts' });
+  }),
+  /** POST /v1/status/:statusId/views (viewStatus): no fields. */
+  viewStatus: z.object({}).strict(),
+  /** POST /v1/account/deletion-code: no fields (the code goes by SMS to the account's phone). */
+  deletionCode: z.object({}).strict(),
+  /** POST /v1/account/delete: the code from that SMS. */
+  deleteAccount: z.object({ code: z.string().regex(/^[0-9]{6}$/, '6 digits') }).strict(),
+  /** GET /v1/account/export: no query parameters. */
+  exportAccount: z.object({}).strict(),
 };
 
 /**
@@ -119,9 +208,14 @@ export interface VerifyResult {
   token: string;
 }
 
+/** One number of an address book given to `lookupContacts`, and what became of it. */
 export interface LookupEntry {
-  phone: string;
-  userId: string;
+  /** The number as given. */
+  number: string;
+  /** Its E.164 form; absent when it is not a possible phone number (then it was not sent). */
+  e164?: string;
+  /** The Parley user with that number; absent when none. */
+  userId?: string;
 }
 
 export interface DeviceInfo {
@@ -288,8 +382,185 @@ export interface DownloadUrl {
   expiresAt: number;
 }
 
-// [presence] types above this line
-// [social] types above this line
-// [push] types above this line
-// [status] types above this line
-// [account] types above this line
+/** `POST /v1/contacts/lookup`: the registered ones among the uploaded hashes. */
+export interface ContactMatch {
+  hash: string;
+  userId: string;
+}
+
+/** Who may see something of a user: everyone, his contacts, or nobody. */
+export type Visibility = 'everyone' | 'contacts' | 'nobody';
+
+/**
+ * A user's privacy settings, enforced by the server. "contacts" means the users in his contacts
+ * (those he saved, e.g. from `lookupContacts`).
+ */
+export interface PrivacySettings {
+  /** Who sees his last seen and online. @defaultValue 'everyone' */
+  lastSeen: Visibility;
+  /** Who sees his profile photo. @defaultValue 'everyone' */
+  photo: Visibility;
+  /** Who sees his about text. @defaultValue 'everyone' */
+  about: Visibility;
+  /** Off: he sends no read receipts in 1:1 chats and receives none (groups always have them). @defaultValue true */
+  readReceipts: boolean;
+  /** Who may add him to groups (others send him an invitation link). @defaultValue 'everyone' */
+  groupAdd: Visibility;
+}
+
+/** @useDeclaredType */
+export type PrivacyInput = z.input<typeof schemas.privacy>;
+/** @useDeclaredType */
+export type ProfileInput = z.input<typeof schemas.profile>;
+
+/**
+ * A user's profile as the caller may see it. Own profile: everything. Another user's: the name
+ * always; `about` and `avatar` are null when unset or when his privacy settings (or a block) hide
+ * them from the caller.
+ */
+export interface ProfileInfo {
+  userId: string;
+  /** Display name ('' until set). */
+  name: string;
+  about: string | null;
+  /** The photo's attachmentId (download it with `getAvatarUrl`, or `downloadMedia`). */
+  avatar: string | null;
+}
+
+/** A push service Parley can wake a device through. */
+export type PushKind = 'webpush' | 'fcm' | 'apns';
+/**
+ * A device's push registration (`ParleyClient.registerPush`): a browser's PushSubscription with
+ * `kind: 'webpush'`, an FCM registration token, or an APNs device token (hex; the environment
+ * and topic default to the server's).
+ * @useDeclaredType
+ */
+export type PushRegistrationInput = z.input<typeof schemas.pushRegistration>;
+/** A registration as the server keeps it (Web Push keys without padding, APNs token in lower case). */
+export type PushRegistrationInfo =
+  | { kind: 'webpush'; endpoint: string; keys: { p256dh: string; auth: string } }
+  | { kind: 'fcm'; token: string }
+  | { kind: 'apns'; token: string; environment?: 'production' | 'development'; topic?: string };
+/** `GET /v1/push/config`: what a device needs to register. */
+export interface PushConfigInfo {
+  /** The VAPID public key (base64url): a browser's `applicationServerKey` for `pushManager.subscribe`. */
+  vapidPublicKey: string;
+  /** The kinds this server sends; registering another is refused (E_PUSH_UNSUPPORTED). */
+  kinds: PushKind[];
+}
+/** Who may see a status post: the author's contacts (default), only some of them, or all but some. */
+export type StatusAudience = { contacts: true } | { only: string[] } | { except: string[] };
+
+/**
+ * A status post to publish: text with a background colour (0xRRGGBB) and a font (0-9), or an
+ * uploaded image or video (`media`: the attachmentId of `uploadMedia`) with a caption; at most
+ * `STATUS_TEXT_MAX` characters of text or caption.
+ */
+export type PostStatusInput =
+  | { text: string; background?: number; font?: number; media?: never; caption?: never; audience?: StatusAudience }
+  | { media: string; caption?: string; text?: never; background?: never; font?: never; audience?: StatusAudience };
+
+/** A status post as the API returns it. */
+export interface StatusPostInfo {
+  statusId: string;
+  /** The author's userId. */
+  from: string;
+  ts: number;
+  /** After this (epoch ms) it is gone. */
+  expiresAt: number;
+  /** A text post's text, or a media post's caption. */
+  text?: string;
+  background?: number;
+  font?: number;
+  /** A media post's attachment (download it with `downloadMedia(status.media)`). */
+  media?: MediaRef;
+}
+
+/** A post in the feed: with whether the caller has viewed it. */
+export interface FeedStatusPost extends StatusPostInfo {
+  viewed: boolean;
+}
+
+/** One of the caller's own live posts, with how many have viewed it. */
+export interface OwnStatusPost extends StatusPostInfo {
+  views: number;
+}
+
+/** One author's live posts in the feed, oldest first. */
+export interface StatusAuthor {
+  userId: string;
+  statuses: FeedStatusPost[];
+  /** The caller has viewed every one of them. */
+  allViewed: boolean;
+}
+
+/** `GET /v1/status`: what the caller may see now, by author (most recent author first), and his own posts. */
+export interface StatusFeed {
+  authors: StatusAuthor[];
+  own: OwnStatusPost[];
+}
+
+/** Who viewed a post, and when (first view). */
+export interface StatusViewer {
+  userId: string;
+  viewedAt: number;
+}
+
+/** The answer to `POST /v1/account/deletion-code`: the code went by SMS to the account's phone. */
+export interface DeletionCodeSent {
+  expiresInSec: number;
+}
+
+/** The answer to `POST /v1/account/delete`. */
+export interface AccountDeleted {
+  deleted: true;
+  userId: string;
+}
+
+/**
+ * One record (one NDJSON line) of an account export archive (`GET /v1/account/export`,
+ * docs/EXPORT.md): a `header` first, an `end` last (its absence: a cut-off archive), and in
+ * between, in this order: `account`, `profile`, `privacy`, `device`s, `contact`s, `block`s, per
+ * chat a `chat` then its `message`s, `media`, `status`es.
+ */
+export type ExportRecord =
+  /** The archive's format name and version (docs/EXPORT.md); a reader refuses another format or a newer major version. */
+  | { type: 'header'; format: 'parley-account-export'; version: 1; userId: string; exportedAt: number }
+  | { type: 'account'; userId: string; phone: string; createdAt: number }
+  | { type: 'profile'; name: string; about: string; avatar: string | null; updatedAt: number | null }
+  | ({ type: 'privacy' } & PrivacySettings)
+  /** A device of the account (revoked ones too); never its token. */
+  | { type: 'device'; deviceId: string; name: string; createdAt: number; revokedAt: number | null }
+  | { type: 'contact'; userId: string }
+  | { type: 'block'; userId: string }
+  /**
+   * A chat he is or was in, with his membership window: he saw the messages with
+   * `sinceSeq < seq <= leftSeq` (or up to the chat's last when he has not left).
+   */
+  | {
+    type: 'chat'; chatId: string; kind: 'direct' | 'group'; name: string | null; description: string | null; createdAt: number;
+    deleted: boolean; lastSeq: number; members: string[];
+    membership: { role: 'member' | 'admin'; joinedAt: number; sinceSeq: number; leftSeq: number | null; mutedUntil: number; archived: boolean };
+  }
+  /** A message of that chat within his window: his own (`sent`) and the others' (`received`), and group changes (`event`). */
+  | ({ type: 'message'; direction: 'sent' | 'received' } & HistoryMessage)
+  /**
+   * A media object: his own uploads (`owner` = his userId) and those of messages he received.
+   * `url` downloads it until `urlExpiresAt` (null: no longer downloadable, e.g. expired).
+   */
+  | {
+    type: 'media'; attachmentId: string; owner: string | null; kind: MediaRef['kind']; contentType: string; size: number; sha256: string;
+    filename: string | null; state: string | null; createdAt: number | null; url: string | null; thumbnailUrl: string | null; urlExpiresAt: number | null;
+  }
+  /** A status post of his that is still live. */
+  | {
+    type: 'status'; statusId: string; ts: number; expiresAt: number; text: string | null; background: number | null; font: number | null;
+    media: MediaRef | null;
+  }
+  | { type: 'end'; counts: Record<string, number> };
+
+/** A parsed export archive: its records by type (`ParleyClient.exportAccount`). */
+export interface AccountExport {
+  header: Extract<ExportRecord, { type: 'header' }>;
+  records: ExportRecord[];
+}

@@ -20,19 +20,27 @@
 import mqtt from 'mqtt';
 import type { IClientOptions, IConnackPacket, MqttClient } from 'mqtt';
 import {
-  decode, encode, type Body, type ChatEvent, type Envelope, type MediaRef, type MsgEnvelope, type StoredEnvelope,
+  decode, encode, type Body, type ChatEvent, type Envelope, type MediaRef, type MsgEnvelope, type StoredEnvelope, type TypingState,
 } from './codec.js';
 import type {
   AttachmentInfo, ChatChange, ChatInfo, ChatListItem, ChatSettingsInput, CreateGroupInput, DeviceInfo, HistoryMessage, HistoryPage, InviteInfo,
   LinkCode, LookupEntry, MessageFields, MessageStatusResponse, NewInvite, ParticipantsInput, UpdateChatInput,
+  DownloadUrl, PrivacyInput, PrivacySettings, ProfileInfo, ProfileInput,
 } from './api-types.js';
 import { ParleyApi } from './http.js';
+import { normalizePhoneNumber, type CountryCode } from './contacts.js';
+import { CONTACT_LIMITS, hashPhone } from './social.js';
+import type { PushConfigInfo, PushRegistrationInfo, PushRegistrationInput } from './api-types.js';
 import { base64ToBytes } from './bytes.js';
 import { downloadMedia, uploadMedia, type MediaData, type MediaMeta, type TransferOptions } from './media.js';
 import { ParleyError, type ErrorCode } from './errors.js';
 import { isChatId, isClientMsgId, isId, isMsgId, msgIdOf, newClientMsgId } from './ids.js';
 import { inboxTopic, liveTopic, outboxTopic, receiptTopic } from './topics.js';
 import { TypedEmitter } from './emitter.js';
+import { StatusInbox, type StatusPostEvent } from './status.js';
+import type { OwnStatusPost, PostStatusInput, StatusFeed, StatusViewer } from './api-types.js';
+import type { AccountDeleted, AccountExport, DeletionCodeSent, ExportRecord } from './api-types.js';
+import { LiveChannel, type PresenceInfo, type TypingInfo } from './live.js';
 import { MemoryStateStore, OwnStatusTracker, Sequencer, type StateStore, type StatusUpdate } from './sequencer.js';
 
 export type ConnectionState = 'disconnected' | 'connecting' | 'connected' | 'closed';
@@ -160,11 +168,17 @@ export interface ParleyClientEvents {
   state: ConnectionState;
   /** Error envelopes from the server, undecodable payloads, connection problems. Never thrown. */
   error: ParleyError;
-  // [presence] events above this line
-  // [social] events above this line
-  // [push] events above this line
-  // [status] events above this line
-  // [account] events above this line
+  /** A watched user's presence: at once for each user of {@link ParleyClient.watchChats}, then on every change. */
+  presence: PresenceInfo;
+  /** Someone typing or recording in a watched chat, and `stop` (sent, or after TYPING_TTL_MS of silence). */
+  typing: TypingInfo;
+  /**
+   * A contact's status post reached this device (or one of this user's own, `own`, from another
+   * device), or its removal (`removed`: hide it). Posts that expired before they arrived are not
+   * emitted; hide the others at `expiresAt`. Devices that were offline get them on reconnection;
+   * `listStatuses()` gives the whole current feed.
+   */
+  statusPost: StatusPostEvent;
 }
 
 interface Outbound {
@@ -225,7 +239,18 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
   readonly #unstored = new Map<string, Uint8Array>();
   readonly #errorsByRef = new Map<string, ParleyError>();
   readonly #sequencer: Sequencer<MsgEnvelope>;
+  readonly #liveChannel = new LiveChannel({
+    send: (payload) => {
+      const m = this.#mqtt;
+      if (!m || !this.#ready) return false;
+      m.publish(this.#outbox, payload as unknown as MqttPayload, { qos: 0 });
+      return true;
+    },
+    presence: (p) => this.emit('presence', p),
+    typing: (t) => this.emit('typing', t),
+  });
   readonly #ticks = new OwnStatusTracker();
+  readonly #statusInbox = new StatusInbox();
   readonly #inbox: string;
   readonly #live: string;
   readonly #outbox: string;
@@ -473,16 +498,241 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
     return this.#http((api, t) => api.revokeDevice(deviceId, t));
   }
 
-  /** Contacts discovery: which of these phones are Parley users. */
-  lookupContacts(phones: string[]): Promise<LookupEntry[]> {
-    return this.#http((api, t) => api.lookupContacts(phones, t));
+  /**
+   * The chats on screen: this device then receives their typing and the presence and last seen
+   * of the other member of each direct chat (`presence` and `typing` events), as far as their
+   * privacy allows. Replaces the earlier list; `[]` stops. Kept up by the SDK (repeated while set,
+   * sent again after a reconnection); at most 64 chats.
+   */
+  watchChats(chatIds: readonly string[]): void {
+    if (this.#closed) throw new ParleyError('E_CLOSED');
+    this.#liveChannel.watch(chatIds);
   }
 
-  // [presence] methods above this line
-  // [social] methods above this line
-  // [push] methods above this line
-  // [status] methods above this line
-  // [account] methods above this line
+  /**
+   * This user's typing state in a chat (`typing`, `recording` a voice message, or `stop`). Call
+   * it on every keystroke: the SDK sends a repeat at most every 3 s, and watchers drop a state
+   * that is not repeated within 6 s, so a lost `stop` never sticks. Dropped while disconnected.
+   */
+  setTyping(chatId: string, state: TypingState = 'typing'): void {
+    if (this.#closed) throw new ParleyError('E_CLOSED');
+    this.#liveChannel.setTyping(chatId, state, Date.now());
+  }
+
+  /**
+   * Contacts discovery: which numbers of an address book are Parley users. Each number is
+   * normalised to E.164 (`libphonenumber-js`; national numbers read with `defaultCountry`, e.g.
+   * `'GB'`), hashed (SHA-256, `hashPhone`) and only the hashes are uploaded, 1,000 per request; the
+   * server keeps none of them. With `save` (default true) the users found become this user's
+   * contacts (what "contacts" means in privacy settings).
+   *
+   * Resolves with one entry per number given, in order: `e164` when it could be read as a possible
+   * phone number (the others were not sent), `userId` when a user has it. Rejects with
+   * E_RATE_LIMITED past the server's limits (hashes per user per day, requests per address per
+   * hour; the error's detail says when to retry).
+   */
+  async lookupContacts(numbers: string[], opts: { defaultCountry?: CountryCode; save?: boolean } = {}): Promise<LookupEntry[]> {
+    if (!Array.isArray(numbers)) throw new ParleyError('E_VALIDATION', 'numbers: an array of strings');
+    const e164s = numbers.map((n) => normalizePhoneNumber(n, opts.defaultCountry));
+    const unique = [...new Set(e164s.filter((e): e is string => e !== undefined))];
+    const hashes = await Promise.all(unique.map((e) => hashPhone(e)));
+    const userOf = new Map<string, string>();
+    for (let i = 0; i < hashes.length; i += CONTACT_LIMITS.hashesPerRequest) {
+      const chunk = hashes.slice(i, i + CONTACT_LIMITS.hashesPerRequest);
+      for (const m of await this.#http((api, t) => api.lookupContactHashes(chunk, t, opts.save))) userOf.set(m.hash, m.userId);
+    }
+    const userByE164 = new Map(unique.map((e, i) => [e, userOf.get(hashes[i]!)]));
+    return numbers.map((number, i) => {
+      const e164 = e164s[i];
+      const userId = e164 !== undefined ? userByE164.get(e164) : undefined;
+      return { number, ...(e164 !== undefined ? { e164 } : {}), ...(userId !== undefined ? { userId } : {}) };
+    });
+  }
+
+  /** Adds users (userIds) to this user's contacts; resolves with the contacts list. */
+  addContacts(userIds: string[]): Promise<string[]> {
+    return this.#http((api, t) => api.updateContacts({ add: userIds }, t));
+  }
+
+  /** Removes users from this user's contacts; resolves with the contacts list. */
+  removeContacts(userIds: string[]): Promise<string[]> {
+    return this.#http((api, t) => api.updateContacts({ remove: userIds }, t));
+  }
+
+  /** This user's contacts (userIds), oldest first. */
+  listContacts(): Promise<string[]> {
+    return this.#http((api, t) => api.listContacts(t));
+  }
+
+  /**
+   * A profile: this user's own without `userId`; another user's as his privacy lets this user see
+   * it (the name always; `about` and `avatar` null when hidden or unset; E_USER_NOT_FOUND for an
+   * unknown user).
+   */
+  getProfile(userId?: string): Promise<ProfileInfo> {
+    return this.#http((api, t) => api.getProfile(userId, t));
+  }
+
+  /**
+   * Changes this user's profile: `name` (1 to 25 characters, trimmed), `about` (at most 139),
+   * `avatar` (the attachmentId of an image uploaded with `uploadMedia`, once ready; null removes
+   * the photo). The photo is kept on the server as long as it is the photo.
+   */
+  setProfile(input: ProfileInput): Promise<ProfileInfo> {
+    return this.#http((api, t) => api.setProfile(input, t));
+  }
+
+  /** A short-lived download URL of a user's photo (or its thumbnail); E_NOT_FOUND when he has none this user may see. */
+  getAvatarUrl(userId: string, opts: { thumbnail?: boolean } = {}): Promise<DownloadUrl> {
+    return this.#http((api, t) => api.getAvatarUrl(userId, opts.thumbnail === true, t));
+  }
+
+  /** This user's privacy settings. */
+  getPrivacy(): Promise<PrivacySettings> {
+    return this.#http((api, t) => api.getPrivacy(t));
+  }
+
+  /**
+   * Changes privacy settings (only those given): who sees last seen, photo and about, who may add
+   * this user to groups (`everyone`, `contacts`, `nobody`), and read receipts (off: none sent or
+   * received in 1:1 chats). Resolves with all the settings.
+   */
+  setPrivacy(patch: PrivacyInput): Promise<PrivacySettings> {
+    return this.#http((api, t) => api.setPrivacy(patch, t));
+  }
+
+  /**
+   * Blocks a user: 1:1 messages between the two are refused (E_BLOCKED to whichever sends), he
+   * cannot add this user to groups, and sees none of this user's photo, about, last seen or
+   * status. Resolves with the blocked list.
+   */
+  blockUser(userId: string): Promise<string[]> {
+    return this.#http((api, t) => api.blockUser(userId, t));
+  }
+
+  /** Unblocks a user; resolves with the blocked list. */
+  unblockUser(userId: string): Promise<string[]> {
+    return this.#http((api, t) => api.unblockUser(userId, t));
+  }
+
+  /** The users this user blocked. */
+  listBlocked(): Promise<string[]> {
+    return this.#http((api, t) => api.listBlocked(t));
+  }
+
+  /**
+   * Registers this device for push wake-ups, replacing its earlier registration. While the device
+   * is connected nowhere, a message for it makes the server send a content-free wake-up
+   * (`{ v: 1, chatId }`, collapsed per chat, no sender, no text); the app then connects and gets
+   * the messages over MQTT as usual.
+   *
+   * - Web Push (browsers): `{ kind: 'webpush', ...subscription.toJSON() }` of a subscription made
+   *   with `applicationServerKey` = `(await api.getPushConfig()).vapidPublicKey`.
+   * - FCM: `{ kind: 'fcm', token }`, the app's registration token.
+   * - APNs: `{ kind: 'apns', token }`, the device token in hex (optionally `environment`
+   *   `'development'` for debug builds, and a `topic`).
+   *
+   * Refused with E_PUSH_UNSUPPORTED when the server does not send that kind, E_PUSH_ENDPOINT when
+   * a Web Push endpoint is not an allowed push service. Register again whenever the token or
+   * subscription changes; revoking the device removes its registration.
+   */
+  registerPush(registration: PushRegistrationInput): Promise<PushRegistrationInfo> {
+    return this.#http((api, t) => api.registerPush(registration, t));
+  }
+
+  /** Stops push wake-ups for this device; resolves false when it had no registration. */
+  unregisterPush(): Promise<boolean> {
+    return this.#http((api, t) => api.unregisterPush(t));
+  }
+
+  /** This device's push registration as the server keeps it, or null. */
+  getPushRegistration(): Promise<PushRegistrationInfo | null> {
+    return this.#http((api, t) => api.getPushRegistration(t));
+  }
+
+  /** The server's VAPID public key and push kinds (`ParleyApi.getPushConfig`). */
+  getPushConfig(): Promise<PushConfigInfo> {
+    return this.#http((api) => api.getPushConfig());
+  }
+
+  /**
+   * Posts a status for 24 hours: text with a background colour (0xRRGGBB) and a font (0-9), or an
+   * image or video uploaded with {@link ParleyClient.uploadMedia} (`media`: its attachmentId) with
+   * a caption. `audience`: the contacts (default), `only` some of them, or all `except` some; only
+   * contacts who have this user in their own contacts see it, and never anyone blocked either way.
+   * Rejects with E_VALIDATION (bad input, text over STATUS_TEXT_MAX characters), E_STATUS_LIMIT
+   * (too many live posts), E_RATE_LIMITED.
+   */
+  postStatus(input: PostStatusInput): Promise<OwnStatusPost> {
+    return this.#http((api, t) => api.postStatus(input, t));
+  }
+
+  /** The status feed: contacts' live posts by author (most recent first) with `viewed` flags, and this user's own posts with view counts. */
+  listStatuses(): Promise<StatusFeed> {
+    return this.#http((api, t) => api.listStatuses(t));
+  }
+
+  /** Records that this user viewed a post (idempotent). E_NOT_FOUND when it expired, was removed, or is not for this user. */
+  viewStatus(statusId: string): Promise<void> {
+    return this.#http((api, t) => api.viewStatus(statusId, t));
+  }
+
+  /** Who viewed one of this user's live posts, in the order they did (E_FORBIDDEN for another's post). */
+  getStatusViewers(statusId: string): Promise<StatusViewer[]> {
+    return this.#http((api, t) => api.getStatusViewers(statusId, t));
+  }
+
+  /** Removes one of this user's posts: out of every feed at once, and a removal `statusPost` event on the devices it reached. */
+  removeStatus(statusId: string): Promise<void> {
+    return this.#http((api, t) => api.removeStatus(statusId, t));
+  }
+
+  /**
+   * Asks for account deletion: the server sends a fresh 6-digit code by SMS to the account's phone
+   * (valid a few minutes; `expiresInSec` says how long). Give it to {@link ParleyClient.deleteAccount}.
+   * Rejects with E_RATE_LIMITED when too many codes were asked for, E_UNAVAILABLE when the SMS
+   * provider failed.
+   */
+  requestAccountDeletion(): Promise<DeletionCodeSent> {
+    return this.#http((api, t) => api.requestAccountDeletion(t));
+  }
+
+  /**
+   * Deletes the account, confirmed with the code from {@link ParleyClient.requestAccountDeletion}'s
+   * SMS. Every device of the account is signed out and disconnected, the user leaves his groups
+   * (their members get a `left` event), and his data is gone (docs/ARCHITECTURE.md, "Account
+   * deletion"): the phone number can register again, as a new user. This client is closed once
+   * the server confirms. Rejects with E_CODE_INVALID (wrong code), E_CODE_ATTEMPTS (too many wrong
+   * codes: ask for a new one), E_CODE_EXPIRED (no code pending, or it expired).
+   */
+  async deleteAccount(code: string): Promise<AccountDeleted> {
+    const done = await this.#http((api, t) => api.deleteAccount(code, t));
+    await this.close();
+    return done;
+  }
+
+  /**
+   * Downloads this user's data (docs/EXPORT.md): profile and privacy, devices, contacts and
+   * blocks, his chats with his membership windows, their messages (his and the others'), media
+   * with fresh download URLs, live status posts. Resolves with every record in memory; for a
+   * large account iterate {@link ParleyClient.exportAccountRecords} instead. Rejects with
+   * E_RATE_LIMITED (a few exports per hour), E_UNAVAILABLE when the archive was cut off.
+   */
+  async exportAccount(): Promise<AccountExport> {
+    const records: ExportRecord[] = [];
+    for await (const r of this.exportAccountRecords()) records.push(r);
+    const header = records[0] as Extract<ExportRecord, { type: 'header' }>;
+    return { header, records };
+  }
+
+  /** The export archive record by record as it downloads (the first is the `header`, the last the `end`). */
+  exportAccountRecords(): AsyncIterable<ExportRecord> {
+    if (this.#closed) throw new ParleyError('E_CLOSED');
+    if (!this.options.apiUrl) throw new ParleyError('E_CONFIG', 'apiUrl is not set');
+    this.#httpApi ??= new ParleyApi(this.options.apiUrl);
+    return this.#httpApi.exportAccountRecords(this.options.token);
+  }
+
 
   #httpApi: ParleyApi | null = null;
 
@@ -583,6 +833,7 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
     }
     this.#sequencer.dispose();
     this.#setState('closed');
+    this.#liveChannel.close();
     const m = this.#mqtt;
     const ended = m
       ? new Promise<void>((resolve) => {
@@ -690,6 +941,7 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
       this.#ready = true;
       this.#setState('connected');
       this.#dispatchQueued();
+      this.#liveChannel.connected();
       // The server does not keep `stored` answers for a device that is away: whatever was
       // PUBACKed but not answered is sent again (same clientMsgId, stored once) to be answered now.
       // After a full sync that happens when `synced` arrives instead.
@@ -795,7 +1047,12 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
         this.#error(toParleyError(err, 'E_BAD_ENVELOPE'));
         return;
       }
-      if (topic === this.#live) return; // ephemeral events: none defined yet
+      if (topic === this.#live) {
+        // Ephemeral: typing and presence only (anything else there is ignored).
+        if (env.kind === 'typing') this.#liveChannel.onTyping(env);
+        else if (env.kind === 'presence') this.#liveChannel.onPresence(env);
+        return;
+      }
       this.#onEnvelope(env);
     } catch (err) {
       this.#error(toParleyError(err, 'E_INTERNAL'));
@@ -855,11 +1112,11 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
         if (env.chatId === undefined) this.#resendUnstored();
         this.emit('synced', env.chatId !== undefined ? { count: env.count, chatId: env.chatId } : { count: env.count });
         return;
-      // [presence] envelope cases above this line
-      // [social] envelope cases above this line
-      // [push] envelope cases above this line
-      // [status] envelope cases above this line
-      // [account] envelope cases above this line
+      case 'status': {
+        const post = this.#statusInbox.accept(env, Date.now(), this.options.userId);
+        if (post) this.emit('statusPost', post);
+        return;
+      }
       default:
         this.#error(new ParleyError('E_BAD_ENVELOPE', `unexpected ${env.kind} envelope on the inbox`));
     }

@@ -46,11 +46,11 @@ export const ERRORS = {
   E_MEDIA_TYPE: { status: 415, message: 'The media type is not allowed for its kind, or the bytes are of another type' },
   E_MEDIA_CORRUPT: { status: 422, message: 'The media file cannot be decoded (corrupt, or too many pixels)' },
   E_MEDIA_STATE: { status: 409, message: 'The attachment is not in a state that allows this' },
-  // [presence] codes above this line (and in docs/ERRORS.md)
-  // [social] codes above this line (and in docs/ERRORS.md)
-  // [push] codes above this line (and in docs/ERRORS.md)
-  // [status] codes above this line (and in docs/ERRORS.md)
-  // [account] codes above this line (and in docs/ERRORS.md)
+  E_BLOCKED: { status: 403, message: 'The recipient cannot receive messages from you (one of you blocked the other)' },
+  E_ADD_NOT_ALLOWED: { status: 403, message: 'These users\' privacy settings do not let you add them to groups: send them an invitation link' },
+  E_PUSH_UNSUPPORTED: { status: 422, message: 'This server does not send that kind of push notification' },
+  E_PUSH_ENDPOINT: { status: 422, message: 'The Web Push endpoint is not one of the allowed push services' },
+  E_STATUS_LIMIT: { status: 409, message: 'Too many status posts are live: remove one or wait until one expires' },
 } as const satisfies Record<string, { status: number; message: string }>;
 
 export type ErrorCode = keyof typeof ERRORS;

@@ -11,8 +11,12 @@ import { parseMsgId } from './ids.js';
 import type {
   AttachmentInfo, ChatChange, ChatInfo, ChatListItem, ChatSettingsInput, CreateAttachmentInput, CreateGroupInput, DeviceInfo,
   DownloadUrl, HistoryPage, InviteInfo, LinkCode, NewAttachment, PartUrl,
-  LookupEntry, MessageStatusResponse, NewInvite, ParticipantsInput, UpdateChatInput, VerifyResult,
+  MessageStatusResponse, NewInvite, ParticipantsInput, UpdateChatInput, VerifyResult,
+  ContactMatch, PrivacyInput, PrivacySettings, ProfileInfo, ProfileInput,
 } from './api-types.js';
+import type { AccountDeleted, DeletionCodeSent, ExportRecord } from './api-types.js';
+import type { OwnStatusPost, PostStatusInput, StatusFeed, StatusViewer } from './api-types.js';
+import type { PushConfigInfo, PushRegistrationInfo, PushRegistrationInput } from './api-types.js';
 
 export interface ParleyApiOptions {
   /** Base URL of the API, e.g. `http://localhost:8080` (paths start with `/v1`). Required. */
@@ -92,12 +96,6 @@ export class ParleyApi {
 
   async revokeDevice(deviceId: string, token: string): Promise<void> {
     await this.#request({ method: 'DELETE', path: `/v1/devices/${enc(deviceId)}`, token });
-  }
-
-  /** Which of these phones are Parley users. `POST /v1/users/lookup {phones}`. */
-  async lookupContacts(phones: string[], token: string): Promise<LookupEntry[]> {
-    const res = await this.#request<{ users: LookupEntry[] }>({ method: 'POST', path: '/v1/users/lookup', body: { phones }, token });
-    return Array.isArray(res?.users) ? res.users : [];
   }
 
   createChat(input: { userId: string } | CreateGroupInput, token: string): Promise<ChatInfo> {
@@ -199,11 +197,201 @@ export class ParleyApi {
     return this.#request({ method: 'GET', path: `/v1/chats/${enc(chatId)}/messages?${q.toString()}`, token });
   }
 
-  // [presence] methods above this line
-  // [social] methods above this line
-  // [push] methods above this line
-  // [status] methods above this line
-  // [account] methods above this line
+  /**
+   * Contacts discovery: which of these phone hashes (`hashPhone` of E.164 numbers, at most 1,000)
+   * are registered users; with `save` (default true) they become the caller's contacts.
+   * `ParleyClient.lookupContacts` normalises and hashes an address book and calls this.
+   * `POST /v1/contacts/lookup {hashes, save}`.
+   */
+  async lookupContactHashes(hashes: string[], token: string, save?: boolean): Promise<ContactMatch[]> {
+    const res = await this.#request<{ matches: ContactMatch[] }>({
+      method: 'POST', path: '/v1/contacts/lookup', body: { hashes, ...(save !== undefined ? { save } : {}) }, token,
+    });
+    return Array.isArray(res?.matches) ? res.matches : [];
+  }
+
+  /** Adds and removes contacts (userIds); answers the contacts list. `POST /v1/contacts {add, remove}`. */
+  async updateContacts(change: { add?: string[]; remove?: string[] }, token: string): Promise<string[]> {
+    return (await this.#request<{ contacts: string[] }>({ method: 'POST', path: '/v1/contacts', body: change, token })).contacts;
+  }
+
+  /** The caller's contacts (userIds). `GET /v1/contacts`. */
+  async listContacts(token: string): Promise<string[]> {
+    return (await this.#request<{ contacts: string[] }>({ method: 'GET', path: '/v1/contacts', token })).contacts;
+  }
+
+  /** The caller's own profile (`GET /v1/profile`), or another user's as his privacy lets the caller see it (`GET /v1/users/:userId/profile`). */
+  getProfile(userId: string | undefined, token: string): Promise<ProfileInfo> {
+    return this.#request({ method: 'GET', path: userId === undefined ? '/v1/profile' : `/v1/users/${enc(userId)}/profile`, token });
+  }
+
+  /** Changes the caller's name, about text or photo (an image attachmentId; null removes it). `PATCH /v1/profile`. */
+  setProfile(input: ProfileInput, token: string): Promise<ProfileInfo> {
+    return this.#request({ method: 'PATCH', path: '/v1/profile', body: input, token });
+  }
+
+  /** A short-lived download URL of a user's photo (or its thumbnail), if he has one the caller may see. `GET /v1/users/:userId/avatar`. */
+  getAvatarUrl(userId: string, thumbnail: boolean, token: string): Promise<DownloadUrl> {
+    return this.#request({ method: 'GET', path: `/v1/users/${enc(userId)}/avatar${thumbnail ? '?thumbnail=1' : ''}`, token });
+  }
+
+  /** The caller's privacy settings. `GET /v1/privacy`. */
+  getPrivacy(token: string): Promise<PrivacySettings> {
+    return this.#request({ method: 'GET', path: '/v1/privacy', token });
+  }
+
+  /** Changes some privacy settings; answers all of them. `PATCH /v1/privacy`. */
+  setPrivacy(patch: PrivacyInput, token: string): Promise<PrivacySettings> {
+    return this.#request({ method: 'PATCH', path: '/v1/privacy', body: patch, token });
+  }
+
+  /** Blocks a user; answers the blocked list. `POST /v1/blocks {userId}`. */
+  async blockUser(userId: string, token: string): Promise<string[]> {
+    return (await this.#request<{ blocked: string[] }>({ method: 'POST', path: '/v1/blocks', body: { userId }, token })).blocked;
+  }
+
+  /** Unblocks a user (nothing happens if he was not blocked); answers the blocked list. `DELETE /v1/blocks/:userId`. */
+  async unblockUser(userId: string, token: string): Promise<string[]> {
+    return (await this.#request<{ blocked: string[] }>({ method: 'DELETE', path: `/v1/blocks/${enc(userId)}`, token })).blocked;
+  }
+
+  /** The users the caller blocked. `GET /v1/blocks`. */
+  async listBlocked(token: string): Promise<string[]> {
+    return (await this.#request<{ blocked: string[] }>({ method: 'GET', path: '/v1/blocks', token })).blocked;
+  }
+
+  /**
+   * What a device needs to register for push: the VAPID public key (a browser's
+   * `applicationServerKey`) and the kinds this server sends. No token needed. `GET /v1/push/config`.
+   */
+  getPushConfig(): Promise<PushConfigInfo> {
+    return this.#request({ method: 'GET', path: '/v1/push/config' });
+  }
+
+  /** Registers (or replaces) the calling device's push registration. `PUT /v1/push`. */
+  async registerPush(registration: PushRegistrationInput, token: string): Promise<PushRegistrationInfo> {
+    return (await this.#request<{ registration: PushRegistrationInfo }>({ method: 'PUT', path: '/v1/push', body: registration, token })).registration;
+  }
+
+  /** The calling device's push registration, or null. `GET /v1/push`. */
+  async getPushRegistration(token: string): Promise<PushRegistrationInfo | null> {
+    return (await this.#request<{ registration: PushRegistrationInfo | null }>({ method: 'GET', path: '/v1/push', token })).registration;
+  }
+
+  /** Removes the calling device's push registration; false when it had none. `DELETE /v1/push`. */
+  async unregisterPush(token: string): Promise<boolean> {
+    return (await this.#request<{ removed: boolean }>({ method: 'DELETE', path: '/v1/push', token })).removed;
+  }
+
+  /** postStatus: a text or media status post for 24 hours. `POST /v1/status`. */
+  postStatus(input: PostStatusInput, token: string): Promise<OwnStatusPost> {
+    return this.#request({ method: 'POST', path: '/v1/status', body: input, token });
+  }
+
+  /** The status feed: what the caller may see now, by author, and his own posts. `GET /v1/status`. */
+  listStatuses(token: string): Promise<StatusFeed> {
+    return this.#request({ method: 'GET', path: '/v1/status', token });
+  }
+
+  /** viewStatus: records the caller's view (idempotent). `POST /v1/status/:statusId/views`. */
+  async viewStatus(statusId: string, token: string): Promise<void> {
+    await this.#request({ method: 'POST', path: `/v1/status/${enc(statusId)}/views`, body: {}, token });
+  }
+
+  /** Who viewed one of the caller's posts. `GET /v1/status/:statusId/viewers`. */
+  async getStatusViewers(statusId: string, token: string): Promise<StatusViewer[]> {
+    return (await this.#request<{ viewers: StatusViewer[] }>({ method: 'GET', path: `/v1/status/${enc(statusId)}/viewers`, token })).viewers;
+  }
+
+  /** removeStatus: the caller's post, everywhere. `DELETE /v1/status/:statusId`. */
+  async removeStatus(statusId: string, token: string): Promise<void> {
+    await this.#request({ method: 'DELETE', path: `/v1/status/${enc(statusId)}`, token });
+  }
+
+  /** requestAccountDeletion: sends a fresh deletion code by SMS to the account's phone. `POST /v1/account/deletion-code`. */
+  requestAccountDeletion(token: string): Promise<DeletionCodeSent> {
+    return this.#request({ method: 'POST', path: '/v1/account/deletion-code', body: {}, token });
+  }
+
+  /** deleteAccount: with the code from that SMS, deletes the account and everything of it. `POST /v1/account/delete {code}`. */
+  deleteAccount(code: string, token: string): Promise<AccountDeleted> {
+    return this.#request({ method: 'POST', path: '/v1/account/delete', body: { code }, token, timeoutMs: Math.max(this.#timeoutMs, 60_000) });
+  }
+
+  /**
+   * The account's export archive (`GET /v1/account/export`, docs/EXPORT.md), record by record as
+   * the lines arrive: nothing but the current line is held. Throws E_VALIDATION when the first
+   * record is not a header of a format this SDK reads, E_UNAVAILABLE when the archive is cut off
+   * (no `end` record), E_TIMEOUT when nothing arrives for the request timeout.
+   */
+  async *exportAccountRecords(token: string): AsyncGenerator<ExportRecord> {
+    const controller = new AbortController();
+    let timer = setTimeout(() => controller.abort(), this.#timeoutMs);
+    const idle = (): void => {
+      clearTimeout(timer);
+      timer = setTimeout(() => controller.abort(), this.#timeoutMs);
+    };
+    try {
+      let res: Response;
+      try {
+        res = await this.#fetch(`${this.baseUrl}/v1/account/export`, {
+          method: 'GET', headers: { ...this.#headers, accept: 'application/x-ndjson', authorization: `Bearer ${token}` }, signal: controller.signal,
+        });
+      } catch (err) {
+        if (controller.signal.aborted) throw new ParleyError('E_TIMEOUT', `GET /v1/account/export took over ${this.#timeoutMs} ms`);
+        throw new ParleyError('E_UNAVAILABLE', err instanceof Error ? err.message : String(err));
+      }
+      if (!res.ok || !res.body) {
+        const text = await res.text().catch(() => '');
+        let json: unknown;
+        try { json = JSON.parse(text); } catch { json = undefined; }
+        throw errorFromBody(res.status, json);
+      }
+      const reader = res.body.getReader();
+      const decoder = new TextDecoder();
+      let buffered = '';
+      let first = true;
+      let ended = false;
+      const parse = (line: string): ExportRecord => {
+        let r: ExportRecord;
+        try {
+          r = JSON.parse(line) as ExportRecord;
+        } catch {
+          throw new ParleyError('E_INTERNAL', 'the archive has a line that is not JSON');
+        }
+        if (first && (r.type !== 'header' || r.format !== 'parley-account-export' || r.version !== 1)) {
+          throw new ParleyError('E_VALIDATION', 'not a parley-account-export archive of version 1');
+        }
+        first = false;
+        if (r.type === 'end') ended = true;
+        return r;
+      };
+      for (;;) {
+        let chunk: ReadableStreamReadResult<Uint8Array>;
+        try {
+          chunk = await reader.read();
+        } catch (err) {
+          if (controller.signal.aborted) throw new ParleyError('E_TIMEOUT', 'the export stalled');
+          throw new ParleyError('E_UNAVAILABLE', err instanceof Error ? err.message : String(err));
+        }
+        idle();
+        if (chunk.done) break;
+        buffered += decoder.decode(chunk.value, { stream: true });
+        let nl: number;
+        while ((nl = buffered.indexOf('\n')) >= 0) {
+          const line = buffered.slice(0, nl);
+          buffered = buffered.slice(nl + 1);
+          if (line.trim() !== '') yield parse(line);
+        }
+      }
+      buffered += decoder.decode();
+      if (buffered.trim() !== '') yield parse(buffered);
+      if (!ended) throw new ParleyError('E_UNAVAILABLE', 'the export archive was cut off (no end record)');
+    } finally {
+      clearTimeout(timer);
+    }
+  }
+
 
   async #request<T>(req: RequestInit2): Promise<T> {
     const headers: Record<string, string> = { accept: 'application/json', ...this.#headers };

@@ -25,8 +25,14 @@ export { MemoryStateStore } from './sequencer.js';
 export type { StateStore, OwnStatus } from './sequencer.js';
 export type { EventName, Listener } from './emitter.js';
 export { msgIdOf, parseMsgId, isMsgId } from './ids.js';
-// [presence] exports above this line
-// [social] exports above this line
-// [push] exports above this line
-// [status] exports above this line
-// [account] exports above this line
+export type { PresenceInfo, TypingInfo } from './live.js';
+export type { TypingState } from './codec.js';
+export type { ContactMatch, Visibility, PrivacySettings, PrivacyInput, ProfileInfo, ProfileInput } from './api-types.js';
+export { hashPhone, CONTACT_LIMITS, PROFILE_LIMITS } from './social.js';
+export { normalizePhoneNumber } from './contacts.js';
+export type { CountryCode } from './contacts.js';
+export type { PushKind, PushRegistrationInput, PushRegistrationInfo, PushConfigInfo } from './api-types.js';
+export type { StatusPostEvent } from './status.js';
+export type { PostStatusInput, StatusAudience, StatusPostInfo, FeedStatusPost, OwnStatusPost, StatusAuthor, StatusFeed, StatusViewer } from './api-types.js';
+export { STATUS_TEXT_MAX } from './codec.js';
+export type { DeletionCodeSent, AccountDeleted, AccountExport, ExportRecord } from './api-types.js';

@@ -10,3 +10,4 @@ export * from './codec.js';
 export * from './sequencer.js';
 export * from './emitter.js';
 export { stripJpegGps } from './exif.js';
+export { hashPhone, PHONE_HASH, CONTACT_LIMITS, PROFILE_LIMITS } from './social.js';

@@ -86,11 +86,42 @@ const schema = z.object({
   PARLEY_PUBLISH_BURST: positiveInt.default(10_000),
   PARLEY_MAX_INFLIGHT: nonNegativeInt.default(1000),
   PARLEY_DRAIN_TIMEOUT_MS: nonNegativeInt.default(10_000),
-  // [presence] variables above this line (and in docs/CONFIG.md)
-  // [social] variables above this line (and in docs/CONFIG.md)
-  // [push] variables above this line (and in docs/CONFIG.md)
-  // [status] variables above this line (and in docs/CONFIG.md)
-  // [account] variables above this line (and in docs/CONFIG.md)
+  // Presence (services/src/live/presence.ts): a node refreshes its connections every REFRESH;
+  // a connection not refreshed for TTL (its node stopped) goes offline.
+  PARLEY_PRESENCE_TTL_SEC: positiveInt.default(30),
+  PARLEY_PRESENCE_REFRESH_SEC: positiveInt.default(10),
+  PARLEY_CONTACTS_PER_DAY: positiveInt.default(5000),
+  PARLEY_CONTACTS_REQUESTS_PER_HOUR: positiveInt.default(60),
+  PARLEY_VAPID_PUBLIC_KEY: z.string().regex(/^[A-Za-z0-9_-]{86,88}$/, 'an uncompressed P-256 public key, base64url').optional(),
+  PARLEY_VAPID_PRIVATE_KEY: z.string().regex(/^[A-Za-z0-9_-]{42,44}$/, 'a P-256 private key, base64url').optional(),
+  PARLEY_VAPID_SUBJECT: z.string().regex(/^(mailto:|https:\/\/)\S+$/, 'a mailto: or https: URL').default('mailto:push@parley.invalid'),
+  PARLEY_WEBPUSH_ORIGINS: z.string()
+    .default('https://*.googleapis.com,https://*.push.services.mozilla.com,https://*.notify.windows.com,https://*.push.apple.com')
+    .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
+    .refine((list) => list.every((o) => o === '*' || /^https?:\/\/(\*\.)?[a-z0-9.-]+(:\d+)?$/i.test(o)), 'origins like https://*.example.com or http://localhost:8090, or *'),
+  PARLEY_FCM_SERVICE_ACCOUNT: z.string().min(1).optional(),
+  PARLEY_FCM_PROJECT_ID: z.string().min(1).optional(),
+  PARLEY_FCM_ENDPOINT: z.string().url().default('https://fcm.googleapis.com'),
+  PARLEY_FCM_TOKEN_URL: z.string().url().optional(),
+  PARLEY_APNS_KEY_FILE: z.string().min(1).optional(),
+  PARLEY_APNS_KEY_ID: z.string().min(1).optional(),
+  PARLEY_APNS_TEAM_ID: z.string().min(1).optional(),
+  PARLEY_APNS_TOPIC: z.string().regex(/^[A-Za-z0-9.-]{1,255}$/, 'a bundle id').optional(),
+  PARLEY_APNS_ENVIRONMENT: z.enum(['production', 'development']).default('production'),
+  PARLEY_APNS_ENDPOINT: z.string().url().optional(),
+  PARLEY_APNS_PUSH_TYPE: z.enum(['background', 'alert']).default('background'),
+  PARLEY_PUSH_MIN_INTERVAL_MS: nonNegativeInt.default(3000),
+  PARLEY_PUSH_CONCURRENCY: positiveInt.max(1000).default(16),
+  PARLEY_PUSH_TTL_SEC: positiveInt.max(2_419_200).default(86_400),
+  PARLEY_PUSH_MAX_ATTEMPTS: positiveInt.max(20).default(5),
+  PARLEY_PUSH_RETRY_BASE_MS: positiveInt.default(1000),
+  PARLEY_STATUS_TTL_HOURS: z.coerce.number().positive().max(24 * 30).default(24),
+  PARLEY_STATUS_MAX_LIVE: positiveInt.max(1000).default(30),
+  PARLEY_STATUS_POSTS_PER_HOUR: positiveInt.default(30),
+  /** Account deletion: how long the SMS confirmation code is valid. */
+  PARLEY_DELETION_CODE_TTL_SEC: positiveInt.max(3600).default(300),
+  /** Account export: archives per user per hour. */
+  PARLEY_EXPORTS_PER_HOUR: positiveInt.max(1000).default(4),
 });
 
 export interface Config {
@@ -159,11 +190,40 @@ export interface Config {
     maxInflight: number;
     drainTimeoutMs: number;
   };
-  // [presence] fields above this line
-  // [social] fields above this line
-  // [push] fields above this line
-  // [status] fields above this line
-  // [account] fields above this line
+  presence: { ttlMs: number; refreshMs: number };
+  /**
+   * Contacts discovery limits against enumeration (Redis, cluster-wide): phone hashes a user may
+   * look up per day, and look-up requests per client address per hour.
+   */
+  contactLimits: { hashesPerUserPerDay: number; requestsPerAddressPerHour: number };
+  /** Push wake-ups for offline devices (services/src/push/, services/src/workers/push.ts). */
+  push: {
+    /** VAPID keys; generated into the data dir when unset. */
+    vapid: { publicKey: string | undefined; privateKey: string | undefined; subject: string };
+    /** Web Push endpoints a device may register: origins, `*.` matching any subdomain, `*` any https URL. */
+    webpushOrigins: readonly string[];
+    /** FCM HTTP v1; null = FCM registrations refused. */
+    fcm: { serviceAccountFile: string; projectId: string | undefined; endpoint: string; tokenUrl: string | undefined } | null;
+    /** APNs token auth; null = APNs registrations refused. */
+    apns: {
+      keyFile: string; keyId: string; teamId: string; topic: string | undefined; environment: 'production' | 'development';
+      endpoint: string | undefined; pushType: 'background' | 'alert';
+    } | null;
+    /** At most one wake-up per device and chat in this long. */
+    minIntervalMs: number;
+    /** Concurrent `push` jobs per worker process. */
+    concurrency: number;
+    /** How long a push service keeps an undelivered wake-up. */
+    ttlSec: number;
+    /** Sends per device and wake-up before it is given up (retryable failures). */
+    maxAttempts: number;
+    /** First retry delay; doubled each time. */
+    retryBaseMs: number;
+  };
+  /** Status posts: how long one lives, how many of a user's may be live at once, how many he may post per hour. */
+  status: { ttlMs: number; maxLive: number; postsPerHour: number };
+  /** Account deletion and export: the confirmation code's lifetime, exports per user per hour. */
+  account: { deletionCodeTtlMs: number; exportsPerHour: number };
 }
 
 const MB = 1024 * 1024;
@@ -182,6 +242,17 @@ export function parseConfig(env: Record<string, string | undefined>): Readonly<C
   }
   if (e.PARLEY_MEDIA === 's3' && (!e.S3_ENDPOINT || !e.S3_ACCESS_KEY || !e.S3_SECRET_KEY)) {
     throw new ParleyError('E_CONFIG', 'S3_ENDPOINT, S3_ACCESS_KEY, S3_SECRET_KEY: required when PARLEY_MEDIA=s3');
+  }
+  if (e.PARLEY_PRESENCE_TTL_SEC < 2 * e.PARLEY_PRESENCE_REFRESH_SEC) {
+    // One late refresh must not flap a connected user offline.
+    throw new ParleyError('E_CONFIG', 'PARLEY_PRESENCE_TTL_SEC: must be at least twice PARLEY_PRESENCE_REFRESH_SEC');
+  }
+  if (!e.PARLEY_VAPID_PUBLIC_KEY !== !e.PARLEY_VAPID_PRIVATE_KEY) {
+    throw new ParleyError('E_CONFIG', 'PARLEY_VAPID_PUBLIC_KEY, PARLEY_VAPID_PRIVATE_KEY: set both or neither');
+  }
+  const apnsSet = [e.PARLEY_APNS_KEY_FILE, e.PARLEY_APNS_KEY_ID, e.PARLEY_APNS_TEAM_ID].filter(Boolean).length;
+  if (apnsSet !== 0 && apnsSet !== 3) {
+    throw new ParleyError('E_CONFIG', 'PARLEY_APNS_KEY_FILE, PARLEY_APNS_KEY_ID, PARLEY_APNS_TEAM_ID: set all three or none');
   }
   if (e.PARLEY_SMS === 'webhook' && !e.PARLEY_SMS_WEBHOOK_URL) {
     throw new ParleyError('E_CONFIG', 'PARLEY_SMS_WEBHOOK_URL: required when PARLEY_SMS=webhook');
@@ -245,11 +316,30 @@ export function parseConfig(env: Record<string, string | undefined>): Readonly<C
       maxInflight: e.PARLEY_MAX_INFLIGHT,
       drainTimeoutMs: e.PARLEY_DRAIN_TIMEOUT_MS,
     }),
-    // [presence] values above this line
-    // [social] values above this line
-    // [push] values above this line
-    // [status] values above this line
-    // [account] values above this line
+    presence: Object.freeze({ ttlMs: e.PARLEY_PRESENCE_TTL_SEC * 1000, refreshMs: e.PARLEY_PRESENCE_REFRESH_SEC * 1000 }),
+    contactLimits: Object.freeze({ hashesPerUserPerDay: e.PARLEY_CONTACTS_PER_DAY, requestsPerAddressPerHour: e.PARLEY_CONTACTS_REQUESTS_PER_HOUR }),
+    push: Object.freeze({
+      vapid: Object.freeze({ publicKey: e.PARLEY_VAPID_PUBLIC_KEY, privateKey: e.PARLEY_VAPID_PRIVATE_KEY, subject: e.PARLEY_VAPID_SUBJECT }),
+      webpushOrigins: Object.freeze(e.PARLEY_WEBPUSH_ORIGINS),
+      fcm: e.PARLEY_FCM_SERVICE_ACCOUNT
+        ? Object.freeze({ serviceAccountFile: e.PARLEY_FCM_SERVICE_ACCOUNT, projectId: e.PARLEY_FCM_PROJECT_ID, endpoint: e.PARLEY_FCM_ENDPOINT, tokenUrl: e.PARLEY_FCM_TOKEN_URL })
+        : null,
+      apns: e.PARLEY_APNS_KEY_FILE && e.PARLEY_APNS_KEY_ID && e.PARLEY_APNS_TEAM_ID
+        ? Object.freeze({
+          keyFile: e.PARLEY_APNS_KEY_FILE, keyId: e.PARLEY_APNS_KEY_ID, teamId: e.PARLEY_APNS_TEAM_ID, topic: e.PARLEY_APNS_TOPIC,
+          environment: e.PARLEY_APNS_ENVIRONMENT, endpoint: e.PARLEY_APNS_ENDPOINT, pushType: e.PARLEY_APNS_PUSH_TYPE,
+        })
+        : null,
+      minIntervalMs: e.PARLEY_PUSH_MIN_INTERVAL_MS,
+      concurrency: e.PARLEY_PUSH_CONCURRENCY,
+      ttlSec: e.PARLEY_PUSH_TTL_SEC,
+      maxAttempts: e.PARLEY_PUSH_MAX_ATTEMPTS,
+      retryBaseMs: e.PARLEY_PUSH_RETRY_BASE_MS,
+    }),
+    status: Object.freeze({
+      ttlMs: Math.round(e.PARLEY_STATUS_TTL_HOURS * 3_600_000), maxLive: e.PARLEY_STATUS_MAX_LIVE, postsPerHour: e.PARLEY_STATUS_POSTS_PER_HOUR,
+    }),
+    account: Object.freeze({ deletionCodeTtlMs: e.PARLEY_DELETION_CODE_TTL_SEC * 1000, exportsPerHour: e.PARLEY_EXPORTS_PER_HOUR }),
   };
   return Object.freeze(cfg);
 }

@@ -8,12 +8,13 @@ import { randomBytes } from 'node:crypto';
 import { hostname } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
+import { WATCH_TTL_MS } from '@parley/client-sdk/protocol';
 import { pino, type Logger } from 'pino';
 import redisPersistence from 'aedes-persistence-redis';
 import MQEmitterRedis from 'mqemitter-redis';
 import type { FastifyInstance } from 'fastify';
 import {
-  createBrokerNode, isLiveOnlyPacket, liveOnlyPersistence, type BrokerNode, type PresenceSink,
+  createBrokerNode, isLiveOnlyPacket, liveOnlyPersistence, type BrokerNode,
 } from '../../broker/src/index.js';
 import type { Config } from './config.js';
 import { startRedisServer, type RedisServer } from './redis/spawn.js';
@@ -26,19 +27,33 @@ import { redisBusSender, redisDeliveryBus } from './delivery/bus.js';
 import { startWorkers, type Workers } from './workers/index.js';
 import { createApi } from './api/app.js';
 import { Groups } from './groups/groups.js';
+import { avatarAccess } from './social/privacy.js';
+import { redisContactLimiter } from './social/contact-limits.js';
 import { Attachments, partSizeFor } from './media/attachments.js';
 import type { BlobStore } from './media/blob-store.js';
 import { createFsBlobStore, type FsBlobStore } from './media/fs-blob-store.js';
 import { createS3BlobStore } from './media/s3-blob-store.js';
 import { fanoutJobs } from './workers/fanout.js';
+import { enqueueStatusFanout } from './workers/status-fanout.js';
+import { StatusService } from './status/status.js';
 import { createDeviceAuth } from './auth/device-auth.js';
 import { redisRateLimiter } from './auth/rate-limit.js';
 import { consoleSms, webhookSms, type SmsSender } from './sms/sms.js';
+import { pushApiConfig, pushWorkerContext } from './push/setup.js';
+import { createLiveService } from './live/live.js';
+import { createRedisPresence } from './live/presence.js';
+import { createRedisWatchers } from './live/watchers.js';
+import { once, redisAccount, type BusEmitter } from './account/redis-account.js';
 
 export interface PlatformDeps {
   /** Replaces the SMS adapter chosen by config (tests capture codes this way). */
   sms?: SmsSender;
   logger?: Logger;
+  /**
+   * The clock of the API, its services and the workers (what expires when: status posts, codes,
+   * media, retention). Tests move it forward; Redis TTLs and the broker keep real time. @defaultValue Date.now
+   */
+  now?: () => number;
 }
 
 export interface Platform {
@@ -82,6 +97,7 @@ const REVOKE_CHANNEL = `${KEY_PREFIX}:revoke`;
 
 export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = {}): Promise<Platform> {
   const log = deps.logger ?? createLogger(cfg.logLevel);
+  const clock = deps.now ?? Date.now;
   const dataDir = resolve(cfg.dataDir);
   mkdirSync(dataDir, { recursive: true });
   const closers: Array<() => Promise<unknown>> = [];
@@ -157,6 +173,13 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
       return mq;
     };
 
+    // Presence, watches and typing: Redis only, shared by every node; envelopes over the delivery bus.
+    const live = createLiveService({
+      presence: createRedisPresence(redis, KEY_PREFIX, { ttlMs: cfg.presence.ttlMs }),
+      watchers: createRedisWatchers(redis, KEY_PREFIX, WATCH_TTL_MS),
+      store, send: (items) => redisBusSender(redis, KEY_PREFIX).send(items), now: Date.now, log: log.child({ role: 'live' }),
+    });
+
     const urls: { mqtt?: string; ws?: string; http?: string; redis: string } = { redis: redisUrl };
     const shownHost = cfg.host === '0.0.0.0' ? '127.0.0.1' : cfg.host;
 
@@ -167,32 +190,21 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
       closers.push(() => publisher!.close());
       workers = await startWorkers(
         {
-          store, publisher, log: log.child({ role: 'workers' }), now: Date.now, retentionMs: cfg.retentionMs,
+          store, publisher, log: log.child({ role: 'workers' }), now: clock, retentionMs: cfg.retentionMs,
           workerId: `${hostname()}:${process.pid}`,
           fanoutChunk: cfg.fanoutChunk,
           media: { blobs, maxPixels: cfg.mediaMaxPixels, timeoutSec: 20 },
           enqueueFanout: (jobs) => enqueueFanout(queues, jobs),
-          // [presence] worker context above this line
-          // [social] worker context above this line
-          // [push] worker context above this line
-          // [status] worker context above this line
-          // [account] worker context above this line
+          ...pushWorkerContext(cfg.push, { dataDir, redis, prefix: KEY_PREFIX, queues, onClose: (c) => { closers.push(c); } }),
+          enqueueStatusFanout: (jobs) => enqueueStatusFanout(queues, jobs),
         },
-        queueSettings, queues, { concurrency: cfg.workerConcurrency },
+        queueSettings, queues, { concurrency: cfg.workerConcurrency, pushConcurrency: cfg.push.concurrency },
       );
       closers.push(() => workers!.close());
     }
 
     let broker: BrokerNode | undefined;
     if (cfg.roles.includes('broker')) {
-      const presence: PresenceSink = {
-        connected(deviceId) {
-          void redis.set(`${KEY_PREFIX}:online:${deviceId}`, '1', 'EX', 3600).catch(() => undefined);
-        },
-        disconnected(deviceId, userId) {
-          void redis.multi().del(`${KEY_PREFIX}:online:${deviceId}`).set(`${KEY_PREFIX}:lastseen:${userId}`, String(Date.now())).exec().catch(() => undefined);
-        },
-      };
       const brokerLog = log.child({ role: 'broker' });
       const deliveryBus = redisDeliveryBus(conn, redis, KEY_PREFIX);
       const gate = createIngestGate(queues.persist, cfg.ingestGate, (over, ageMs) => {
@@ -202,9 +214,9 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
       broker = await createBrokerNode(
         {
           persistence: newPersistence(), mq: newMq(), positions: store, bus: deliveryBus, routes: deliveryBus,
-          auth, ingest: queueIngestSink(queues, gate), presence, logger: brokerLog,
+          auth, ingest: queueIngestSink(queues, gate), live, logger: brokerLog,
         },
-        { host: cfg.host, mqttPort: cfg.mqttPort, wsPort: cfg.wsPort, maxPayloadBytes: cfg.maxPayloadBytes, batch: { maxItems: cfg.batchMax, maxDelayMs: cfg.batchDelayMs, maxInFlight: cfg.batchInFlight }, ackDelayMs: cfg.ackDelayMs, limits: cfg.brokerLimits },
+        { liveRefreshMs: cfg.presence.refreshMs, host: cfg.host, mqttPort: cfg.mqttPort, wsPort: cfg.wsPort, maxPayloadBytes: cfg.maxPayloadBytes, batch: { maxItems: cfg.batchMax, maxDelayMs: cfg.batchDelayMs, maxInFlight: cfg.batchInFlight }, ackDelayMs: cfg.ackDelayMs, limits: cfg.brokerLimits },
       );
       const b = broker;
       closers.push(() => b.close());
@@ -227,7 +239,9 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
           // Group changes are messages of the group: delivered by the fan-out like any other.
           attachments: new Attachments(
             {
-              store, blobs, now: Date.now,
+              store, blobs, now: clock,
+              // A user's profile photo: downloadable by those his privacy lets see it.
+              avatarAccess: avatarAccess(store),
               enqueueThumbnail: async (attachmentId, again) => {
                 // Again: a new job id per minute, since a failed job keeps its id for a week.
                 const jobId = again ? `thumb-${attachmentId}-${Math.floor(Date.now() / 60_000)}` : `thumb-${attachmentId}`;
@@ -238,24 +252,33 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
           ),
           ...(fsBlobs ? { blobRoutes: (app: FastifyInstance) => fsBlobs.routes(app) } : {}),
           groups: new Groups(
-            { store, now: Date.now, deliver: (m) => enqueueFanout(queues, fanoutJobs(m.chatId, [m.seq])) },
+            { store, now: clock, deliver: (m) => enqueueFanout(queues, fanoutJobs(m.chatId, [m.seq])) },
             { maxGroupMembers: cfg.maxGroupMembers },
           ),
-          // [presence] api deps above this line
-          // [social] api deps above this line
-          // [push] api deps above this line
-          // [status] api deps above this line
-          // [account] api deps above this line
+          contactLimiter: redisContactLimiter(redis, KEY_PREFIX, cfg.contactLimits),
+          push: pushApiConfig(cfg.push, dataDir),
+          now: clock,
+          status: new StatusService(
+            { store, limiter, now: clock, enqueueFanout: (job) => enqueueStatusFanout(queues, [job]) },
+            cfg.status,
+          ),
+          // Account deletion: its Redis side, and the cluster bus on which it tells every node's
+          // subscription table that the deleted devices' MQTT sessions are gone (opened on first use).
+          account: {
+            redis: redisAccount(redis, KEY_PREFIX, once(() => {
+              const mq = newMq();
+              closers.push(() => new Promise<void>((r) => mq.close(() => r())));
+              return mq as unknown as BusEmitter;
+            })),
+            blobs,
+          },
+          forgetLive: (userId, deviceIds) => live.forget(userId, deviceIds),
         },
         {
           maxDevices: cfg.maxDevices, linkHistory: cfg.linkHistory, linkCodeTtlMs: cfg.linkCodeTtlMs, codeTtlMs: cfg.codeTtlMs, codeMaxAttempts: cfg.codeMaxAttempts,
           codeRatePerPhone: cfg.codeRatePerPhone, codeRatePerIp: cfg.codeRatePerIp, rateWindowSec: cfg.rateWindowSec,
           trustProxy: cfg.trustProxy, bodyLimit: 65536, corsOrigins: cfg.corsOrigins,
-          // [presence] api options above this line
-          // [social] api options above this line
-          // [push] api options above this line
-          // [status] api options above this line
-          // [account] api options above this line
+          deletionCodeTtlMs: cfg.account.deletionCodeTtlMs, exportsPerHour: cfg.account.exportsPerHour,
         },
       );
       const a = api;

@@ -30,6 +30,16 @@ export interface FanoutJob {
   afterDevice: string;
 }
 
+/**
+ * Wake-ups of a chat's recipient devices that were connected nowhere when its messages were
+ * delivered (services/src/workers/push.ts). `attempt` > 0: a retry of one device's wake-up.
+ */
+export interface PushJob {
+  chatId: string;
+  deviceIds: string[];
+  attempt?: number;
+}
+
 export interface JobData {
   persist: { items: IngestMessage[] };
   fanout: FanoutJob;
@@ -37,11 +47,8 @@ export interface JobData {
   reads: { items: IngestRead[] };
   cleanup: Record<string, never>;
   thumbnail: { attachmentId: string };
-  // [presence] job data above this line
-  // [social] job data above this line
-  // [push] job data above this line
-  // [status] job data above this line
-  // [account] job data above this line
+  push: PushJob;
+  statusFanout: { statusId: string; removed: boolean; afterUser: string; exceptDevice: string };
 }
 
 export interface QueueSettings {
@@ -68,6 +75,8 @@ export interface Queues {
   maintenance: Queue;
   /** Media processing (thumbnails): CPU-heavy, so few at a time per process. */
   media: Queue;
+  /** Push wake-ups of offline devices: network-bound, many at a time. */
+  push: Queue;
   close(): Promise<void>;
 }
 
@@ -90,10 +99,11 @@ export function openQueues(s: QueueSettings): Queues {
   const events = mk(QUEUE.events);
   const maintenance = mk(QUEUE.maintenance);
   const media = mk(QUEUE.media);
+  const push = mk(QUEUE.push);
   return {
-    persist, fanout, events, maintenance, media,
+    persist, fanout, events, maintenance, media, push,
     async close() {
-      await Promise.all([...persist, fanout, events, maintenance, media].map((q) => q.close()));
+      await Promise.all([...persist, fanout, events, maintenance, media, push].map((q) => q.close()));
     },
   };
 }
@@ -105,6 +115,17 @@ export function openQueues(s: QueueSettings): Queues {
 export async function enqueueFanout(q: Queues, jobs: FanoutJob[]): Promise<void> {
   await q.fanout.addBulk(jobs.map((data) => ({
     name: JOB.fanout, data, opts: { jobId: `fanout-${data.chatId}-${data.fromSeq}-${data.toSeq}-${data.afterDevice || '0'}` },
+  })));
+}
+
+/**
+ * Queues push jobs. A retry (one device) waits `delayMs`. Push jobs that fail before sending
+ * (the store or Redis unavailable) are retried a few times by BullMQ; a wake-up is worth little
+ * once the device has come back by itself.
+ */
+export async function enqueuePush(q: Queues, jobs: PushJob[], delayMs = 0): Promise<void> {
+  await q.push.addBulk(jobs.map((data) => ({
+    name: JOB.push, data, opts: { attempts: 3, ...(delayMs > 0 ? { delay: delayMs } : {}) },
   })));
 }
 

@@ -137,4 +137,23 @@ describe('client-sdk in Chromium', () => {
     expect(result.preview.length).toBeGreaterThan(10);
     await page.close();
   }, 60_000);
+
+  it('contacts discovery: normalises and hashes (WebCrypto) in the browser, the same hash as the server', async () => {
+    const alice = await tp.register();
+    const bob = await tp.register('+447700900777');
+    const page = await browser.newPage();
+    await page.goto(pageUrl);
+    await page.waitForFunction(() => (window as unknown as { ready?: boolean }).ready === true);
+    const result = await page.evaluate(async ({ url, apiUrl, alice }) => {
+      const { ParleyClient, hashPhone } = (window as any).sdk;
+      const c = new ParleyClient({ url, apiUrl, deviceId: alice.deviceId, token: alice.token, userId: alice.userId });
+      const found = await c.lookupContacts(['07700 900777', 'nope'], { defaultCountry: 'GB', save: false });
+      const hash = await hashPhone('+447700900777');
+      await c.close();
+      return { found, hash };
+    }, { url: tp.wsUrl, apiUrl: tp.httpUrl, alice: { deviceId: alice.deviceId, token: alice.token, userId: alice.userId } });
+    expect(result.found).toEqual([{ number: '07700 900777', e164: '+447700900777', userId: bob.userId }, { number: 'nope' }]);
+    expect(result.hash).toBe(sha256(Buffer.from('+447700900777')));
+    await page.close();
+  });
 });

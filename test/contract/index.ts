@@ -5,12 +5,17 @@
  */
 import { describe } from 'vitest';
 import { accountStoreContract } from './account-store.contract.js';
+import { accountDeletionContract } from './account-deletion.contract.js';
 import { chatStoreContract } from './chat-store.contract.js';
 import { lifecycleContract } from './lifecycle.contract.js';
 import { mediaStoreContract } from './media-store.contract.js';
 import { messageStoreContract } from './message-store.contract.js';
 import { progressStoreContract } from './progress-store.contract.js';
+import { pushStoreContract } from './push-store.contract.js';
+import { statusStoreContract } from './status-store.contract.js';
 import type { StoreFactory } from './helpers.js';
+import { profileStoreContract } from './profile-store.contract.js';
+import { relationStoreContract } from './relation-store.contract.js';
 
 export type { StoreFactory } from './helpers.js';
 export { accountStoreContract, chatStoreContract, lifecycleContract, mediaStoreContract, messageStoreContract, progressStoreContract };
@@ -24,10 +29,10 @@ export function storeContracts(name: string, factory: StoreFactory): void {
     messageStoreContract(factory);
     progressStoreContract(factory);
     mediaStoreContract(factory);
-    // [presence] contract suite above this line
-    // [social] contract suite above this line
-    // [push] contract suite above this line
-    // [status] contract suite above this line
-    // [account] contract suite above this line
+    profileStoreContract(factory);
+    relationStoreContract(factory);
+    pushStoreContract(factory);
+    statusStoreContract(factory);
+    accountDeletionContract(factory);
   });
 }

@@ -6,7 +6,7 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { parseConfig } from '../../services/src/config.js';
-import { startPlatform, type Platform } from '../../services/src/platform.js';
+import { startPlatform, type Platform, type PlatformDeps } from '../../services/src/platform.js';
 import type { SmsSender } from '../../services/src/sms/sms.js';
 
 export interface TestPlatform {
@@ -60,7 +60,13 @@ export async function postJson(url: string, body: unknown, token?: string): Prom
   return { status: res.status, json: await res.json().catch(() => null) };
 }
 
-export async function startTestPlatform(env: Record<string, string> = {}, reuse?: { dataDir: string; sms?: ReturnType<typeof captureSms> }): Promise<TestPlatform> {
+/**
+ * `deps`: platform dependencies beyond the captured SMS, e.g. `now`, a clock the test moves
+ * (status expiry, cleanup) instead of waiting.
+ */
+export async function startTestPlatform(
+  env: Record<string, string> = {}, reuse?: { dataDir: string; sms?: ReturnType<typeof captureSms> }, deps: Omit<PlatformDeps, 'sms'> = {},
+): Promise<TestPlatform> {
   const dataDir = reuse?.dataDir ?? mkdtempSync(join(tmpdir(), 'parley-test-'));
   const fullEnv: Record<string, string> = {
     PARLEY_DATA_DIR: dataDir,
@@ -74,7 +80,7 @@ export async function startTestPlatform(env: Record<string, string> = {}, reuse?
   };
   const cap = reuse?.sms ?? captureSms();
   // With PARLEY_SMS set the configured adapter is used (e.g. a webhook the test serves).
-  const platform = await startPlatform(parseConfig(fullEnv), env.PARLEY_SMS ? {} : { sms: cap.sms });
+  const platform = await startPlatform(parseConfig(fullEnv), { ...deps, ...(env.PARLEY_SMS ? {} : { sms: cap.sms }) });
   const httpUrl = platform.urls.http ?? '';
   const register = async (phone = uniquePhone(), deviceName?: string): Promise<Registered> => {
     const r1 = await postJson(`${httpUrl}/v1/register`, { phone });

@@ -60,9 +60,11 @@ describe('1:1 chat', () => {
     expect(hist.json.messages.map((m: { text: string }) => m.text)).toEqual(['hi alice']);
     expect((await authGet(`/v1/chats/${stored.chatId}/messages`, stranger.token)).json.error.code).toBe('E_NOT_MEMBER');
 
-    // Contacts look-up by phone.
-    const found = await postJson(`${tp.httpUrl}/v1/users/lookup`, { phones: [bob.phone, '+15559999999', 'garbage'] }, alice.token);
-    expect(found.json.users).toEqual([{ phone: bob.phone, userId: bob.userId }]);
+    // Contacts discovery (by phone hash: test/integration/contacts.test.ts).
+    const found = await device(tp.mqttUrl, alice, { apiUrl: tp.httpUrl }).client.lookupContacts([bob.phone, '+15559999999', 'garbage']);
+    expect(found).toEqual([
+      { number: bob.phone, e164: bob.phone, userId: bob.userId }, { number: '+15559999999', e164: '+15559999999' }, { number: 'garbage' },
+    ]);
     expect(a.errors).toEqual([]);
     expect(b.errors).toEqual([]);
   });

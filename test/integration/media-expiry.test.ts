@@ -41,7 +41,8 @@ describe('media expiry', () => {
 
     const ctx = (now: number): WorkerContext => ({
       store, log: pino({ level: 'silent' }), now: () => now, workerId: 'test', retentionMs: 30 * 86_400_000, fanoutChunk: 128,
-      publisher: undefined as never, enqueueFanout: async () => undefined, media: { blobs, maxPixels: 1e7, timeoutSec: 5 },
+      publisher: undefined as never, enqueueFanout: async () => undefined, enqueueStatusFanout: async () => undefined,
+      media: { blobs, maxPixels: 1e7, timeoutSec: 5 },
     });
     // A day later: nothing goes.
     await processCleanup(ctx(Date.now() + 86_400_000));

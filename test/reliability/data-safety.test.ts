@@ -158,6 +158,14 @@ describe('npm run backup', () => {
     const file = join(dir, 'live.sqlite');
     const w = startWriter(file, 'bk', PAUSE_MS);
     await until(() => w.committed() >= 20, 30_000, 'some batches before the backup');
+    // Rows of the v5 tables (social, push, status) too, written beside the writer.
+    const side = createSqliteStore({ file });
+    await side.init();
+    await side.putProfile('uBackupUser01', { name: 'Backup', about: 'kept' }, 1);
+    await side.addContacts('uBackupUser01', ['uBackupUser02'], 1);
+    await side.block('uBackupUser01', 'uBackupUser03', 1);
+    await side.putPushRegistration({ deviceId: 'dBackupDevic1', userId: 'uBackupUser01', registration: { kind: 'fcm', token: 'backup-token-0123456789' }, at: 1 });
+    await side.close();
     const before = w.committed();
     const out = join(dir, 'backup-1.sqlite');
     const b = await runBackupScript(['--file', file, '--out', out]);
@@ -169,6 +177,25 @@ describe('npm run backup', () => {
     await w.exited;
     const report = JSON.parse(b.out.trim().split('\n').at(-1)!) as { integrity: string; messages: number; ms: number; bytes: number };
     expect(report.integrity).toBe('ok');
+    // The whole store: every table (schema v5's included) and the schema version.
+    const schemaOf = (f: string): { tables: string[]; version: unknown } => {
+      const d = new Database(f, { readonly: true });
+      try {
+        const tables = (d.prepare("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name").all() as Array<{ name: string }>).map((r) => r.name);
+        return { tables, version: d.pragma('user_version', { simple: true }) };
+      } finally {
+        d.close();
+      }
+    };
+    expect(schemaOf(out)).toEqual(schemaOf(file));
+    expect(schemaOf(out).tables).toEqual(expect.arrayContaining(['users', 'devices', 'messages', 'attachments', 'profiles', 'privacy', 'contacts', 'blocks', 'push_registrations', 'statuses']));
+    const copy = createSqliteStore({ file: out });
+    await copy.init();
+    expect(await copy.getProfile('uBackupUser01')).toMatchObject({ name: 'Backup', about: 'kept' });
+    expect(await copy.listContacts('uBackupUser01')).toEqual(['uBackupUser02']);
+    expect(await copy.listBlocked('uBackupUser01')).toEqual(['uBackupUser03']);
+    expect(await copy.getPushRegistrations(['dBackupDevic1'])).toHaveLength(1);
+    await copy.close();
 
     // A snapshot: whole batches, at least everything committed before the backup began.
     const snap = audit(out, 'bk');

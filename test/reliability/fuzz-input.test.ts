@@ -18,7 +18,7 @@ import { prng } from './helpers.js';
 const cbor = new Encoder({ useRecords: false, tagUint8Array: false });
 
 describe('envelope decoder fuzz', () => {
-  const KINDS = new Set(['send', 'msg', 'stored', 'receipt', 'error', 'read', 'sync', 'synced', 'tally']);
+  const KINDS = new Set(['send', 'msg', 'stored', 'receipt', 'error', 'read', 'sync', 'synced', 'tally', 'typing', 'watch', 'presence', 'status']);
 
   /** decode() either gives a well-formed envelope (that encodes again) or throws E_BAD_ENVELOPE. */
   function check(payload: Uint8Array, label: string): 'ok' | 'refused' {
@@ -51,6 +51,17 @@ describe('envelope decoder fuzz', () => {
     { kind: 'read' },
     { kind: 'sync', chatId: 'cAbCdEfGhIjKl', after: 7 },
     { kind: 'synced', count: 3 },
+    { kind: 'typing', chatId: 'cAbCdEfGhIjKl', state: 'recording' },
+    { kind: 'typing', chatId: 'gAbCdEfGhIjKl', state: 'stop', from: 'uAbCdEfGhIjKl' },
+    { kind: 'watch', chatIds: ['cAbCdEfGhIjKl', 'gAbCdEfGhIjKl'] },
+    { kind: 'watch', chatIds: [] },
+    { kind: 'presence', userId: 'uAbCdEfGhIjKl', online: false, lastSeen: 1_700_000_000_000 },
+    { kind: 'status', statusId: 'sAbCdEfGhIjKl', from: 'uAbCdEfGhIjKl', ts: 5, expiresAt: 86_400_005, text: 'hi', background: 0x112233, font: 2 },
+    { kind: 'status', statusId: 'sAbCdEfGhIjKl', from: 'uAbCdEfGhIjKl', ts: 5, expiresAt: 86_400_005, removed: true },
+    {
+      kind: 'status', statusId: 'sAbCdEfGhIjKl', from: 'uAbCdEfGhIjKl', ts: 5, expiresAt: 86_400_005, text: 'caption',
+      media: { attachmentId: 'mAbCdEfGhIjKl', kind: 'image', contentType: 'image/png', size: 10, sha256: 'ab'.repeat(32), preview: 'AAAA', width: 4, height: 3 },
+    },
   ];
 
   it('random bytes (seed 1, 20,000 payloads of 0-300 bytes)', () => {
@@ -91,7 +102,7 @@ describe('envelope decoder fuzz', () => {
       new Uint8Array(1000), [], [1, [2, [3]]], {}, { a: 1 }, { __proto__: { polluted: true } }, new Date(0), new Map([[1, 2]]),
     ];
     for (let i = 0; i < 30_000; i++) {
-      const kind = rnd.int(11); // 0 and 10 are not kinds
+      const kind = rnd.int(15); // 0 and 14 are not kinds
       const fields = Array.from({ length: rnd.int(8) }, () => rnd.pick(values));
       let payload: Uint8Array;
       try {
@@ -136,6 +147,8 @@ let alice: Registered;
 let bob: Registered;
 let chatId: string;
 let groupId: string;
+/** A status post of alice's, for the status routes. */
+let statusId: string;
 
 beforeAll(async () => {
   // Behind a "proxy": every fuzz request comes from its own address, so the per-address limits
@@ -156,6 +169,10 @@ beforeAll(async () => {
     body: JSON.stringify({ name: 'fuzz group', members: [bob.userId] }),
   });
   groupId = ((await g.json()) as { chatId: string }).chatId;
+  const st = await fetch(`${tp.httpUrl}/v1/status`, {
+    method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${alice.token}` }, body: JSON.stringify({ text: 'fuzz status' }),
+  });
+  statusId = ((await st.json()) as { statusId: string }).statusId;
 }, 60_000);
 
 afterAll(async () => { await tp?.close(); });
@@ -230,7 +247,19 @@ describe('HTTP fuzz: every answer is a catalogue error, never a 5xx', () => {
     { method: 'GET', path: () => '/v1/devices', auth: true },
     { method: 'DELETE', path: () => `/v1/devices/${bob.deviceId}`, auth: true },
     { method: 'GET', path: () => '/v1/users/me', auth: true },
-    { method: 'POST', path: () => '/v1/users/lookup', auth: true, body: () => ({ phones: [bob.phone] }) },
+    // social (services/src/api/social.ts)
+    { method: 'POST', path: () => '/v1/contacts/lookup', auth: true, body: () => ({ hashes: ['ab'.repeat(32)], save: false }) },
+    { method: 'GET', path: () => '/v1/contacts', auth: true },
+    { method: 'POST', path: () => '/v1/contacts', auth: true, body: () => ({ add: [bob.userId], remove: [alice.userId] }) },
+    { method: 'GET', path: () => '/v1/profile', auth: true },
+    { method: 'PATCH', path: () => '/v1/profile', auth: true, body: () => ({ name: 'Al', about: 'hi', avatar: 'mAAAAAAAAAAAA' }) },
+    { method: 'GET', path: () => `/v1/users/${bob.userId}/profile`, auth: true },
+    { method: 'GET', path: () => `/v1/users/${bob.userId}/avatar?thumbnail=1`, auth: true },
+    { method: 'GET', path: () => '/v1/privacy', auth: true },
+    { method: 'PATCH', path: () => '/v1/privacy', auth: true, body: () => ({ lastSeen: 'contacts', photo: 'nobody', about: 'everyone', readReceipts: false, groupAdd: 'contacts' }) },
+    { method: 'POST', path: () => '/v1/blocks', auth: true, body: () => ({ userId: bob.userId }) },
+    { method: 'GET', path: () => '/v1/blocks', auth: true },
+    { method: 'DELETE', path: () => `/v1/blocks/${bob.userId}`, auth: true },
     { method: 'GET', path: () => `/v1/messages/${chatId}.1/status`, auth: true },
     { method: 'GET', path: () => `/v1/chats/${chatId}/messages?after=0&limit=10`, auth: true },
     { method: 'GET', path: () => '/healthz', auth: false },
@@ -258,6 +287,23 @@ describe('HTTP fuzz: every answer is a catalogue error, never a 5xx', () => {
     { method: 'GET', path: () => '/v1/attachments/mAAAAAAAAAAAA/download?thumbnail=1', auth: true },
     { method: 'GET', path: () => '/v1/blobs/media/mAAAAAAAAAAAA?op=get&exp=1&sig=x', auth: false },
     { method: 'PUT', path: () => '/v1/blobs/media/mAAAAAAAAAAAA?op=part&upload=x&part=1&exp=1&sig=x', auth: false, body: () => ({ raw: 'bytes' }) },
+    // push (services/src/api/push.ts): FCM and APNs are not configured here (E_PUSH_UNSUPPORTED).
+    { method: 'GET', path: () => '/v1/push/config', auth: false },
+    { method: 'PUT', path: () => '/v1/push', auth: true, body: () => ({ kind: 'webpush', endpoint: 'https://fcm.googleapis.com/fcm/send/abc', expirationTime: null, keys: { p256dh: `B${'A'.repeat(86)}`, auth: 'A'.repeat(22) } }) },
+    { method: 'PUT', path: () => '/v1/push', auth: true, body: () => ({ kind: 'apns', token: 'ab'.repeat(32), environment: 'development', topic: 'chat.parley.app' }) },
+    { method: 'PUT', path: () => '/v1/push', auth: true, body: () => ({ kind: 'fcm', token: 'fcmtoken:APA91b'.padEnd(160, 'x') }) },
+    { method: 'GET', path: () => '/v1/push', auth: true },
+    { method: 'DELETE', path: () => '/v1/push', auth: true },
+    { method: 'POST', path: () => '/v1/status', auth: true, body: () => ({ text: 'hi', background: 0x336699, font: 2, audience: { except: [bob.userId] } }) },
+    { method: 'POST', path: () => '/v1/status', auth: true, body: () => ({ media: 'mAAAAAAAAAAAA', caption: 'c', audience: { only: [bob.userId] } }) },
+    { method: 'GET', path: () => '/v1/status', auth: true },
+    { method: 'POST', path: () => `/v1/status/${statusId}/views`, auth: true, body: () => ({}) },
+    { method: 'GET', path: () => `/v1/status/${statusId}/viewers`, auth: true },
+    { method: 'DELETE', path: () => `/v1/status/${statusId}`, auth: true },
+    { method: 'POST', path: () => '/v1/account/deletion-code', auth: true, body: () => ({}) },
+    // A wrong code: five of them lock the pending code (one right guess in a million would delete the caller).
+    { method: 'POST', path: () => '/v1/account/delete', auth: true, body: () => ({ code: '123456' }) },
+    { method: 'GET', path: () => '/v1/account/export', auth: true },
   ];
 
   it('random and boundary JSON bodies on every route (seed 4, 1,500 requests)', async () => {
@@ -304,7 +350,7 @@ describe('HTTP fuzz: every answer is a catalogue error, never a 5xx', () => {
       const p = rnd.pick(params);
       const path = rnd.pick([`/v1/messages/${p}/status`, `/v1/chats/${p}/messages${rnd.pick(queries)}`, `/v1/devices/${p}`, `/v1/${p}`,
         `/v1/chats/${p}`, `/v1/chats/${p}/invites/${rnd.pick(params)}`, `/v1/invites/${p}`, `/v1/attachments/${p}`,
-        `/v1/attachments/${p}/download${rnd.pick(queries)}`, `/v1/blobs/${p}${rnd.pick(queries)}`, `/v1/blobs/media/${p}?op=get&exp=99999999999&sig=${p}`]);
+        `/v1/attachments/${p}/download${rnd.pick(queries)}`, `/v1/blobs/${p}${rnd.pick(queries)}`, `/v1/status/${p}/viewers`, `/v1/blobs/media/${p}?op=get&exp=99999999999&sig=${p}`, `/v1/account/export${rnd.pick(queries)}`]);
       const method = path.startsWith('/v1/devices/') || path.includes('/invites/') ? 'DELETE' : 'GET';
       judge(`seed 5 #${i} ${method} ${path.slice(0, 100)}`, await request(method, path, { headers: { authorization: `Bearer ${rnd.pick([alice.token, bob.token])}` } }), method);
     }

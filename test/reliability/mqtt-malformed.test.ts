@@ -218,6 +218,11 @@ describe('malformed MQTT: size, fuzzing, memory', () => {
       gen({ cmd: 'subscribe', messageId: 1 + rnd.int(65000), subscriptions: [{ topic: inboxTopic(a.deviceId), qos: 1 }] }),
       gen({ cmd: 'publish', topic: outboxTopic(a.deviceId), qos: 1, messageId: 1 + rnd.int(65000), dup: false, retain: false, payload: Buffer.from(encode({ kind: 'send', clientMsgId: `f${rnd.int(1e6)}`, to: b.userId, body: 'fuzz' })) }),
       gen({ cmd: 'publish', topic: `receipts/c${'A'.repeat(12)}.1`, qos: 0, dup: false, retain: false, payload: Buffer.alloc(0) }),
+      // Ephemeral kinds, QoS 0 as the SDK sends them and QoS 1 as a client might.
+      gen({ cmd: 'publish', topic: outboxTopic(a.deviceId), qos: 0, dup: false, retain: false, payload: Buffer.from(encode({ kind: 'typing', chatId: `c${'A'.repeat(12)}`, state: rnd.pick(['typing', 'recording', 'stop'] as const) })) }),
+      gen({ cmd: 'publish', topic: outboxTopic(a.deviceId), qos: 1, messageId: 1 + rnd.int(65000), dup: false, retain: false, payload: Buffer.from(encode({ kind: 'watch', chatIds: [`c${'A'.repeat(12)}`, `g${'B'.repeat(12)}`] })) }),
+      // A server -> device kind from a device: refused (E_BAD_ENVELOPE).
+      gen({ cmd: 'publish', topic: outboxTopic(a.deviceId), qos: 1, messageId: 1 + rnd.int(65000), dup: false, retain: false, payload: Buffer.from(encode({ kind: 'status', statusId: `s${'A'.repeat(12)}`, from: a.userId, ts: 1, expiresAt: 2, text: 'fuzz', background: 0xffffff, font: 9 })) }),
       gen({ cmd: 'unsubscribe', messageId: 1 + rnd.int(65000), unsubscriptions: [inboxTopic(a.deviceId)] }),
       gen({ cmd: 'pingreq' }),
       gen({ cmd: 'puback', messageId: 1 + rnd.int(65000) }),

@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Encoder } from 'cbor-x';
 import { ParleyError } from '@parley/client-sdk';
-import { KIND, MAX_STORED_MORE, decode, encode, type Envelope } from '@parley/client-sdk/protocol';
+import { KIND, MAX_STORED_MORE, STATUS_TEXT_MAX, decode, encode, type Envelope } from '@parley/client-sdk/protocol';
 
 const cbor = new Encoder({ useRecords: false, tagUint8Array: false });
 const CHAT = 'cAAAAAAAAAAAA';
@@ -64,6 +64,34 @@ describe('codec', () => {
       }
     });
   });
+
+  describe('typing, watch and presence (ephemeral, on live/)', () => {
+    it('round-trip in a few bytes', () => {
+      const envs: Envelope[] = [
+        { kind: 'typing', chatId: CHAT, state: 'typing' },
+        { kind: 'typing', chatId: CHAT, state: 'recording', from: 'uAAAAAAAAAAAA' },
+        { kind: 'typing', chatId: CHAT, state: 'stop' },
+        { kind: 'watch', chatIds: [CHAT, 'gAAAAAAAAAAAA'] },
+        { kind: 'watch', chatIds: [] },
+        { kind: 'presence', userId: 'uAAAAAAAAAAAA', online: true },
+        { kind: 'presence', userId: 'uAAAAAAAAAAAA', online: false, lastSeen: 1_700_000_000_000 },
+      ];
+      for (const env of envs) expect(decode(encode(env))).toEqual(env);
+      // A typing event from the device: kind, chatId, state.
+      expect(encode({ kind: 'typing', chatId: CHAT, state: 'typing' }).length).toBeLessThanOrEqual(17);
+    });
+
+    it('reject bad states, ids, duplicates beyond the limit and malformed presence', () => {
+      const bad: unknown[][] = [
+        [KIND.typing, CHAT, 3], [KIND.typing, CHAT, -1], [KIND.typing, 'uAAAAAAAAAAAA', 1], [KIND.typing, CHAT, 1, 'dAAAAAAAAAAAA'],
+        [KIND.watch, CHAT], [KIND.watch, [CHAT, 'nope']], [KIND.watch, Array.from({ length: 65 }, () => CHAT)],
+        [KIND.presence, 'uAAAAAAAAAAAA', 2], [KIND.presence, CHAT, 1], [KIND.presence, 'uAAAAAAAAAAAA', 0, -5],
+      ];
+      for (const fields of bad) expect(() => decode(new Uint8Array(cbor.encode(fields))), JSON.stringify(fields)).toThrow(ParleyError);
+      // The same chat twice counts once.
+      expect(decode(new Uint8Array(cbor.encode([KIND.watch, [CHAT, CHAT]])))).toEqual({ kind: 'watch', chatIds: [CHAT] });
+    });
+  });
 });
 
 describe('peekPosition', () => {
@@ -103,5 +131,49 @@ describe('codec: group events in msg envelopes', () => {
     }
     // Without an event, fromDevice is required.
     expect(() => decode(enc.encode([KIND.msg, base.chatId, 3, base.from, 5, 'hi', null]))).toThrow(ParleyError);
+  });
+});
+
+describe('codec: status (13)', () => {
+  const head = { kind: 'status' as const, statusId: 'sAAAAAAAAAAAA', from: 'uAAAAAAAAAAAA', ts: 1_000, expiresAt: 86_401_000 };
+  const media = { attachmentId: 'mAAAAAAAAAAAA', kind: 'image' as const, contentType: 'image/png', size: 123, sha256: 'ab'.repeat(32), preview: 'AAAA', width: 64, height: 48 };
+  it('round-trips a text post, a media post with and without a caption, and a removal', () => {
+    const posts: Envelope[] = [
+      { ...head, text: 'hello ☃', background: 0x336699, font: 3 },
+      { ...head, text: 'x'.repeat(STATUS_TEXT_MAX) },
+      { ...head, text: 'caption', media },
+      { ...head, media },
+      { ...head, removed: true },
+    ];
+    for (const env of posts) expect(decode(encode(env))).toEqual(env);
+    // A removal carries no content, whatever the sender put in.
+    expect(decode(encode({ ...head, removed: true, text: 'gone' }))).toEqual({ ...head, removed: true });
+    expect([...encode({ ...head, removed: true })]).toEqual([...cbor.encode([KIND.status, head.statusId, head.from, head.ts, head.expiresAt, 1])]);
+  });
+  it('rejects malformed status envelopes with E_BAD_ENVELOPE', () => {
+    const ok = [KIND.status, head.statusId, head.from, head.ts, head.expiresAt, 0, 'hi'];
+    expect(decode(new Uint8Array(cbor.encode(ok)))).toEqual({ ...head, text: 'hi' });
+    const cases: unknown[][] = [
+      [KIND.status, 'mAAAAAAAAAAAA', head.from, 1, 2, 0, 'hi'], // not a status id
+      [KIND.status, head.statusId, 'dAAAAAAAAAAAA', 1, 2, 0, 'hi'], // not a user id
+      [KIND.status, head.statusId, head.from, -1, 2, 0, 'hi'],
+      [KIND.status, head.statusId, head.from, 1, 'x', 0, 'hi'],
+      [KIND.status, head.statusId, head.from, 1, 2, 2, 'hi'], // removed is 0 or 1
+      [KIND.status, head.statusId, head.from, 1, 2, 0], // no content
+      [KIND.status, head.statusId, head.from, 1, 2, 0, null, 5, 1], // colours without content
+      [KIND.status, head.statusId, head.from, 1, 2, 0, 'x'.repeat(STATUS_TEXT_MAX + 1)],
+      [KIND.status, head.statusId, head.from, 1, 2, 0, 'hi', 0x1000000],
+      [KIND.status, head.statusId, head.from, 1, 2, 0, 'hi', -1],
+      [KIND.status, head.statusId, head.from, 1, 2, 0, 'hi', 1.5],
+      [KIND.status, head.statusId, head.from, 1, 2, 0, 'hi', 0, 10],
+      [KIND.status, head.statusId, head.from, 1, 2, 0, 5],
+      [KIND.status, head.statusId, head.from, 1, 2, 0, null, null, null, 'not media'],
+      [KIND.status, head.statusId, head.from, 1, 2, 0, null, null, null, ['mAAAAAAAAAAAA']],
+      [KIND.status, head.statusId, head.from, 1, 2],
+    ];
+    for (const fields of cases) {
+      expect(() => decode(new Uint8Array(cbor.encode(fields))), JSON.stringify(fields).slice(0, 80))
+        .toThrowError(expect.objectContaining({ code: 'E_BAD_ENVELOPE' }) as unknown as Error);
+    }
   });
 });

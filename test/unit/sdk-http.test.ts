@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
-import { ParleyApi, ParleyError } from '@parley/client-sdk';
+import { ParleyApi, ParleyError, hashPhone } from '@parley/client-sdk';
 
 interface Seen {
   method: string;
@@ -79,12 +79,16 @@ describe('ParleyApi requests', () => {
     expect(seen[1]?.body).toEqual({ phone: '+447700900123', code: '123456' });
   });
 
-  it('lookup: POST /v1/users/lookup {phones} with the bearer token, returns users', async () => {
-    const users = [{ phone: '+447700900123', userId: 'uAAAAAAAAAAAA' }];
-    canned['POST /v1/users/lookup'] = { status: 200, body: { users } };
+  it('lookupContactHashes: POST /v1/contacts/lookup {hashes, save} with the bearer token, returns the matches', async () => {
+    const h1 = await hashPhone('+447700900123');
+    const h2 = await hashPhone('+447700900999');
+    const matches = [{ hash: h1, userId: 'uAAAAAAAAAAAA' }];
+    canned['POST /v1/contacts/lookup'] = { status: 200, body: { matches } };
     const api = new ParleyApi({ baseUrl, headers: { 'x-app': 'test' } });
-    expect(await api.lookupContacts(['+447700900123', '+447700900999'], 'tok')).toEqual(users);
-    expect(seen[0]?.body).toEqual({ phones: ['+447700900123', '+447700900999'] });
+    expect(await api.lookupContactHashes([h1, h2], 'tok')).toEqual(matches);
+    expect(await api.lookupContactHashes([h1], 'tok', false)).toEqual(matches);
+    expect(seen[0]?.body).toEqual({ hashes: [h1, h2] });
+    expect(seen[1]?.body).toEqual({ hashes: [h1], save: false });
     expect(seen[0]?.headers.authorization).toBe('Bearer tok');
     expect(seen[0]?.headers['x-app']).toBe('test');
   });

@@ -1,7 +1,7 @@
 /**
- * The HTTP API (fastify): registration with SMS codes, devices (link codes, listing, revocation),
- * contacts look-up; chats, groups, message status and history are in chats.ts. Built without
- * listening so tests can use inject() or an ephemeral port. Every error answer is
+ * The HTTP API (fastify): registration with SMS codes, devices (link codes, listing, revocation);
+ * contacts, profile, privacy and blocks are in social.ts; chats, groups, message status and history
+ * in chats.ts. Built without listening so tests can use inject() or an ephemeral port. Every error answer is
  * `{ error: { code, message, detail? } }` from the catalogue. Request schemas are declared once,
  * in client-sdk/src/api-types.ts, and shared with the SDK.
  */
@@ -9,7 +9,7 @@ import cors from '@fastify/cors';
 import Fastify, { LogController, type FastifyBaseLogger, type FastifyInstance, type FastifyReply, type FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { ParleyError, newId } from '@parley/client-sdk/protocol';
-import { E164, schemas, type LinkCode, type VerifyResult } from '@parley/client-sdk/api-types';
+import { schemas, type LinkCode, type VerifyResult } from '@parley/client-sdk/api-types';
 import { StoreError, type Device, type Store } from '../store/types.js';
 import type { TokenVerifier } from '../auth/device-auth.js';
 import type { RateLimiter } from '../auth/rate-limit.js';
@@ -18,8 +18,17 @@ import type { SmsSender } from '../sms/sms.js';
 import type { Groups } from '../groups/groups.js';
 import { registerChatRoutes } from './chats.js';
 import { registerMediaRoutes } from './media.js';
+import { registerPushRoutes } from './push.js';
+import type { PushApiConfig } from '../push/setup.js';
 import type { Attachments } from '../media/attachments.js';
 import { parse } from './context.js';
+import { registerSocialRoutes } from './social.js';
+import type { ContactLimiter } from '../social/contact-limits.js';
+import { registerAccountRoutes } from './account.js';
+import type { AccountRedis, ForgetTarget } from '../account/redis-account.js';
+import type { BlobStore } from '../media/blob-store.js';
+import { registerStatusRoutes } from './status.js';
+import type { StatusService } from '../status/status.js';
 
 export interface ApiOptions {
   /** Active devices per user, the primary included. */
@@ -40,11 +49,10 @@ export interface ApiOptions {
   corsOrigins: string[];
   /** @defaultValue 65536 */
   bodyLimit: number;
-  // [presence] options above this line
-  // [social] options above this line
-  // [push] options above this line
-  // [status] options above this line
-  // [account] options above this line
+  /** Account deletion: how long the SMS confirmation code is valid. */
+  deletionCodeTtlMs: number;
+  /** Account exports per user per hour. */
+  exportsPerHour: number;
 }
 
 export interface ApiDeps {
@@ -62,11 +70,16 @@ export interface ApiDeps {
   blobRoutes?: (app: FastifyInstance) => void;
   log: Logger;
   now?: () => number;
-  // [presence] deps above this line
-  // [social] deps above this line
-  // [push] deps above this line
-  // [status] deps above this line
-  // [account] deps above this line
+  /** Contacts discovery's limits (per user and per client address, cluster-wide). */
+  contactLimiter: ContactLimiter;
+  /** Push registration settings (services/src/push/setup.ts); absent: every kind is refused. */
+  push?: PushApiConfig;
+  /** Status posts (services/src/status/status.ts). */
+  status: StatusService;
+  /** Account deletion and export (services/src/account/): deletion codes and the user's Redis keys, and the media objects. */
+  account: { redis: AccountRedis; blobs: BlobStore; extraRedisKeys?: (target: ForgetTarget) => string[] };
+  /** Forgets a deleted user's presence, last seen, watches and typing state on every node (services/src/live/). */
+  forgetLive(userId: string, deviceIds: string[]): Promise<void>;
   /** Extra routes (metrics, dashboard) registered by the composition root. */
   extend?: (app: FastifyInstance) => void;
 }
@@ -195,6 +208,8 @@ export function createApi(deps: ApiDeps, opts: ApiOptions): FastifyInstance {
     const { user } = await store.getOrCreateUserByPhone(body.phone, newId('user'), t);
     for (const d of await store.listDevices(user.userId)) {
       await store.revokeDevice(d.deviceId, t);
+      // A revoked device is woken no more.
+      await store.deletePushRegistration(d.deviceId);
       await deps.revoke(d.deviceId);
     }
     const deviceId = newId('device');
@@ -277,6 +292,7 @@ export function createApi(deps: ApiDeps, opts: ApiOptions): FastifyInstance {
     const target = await store.getDevice(req.params.deviceId);
     if (!target || target.userId !== caller.userId || target.revokedAt !== null) throw new ParleyError('E_NOT_FOUND', 'no such device');
     await store.revokeDevice(target.deviceId, now());
+    await store.deletePushRegistration(target.deviceId);
     await deps.revoke(target.deviceId);
     return { revoked: target.deviceId };
   });
@@ -287,24 +303,13 @@ export function createApi(deps: ApiDeps, opts: ApiOptions): FastifyInstance {
     return { userId: caller.userId, deviceId: caller.deviceId, phone: user?.phone };
   });
 
-  // Contacts discovery. Rate-limited per device against scraping the phone directory.
-  app.post('/v1/users/lookup', async (req) => {
-    const caller = await authDevice(req);
-    const { phones } = parse(schemas.lookup, req.body);
-    if (!(await limiter.hit(`lookup:${caller.userId}`, 2000, 3600))) throw new ParleyError('E_RATE_LIMITED', 'too many look-ups');
-    const valid = phones.filter((p) => E164.test(p));
-    const users = valid.length ? await store.getUsersByPhones(valid) : [];
-    return { users: users.map((u) => ({ phone: u.phone, userId: u.userId })) };
-  });
-
   registerChatRoutes({ app, deps, opts, now, authDevice });
   registerMediaRoutes({ app, deps, opts, now, authDevice });
   deps.blobRoutes?.(app);
-  // [presence] route registration above this line
-  // [social] route registration above this line
-  // [push] route registration above this line
-  // [status] route registration above this line
-  // [account] route registration above this line
+  registerSocialRoutes({ app, deps, opts, now, authDevice });
+  registerPushRoutes({ app, deps, opts, now, authDevice });
+  registerStatusRoutes({ app, deps, opts, now, authDevice });
+  registerAccountRoutes({ app, deps, opts, now, authDevice });
 
   deps.extend?.(app);
   return app;

@@ -62,6 +62,9 @@ export function registerChatRoutes(ctx: RouteContext): void {
     const body = parse(schemas.createChat, req.body);
     if ('userId' in body) {
       if (!(await store.getUser(body.userId))) throw new ParleyError('E_USER_NOT_FOUND', body.userId);
+      // No 1:1 chat is opened between two users while one blocks the other (an existing one stays
+      // in their chat lists).
+      if (body.userId !== caller.userId && (await store.blockedPairs([[caller.userId, body.userId]])).size) throw new ParleyError('E_BLOCKED', body.userId);
       const chat = await store.getOrCreateDirectChat(caller.userId, body.userId, newId('chat'), now());
       return reply.status(201).send(await info(chat.chatId, caller.userId));
     }
@@ -194,7 +197,13 @@ export function registerChatRoutes(ctx: RouteContext): void {
     if (!me || id.seq <= me.sinceSeq || (me.leftSeq !== null && id.seq > me.leftSeq)) throw new ParleyError('E_NOT_FOUND', 'no such message');
     const st = await store.messageStatus(id.chatId, id.seq);
     if (!st) throw new ParleyError('E_NOT_FOUND', 'no such message');
-    const rec = st.recipients;
+    let rec = st.recipients;
+    // Read receipts off (either of the two, in a 1:1 chat): the other's read times are not shown.
+    if ((await store.getChat(id.chatId))?.kind === 'direct') {
+      const privacy = await store.getPrivacies([...new Set([caller.userId, ...rec.map((r) => r.userId)])]);
+      const off = (u: string): boolean => privacy.get(u)?.readReceipts === false;
+      rec = rec.map((r) => (r.userId !== caller.userId && (off(caller.userId) || off(r.userId)) ? { ...r, readAt: null } : r));
+    }
     const byUser = new Map<string, { userId: string; deliveredAt: number | null; readAt: number | null }>();
     for (const r of rec) {
       const u = byUser.get(r.userId) ?? { userId: r.userId, deliveredAt: null, readAt: null };

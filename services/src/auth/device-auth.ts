@@ -30,7 +30,10 @@ export function createDeviceAuth(store: Store, limiter: RateLimiter, opts: Devic
         for (const k of keys) if (await limiter.over(k, opts.failuresPerMin)) return { ok: false, reason: 'limited' };
         const device = await verifyToken(token);
         if (device && device.deviceId === deviceId) return { ok: true, userId: device.userId };
-        for (const k of keys) await limiter.hit(k, opts.failuresPerMin, 60);
+        // A device id that does not exist (made up, or deleted with its account) has no token to
+        // guess: its failures count against the address only, and leave no key naming it.
+        const known = device?.deviceId === deviceId || (await store.getDevice(deviceId)) !== null;
+        for (const k of known ? keys : keys.slice(1)) await limiter.hit(k, opts.failuresPerMin, 60);
         return { ok: false, reason: 'bad' };
       } catch {
         return { ok: false, reason: 'unavailable' };

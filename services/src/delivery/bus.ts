@@ -26,8 +26,12 @@ export interface LiveDelivery {
 }
 
 export interface BusSender {
-  /** Sends each delivery to the node its device is connected to (in order per device); skips devices connected nowhere. */
-  send(items: LiveDelivery[]): Promise<void>;
+  /**
+   * Sends each delivery to the node its device is connected to (in order per device); skips
+   * devices connected nowhere and returns them (read from the same look-up: the push trigger's
+   * "not connected" costs nothing more).
+   */
+  send(items: LiveDelivery[]): Promise<string[]>;
 }
 
 const routeKey = (prefix: string, deviceId: string): string => `${prefix}:at:${deviceId}`;
@@ -110,20 +114,30 @@ export function redisDeliveryBus(conn: RedisOptions, redis: Redis, prefix: strin
   };
 }
 
+/** Which of these devices have a route now (are connected to some node), in order: one MGET. */
+export async function connectedDevices(redis: Redis, prefix: string, deviceIds: string[]): Promise<boolean[]> {
+  if (deviceIds.length === 0) return [];
+  const routes = await redis.mget(deviceIds.map((d) => routeKey(prefix, d)));
+  return routes.map((r) => r !== null);
+}
+
 /** The workers' side: look up where the devices are, one publish per node. */
 export function redisBusSender(redis: Redis, prefix: string): BusSender {
   return {
     async send(items) {
-      if (items.length === 0) return;
+      if (items.length === 0) return [];
       const devices = [...new Set(items.map((i) => i.deviceId))];
       const nodes = await redis.mget(devices.map((d) => routeKey(prefix, d)));
       const nodeOf = new Map<string, string>();
+      const away: string[] = [];
       devices.forEach((d, i) => {
         const route = nodes[i];
         if (route) nodeOf.set(d, nodeOfRoute(route));
+        else away.push(d);
       });
       const byNode = groupBy(items, (item) => nodeOf.get(item.deviceId));
       await Promise.all([...byNode].map(([node, list]) => redis.publish(nodeChannel(prefix, node), encodeFrame(list))));
+      return away;
     },
   };
 }

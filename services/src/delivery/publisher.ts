@@ -16,8 +16,12 @@ import type { BusSender, LiveDelivery } from './bus.js';
 
 export interface InboxPublisher {
   publish(deviceId: string, env: Envelope): Promise<void>;
-  /** Publishes in order per device; resolves when all are sent (live) or enqueued (the others). */
-  publishAll(items: Array<{ deviceId: string; env: Envelope }>): Promise<void>;
+  /**
+   * Publishes in order per device; resolves when all are sent (live) or enqueued (the others),
+   * with the devices that had a `msg` among the items and are connected nowhere (the candidates
+   * for a push wake-up).
+   */
+  publishAll(items: Array<{ deviceId: string; env: Envelope }>): Promise<string[]>;
   close(): Promise<void>;
 }
 
@@ -34,7 +38,7 @@ export async function createInboxPublisher(deps: { persistence: unknown; mq: obj
         (err) => (err ? rej(err) : res()),
       );
     });
-  const publishAll = async (items: Array<{ deviceId: string; env: Envelope }>): Promise<void> => {
+  const publishAll = async (items: Array<{ deviceId: string; env: Envelope }>): Promise<string[]> => {
     const live: LiveDelivery[] = [];
     const rest: Array<Promise<void>> = [];
     // One encoding per envelope object, however many devices it goes to (a fan-out shares it).
@@ -49,10 +53,15 @@ export async function createInboxPublisher(deps: { persistence: unknown; mq: obj
       if (!payload) encoded.set(i.env, (payload = encode(i.env)));
       live.push({ deviceId: i.deviceId, payload });
     }
-    await Promise.all([deps.bus.send(live), ...rest]);
+    const [away] = await Promise.all([deps.bus.send(live), ...rest]);
+    if (away.length === 0) return away;
+    // Only when someone is away (nothing is added while every device is connected).
+    const gotMsg = new Set<string>();
+    for (const i of items) if (i.env.kind === 'msg') gotMsg.add(i.deviceId);
+    return away.filter((d) => gotMsg.has(d));
   };
   return {
-    publish: (deviceId, env) => publishAll([{ deviceId, env }]),
+    publish: async (deviceId, env) => { await publishAll([{ deviceId, env }]); },
     publishAll,
     close: () => new Promise<void>((r) => aedes.close(() => r())),
   };

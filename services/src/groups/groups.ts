@@ -12,6 +12,7 @@ import { ParleyError, GROUP_LIMITS, newId, randomIdBody, type ChatEvent } from '
 import {
   StoreError, type AccountStore, type Chat, type ChatStore, type GroupChange, type Member, type MemberRole, type MessageStore, type StoredMessage,
 } from '../store/types.js';
+import { allowedBy, type PrivacyPorts } from '../social/privacy.js';
 
 export interface GroupLimits {
   /** Most members of a group, admins included. */
@@ -19,7 +20,8 @@ export interface GroupLimits {
 }
 
 export interface GroupDeps {
-  store: ChatStore & Pick<AccountStore, 'getUser'> & Pick<MessageStore, 'getMessage'>;
+  /** The privacy ports: who may add whom (services/src/social/privacy.ts). */
+  store: ChatStore & Pick<AccountStore, 'getUser'> & Pick<MessageStore, 'getMessage'> & PrivacyPorts;
   /** Starts the delivery of a stored system message to the chat's devices. */
   deliver(message: StoredMessage): Promise<void>;
   now(): number;
@@ -78,6 +80,7 @@ export class Groups {
       throw new ParleyError('E_GROUP_FULL', `${others.length + 1} members; at most ${this.#limits.maxGroupMembers}`);
     }
     await this.#checkUsersExist(others);
+    await this.#checkMayAdd(actor, others);
     const admins = new Set([actor, ...(input.admins ?? [])]);
     for (const a of admins) if (a !== actor && !others.includes(a)) throw new ParleyError('E_NOT_MEMBER', `admin ${a} is not in members`);
     const members = [actor, ...others].map((userId) => ({ userId, role: (admins.has(userId) ? 'admin' : 'member') as MemberRole }));
@@ -100,6 +103,8 @@ export class Groups {
     const remove = unique(change.remove ?? []);
     if (add.length === 0 && remove.length === 0) throw new ParleyError('E_VALIDATION', 'add or remove: at least one user');
     if (add.some((u) => remove.includes(u))) throw new ParleyError('E_VALIDATION', 'a user is both added and removed');
+    // Refused additions refuse the whole change (nothing removed either).
+    if (add.length && remove.length) await this.#checkMayAdd(actor, add);
     const out: StoredMessage[] = [];
     if (remove.length) out.push(await this.removeUsers(chatId, actor, remove));
     if (add.length) out.push(await this.addUsers(chatId, actor, add));
@@ -109,6 +114,7 @@ export class Groups {
   /** addUserToGroup (several at once): admins only; new members see what follows. */
   async addUsers(chatId: string, actor: string, users: string[]): Promise<StoredMessage> {
     await this.#checkUsersExist(users);
+    await this.#checkMayAdd(actor, users);
     return this.#change(chatId, actor, true, (_chat, members) => {
       for (const u of users) if (members.has(u)) throw new ParleyError('E_ALREADY_MEMBER', u);
       if (members.size + users.length > this.#limits.maxGroupMembers) {
@@ -160,8 +166,35 @@ export class Groups {
       return {
         event: promoted.length ? { type: 'left', promoted } : { type: 'left' },
         remove: [actor], roles: promoted.map((userId) => ({ userId, role: 'admin' as const })),
+        // A group left empty is deleted: nobody could ever write to it or add anyone again.
+        ...(rest.length === 0 ? { delete: true } : {}),
       };
     });
+  }
+
+  /**
+   * Account deletion: the user leaves a direct chat, which closes it (a `left` message, then
+   * nothing more can be sent in it). The other user keeps its history to read. null when the
+   * chat is already closed or the user is not in it.
+   */
+  async closeDirect(chatId: string, actor: string): Promise<StoredMessage | null> {
+    const { store } = this.#deps;
+    const clientMsgId = systemMsgId();
+    for (let attempt = 1; ; attempt++) {
+      const chat = await store.getChat(chatId);
+      if (!chat || chat.kind !== 'direct' || chat.deletedAt !== null || !(await store.getMember(chatId, actor))) return null;
+      try {
+        const message = await store.commitGroupChange({
+          chatId, version: chat.version, message: { senderUserId: actor, clientMsgId, event: { type: 'left' }, ts: this.#deps.now() },
+          remove: [actor], delete: true,
+        });
+        await this.#deps.deliver(message);
+        return message;
+      } catch (err) {
+        if (err instanceof StoreError && err.code === 'CONFLICT' && attempt < MAX_ATTEMPTS) continue;
+        throw err;
+      }
+    }
   }
 
   /** Rename, describe, set the avatar reference: admins only. */
@@ -258,6 +291,18 @@ export class Groups {
         throw err;
       }
     }
+  }
+
+  /**
+   * Users whose "who may add me to groups" setting excludes the actor, or who blocked him, are
+   * not added (E_ADD_NOT_ALLOWED naming them, the whole change refused): the admin sends them an
+   * invitation link instead, which they may accept or not. One query per port for all of them.
+   */
+  async #checkMayAdd(actor: string, users: string[]): Promise<void> {
+    if (users.length === 0) return;
+    const allowed = await allowedBy(this.#deps.store, users, actor, 'groupAdd');
+    const refused = users.filter((u) => !allowed.has(u));
+    if (refused.length) throw new ParleyError('E_ADD_NOT_ALLOWED', refused.slice(0, 20).join(','));
   }
 
   async #checkUsersExist(users: string[]): Promise<void> {

@@ -2,18 +2,21 @@
  * Attachments: createAttachment (declared kind, type, size and SHA-256, checked against per-kind
  * limits; answered with presigned part URLs), fresh part URLs for a resumed upload, completion
  * (the object's size and SHA-256 checked against the declaration, its real type sniffed from the
- * bytes with `file-type`), and download URLs for those who may see it: its owner, and the members
- * of a chat whose messages reference it (within their membership window).
+ * bytes with `file-type`), and download URLs for those who may see it: its owner, the members
+ * of a chat whose messages reference it (within their membership window), the audience of a
+ * status post that shows it (while the post lives: services/src/status/status.ts), and, for a
+ * user's profile photo, those his privacy settings let see it (`avatarAccess`).
  *
  * An image that is not client-encrypted then goes to the `thumbnail` job (state `processing`);
  * everything else is `ready` at once.
  */
 import { createHash } from 'node:crypto';
 import { fileTypeFromBuffer } from 'file-type';
-import { ParleyError, newId, type MediaRef } from '@parley/client-sdk/protocol';
+import { ParleyError, isStatusId, newId, type MediaRef } from '@parley/client-sdk/protocol';
 import type { AttachmentInfo, CreateAttachmentInput, DownloadUrl, NewAttachment, PartUrl } from '@parley/client-sdk/api-types';
 import type { Attachment, ChatStore, MediaKind, MediaStore } from '../store/types.js';
 import { BlobError, MAX_PARTS, MIN_PART_SIZE, type BlobStore, type UploadedPart } from './blob-store.js';
+import { visibleStatus, type StatusReader } from '../status/visibility.js';
 
 export interface AttachmentLimits {
   maxBytes: Record<MediaKind, number>;
@@ -25,12 +28,24 @@ export interface AttachmentLimits {
 }
 
 export interface AttachmentDeps {
-  store: MediaStore & Pick<ChatStore, 'getMembership'>;
+  /** The status reads: a status post's audience may download its media while the post lives. */
+  store: MediaStore & Pick<ChatStore, 'getMembership'> & StatusReader;
   blobs: BlobStore;
   now(): number;
   /** Queues the thumbnail job of an image (durably); `again`: a new job even if an earlier one failed. */
   enqueueThumbnail(attachmentId: string, again?: boolean): Promise<void>;
+  /**
+   * Another way to see an attachment: it is its owner's profile photo and his privacy lets the
+   * viewer see it (services/src/social/privacy.ts `avatarAccess`). Absent: no avatar access.
+   */
+  avatarAccess?: (viewerUserId: string, a: Attachment) => Promise<boolean>;
 }
+
+/**
+ * The expiry of an attachment while it is someone's profile photo: never (pinAvatar). Once
+ * replaced it gets the ordinary retention again, counted from then (unpinAvatar).
+ */
+export const AVATAR_KEEP_UNTIL = Number.MAX_SAFE_INTEGER;
 
 /** Types accepted per kind (documents: any). Sniffed bytes must agree with the declaration. */
 const ALLOWED: Record<Exclude<MediaKind, 'document'>, readonly string[]> = {
@@ -209,6 +224,29 @@ export class Attachments {
     return { url: await this.#deps.blobs.presignGet(key, ttl, { ...(filename ? { filename } : {}), inline }), expiresAt: this.#deps.now() + ttl * 1000 };
   }
 
+  /**
+   * Makes one of the caller's attachments his profile photo: an image, ready (checked and
+   * thumbnailed), not client-encrypted (others could not show it). It is kept past the media
+   * retention (expiresAt = AVATAR_KEEP_UNTIL) until it is replaced (unpinAvatar): one conditional
+   * update on state `ready`.
+   */
+  async pinAvatar(callerUserId: string, attachmentId: string): Promise<void> {
+    const a = await this.#own(callerUserId, attachmentId);
+    if (a.kind !== 'image' || a.encrypted) throw new ParleyError('E_VALIDATION', 'avatar: an image attachment, not encrypted');
+    if (a.state !== 'ready') throw new ParleyError('E_MEDIA_STATE', `avatar: the attachment is ${a.state}`);
+    if (!(await this.#deps.store.updateAttachment(attachmentId, 'ready', { expiresAt: AVATAR_KEEP_UNTIL }))) {
+      throw new ParleyError('E_MEDIA_STATE', 'avatar: the attachment is no longer ready');
+    }
+  }
+
+  /**
+   * A former profile photo expires like other media: the retention counted from now, which is
+   * never before a message that references it (its keep-until is its send time plus the retention).
+   */
+  async unpinAvatar(attachmentId: string): Promise<void> {
+    await this.#deps.store.updateAttachment(attachmentId, 'ready', { expiresAt: this.#deps.now() + this.#limits.retentionMs });
+  }
+
   async #sign(a: Attachment, partNumbers: number[]): Promise<PartUrl[]> {
     const ttl = this.#limits.uploadUrlTtlSec;
     return Promise.all(partNumbers.map(async (partNumber) => ({ partNumber, url: await this.#deps.blobs.presignPart(a.key, a.uploadId!, partNumber, ttl) })));
@@ -226,9 +264,16 @@ export class Attachments {
     if (!a) throw new ParleyError('E_NOT_FOUND', 'no such attachment');
     if (a.ownerUserId === callerUserId) return a;
     for (const link of await store.attachmentLinks(attachmentId)) {
+      // A status post's media (linked as (statusId, 0)): for whoever may see the post now.
+      if (isStatusId(link.chatId)) {
+        if (await visibleStatus(store, link.chatId, callerUserId, this.#deps.now())) return a;
+        continue;
+      }
       const m = await store.getMembership(link.chatId, callerUserId);
       if (m && link.seq > m.sinceSeq && (m.leftSeq === null || link.seq <= m.leftSeq)) return a;
     }
+    // A user's profile photo: for those his privacy settings let see it.
+    if (this.#deps.avatarAccess && (await this.#deps.avatarAccess(callerUserId, a))) return a;
     // The same answer as for an unknown id: nobody learns what exists.
     throw new ParleyError('E_NOT_FOUND', 'no such attachment');
   }

@@ -130,6 +130,11 @@ import {
 } from './types.js';
 import { randomUUID } from 'node:crypto';
 import { memberDelivered } from './watermarks.js';
+import { hashPhone } from '@parley/client-sdk/protocol';
+import { createMongoSocial } from './mongo-social.js';
+import { createMongoPushStore } from './mongo-push.js';
+import { createMongoStatusStore } from './mongo-status.js';
+import { createMongoAccount } from './mongo-account.js';
 
 /**
  * v3 (groups) only adds fields, read with defaults when missing; v4 (media) only adds collections
@@ -137,7 +142,7 @@ import { memberDelivered } from './watermarks.js';
  */
 const SCHEMA_VERSION = 4;
 
-interface UserDoc { _id: string; phone: string; createdAt: number }
+interface UserDoc { _id: string; phone: string; createdAt: number; /** mongo-social.ts: contacts discovery. */ phoneHash?: string }
 interface DeviceDoc {
   _id: string; userId: string; tokenHash: string; name: string; createdAt: number; revokedAt: number | null;
 }
@@ -412,14 +417,17 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
   const grants = db.collection<GrantDoc>('grants');
   const attachments = db.collection<AttachmentDoc>('attachments');
   const attachmentLinks = db.collection<AttachmentLinkDoc>('attachment_links');
+  const social = createMongoSocial(db);
+  const push = createMongoPushStore(db);
+  const statusPosts = createMongoStatusStore(db);
+  const account = createMongoAccount(db);
 
   async function init(): Promise<void> {
     await Promise.all([
-      // [presence] indexes of its mongo-*.ts adapter above this line
-      // [social] indexes of its mongo-*.ts adapter above this line
-      // [push] indexes of its mongo-*.ts adapter above this line
-      // [status] indexes of its mongo-*.ts adapter above this line
-      // [account] indexes of its mongo-*.ts adapter above this line
+      social.indexes(),
+      push.indexes(),
+      statusPosts.indexes(),
+      account.indexes(),
       users.createIndexes([{ key: { phone: 1 }, name: 'phone_unique', unique: true }]),
       devices.createIndexes([{ key: { userId: 1, revokedAt: 1, createdAt: 1 }, name: 'user_active' }]),
       regs.createIndexes([{ key: { expiresAt: 1 }, name: 'expiry' }]),
@@ -1259,11 +1267,10 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
   }
 
   return {
-    // [presence] spread of its mongo-*.ts adapter above this line
-    // [social] spread of its mongo-*.ts adapter above this line
-    // [push] spread of its mongo-*.ts adapter above this line
-    // [status] spread of its mongo-*.ts adapter above this line
-    // [account] spread of its mongo-*.ts adapter above this line
+    ...social.store,
+    ...push.store,
+    ...statusPosts.store,
+    ...account.store,
     init,
     async close() {
       await client.close();
@@ -1281,7 +1288,7 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
       const existing = await users.findOne({ phone });
       if (existing) return { user: toUser(existing), created: false };
       try {
-        await users.insertOne({ _id: newUserId, phone, createdAt: now });
+        await users.insertOne({ _id: newUserId, phone, createdAt: now, phoneHash: await hashPhone(phone) });
         return { user: { userId: newUserId, phone, createdAt: now }, created: true };
       } catch (err) {
         if (!isDuplicateKey(err)) throw err;
@@ -1365,6 +1372,9 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
     },
     async listDevices(userId) {
       return (await devices.find({ userId, revokedAt: null }).sort({ createdAt: 1, _id: 1 }).toArray()).map(toDevice);
+    },
+    async listAllDevices(userId) {
+      return (await devices.find({ userId }).sort({ createdAt: 1, _id: 1 }).toArray()).map(toDevice);
     },
     async listDevicesOfUsers(userIds) {
       if (userIds.length === 0) return [];
@@ -1471,6 +1481,10 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
       // retry finishes it; never links of an attachment that no longer exists.
       await attachmentLinks.deleteMany({ attachmentId });
       await attachments.deleteOne({ _id: attachmentId });
+    },
+    async attachmentsOf(ownerUserId, afterId, limit) {
+      const docs = await attachments.find({ ownerUserId, _id: { $gt: afterId } }).sort({ _id: 1 }).limit(limit).toArray();
+      return docs.map(toAttachment);
     },
     async putGrant(g) {
       // INSERT OR REPLACE; racing upserts of one code: the loser's duplicate key is a lost race, run again.

@@ -43,6 +43,11 @@ import {
   type WatermarkChange,
 } from './types.js';
 import { memberDelivered } from './watermarks.js';
+import { hashPhone } from '@parley/client-sdk/protocol';
+import { backfillPhoneHashes, createSqliteSocialStore } from './sqlite-social.js';
+import { createSqlitePushStore } from './sqlite-push.js';
+import { createSqliteStatusStore } from './sqlite-status.js';
+import { createSqliteAccountStore } from './sqlite-account.js';
 
 const SCHEMA_VERSION = 5;
 
@@ -261,11 +266,90 @@ CREATE TABLE IF NOT EXISTS attachment_links (
  * status posts. Their adapters live in their own modules (sqlite-*.ts) on this database.
  */
 const SCHEMA_V5 = `
--- profiles, privacy, contacts, blocks (sqlite-social.ts)
+-- profiles, privacy, contacts, blocks (sqlite-social.ts); users.phone_hash for contacts discovery
+-- (SHA-256 of the phone, hex: filled in for existing users in JS by backfillPhoneHashes).
+ALTER TABLE users ADD COLUMN phone_hash TEXT;
+CREATE UNIQUE INDEX IF NOT EXISTS users_phone_hash ON users (phone_hash);
+CREATE TABLE IF NOT EXISTS profiles (
+  user_id    TEXT PRIMARY KEY,
+  name       TEXT NOT NULL,
+  about      TEXT NOT NULL,
+  avatar     TEXT,
+  updated_at INTEGER NOT NULL
+);
+-- A NULL setting was never chosen: it reads as its default.
+CREATE TABLE IF NOT EXISTS privacy (
+  user_id       TEXT PRIMARY KEY,
+  last_seen     TEXT,
+  photo         TEXT,
+  about         TEXT,
+  read_receipts INTEGER,
+  group_add     TEXT
+);
+CREATE TABLE IF NOT EXISTS contacts (
+  user_id    TEXT NOT NULL,
+  contact_id TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (user_id, contact_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS contacts_of ON contacts (contact_id, user_id);
+CREATE TABLE IF NOT EXISTS blocks (
+  user_id    TEXT NOT NULL,
+  blocked_id TEXT NOT NULL,
+  created_at INTEGER NOT NULL,
+  PRIMARY KEY (user_id, blocked_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS blocks_of ON blocks (blocked_id, user_id);
 
--- push registrations (sqlite-push.ts)
+-- push registrations (sqlite-push.ts): one per device; an address (endpoint or token) is one
+-- device's per kind. No foreign key: account deletion removes them through the port.
+CREATE TABLE IF NOT EXISTS push_registrations (
+  device_id    TEXT PRIMARY KEY,
+  user_id      TEXT NOT NULL,
+  kind         TEXT NOT NULL,
+  address      TEXT NOT NULL,
+  registration TEXT NOT NULL,
+  at           INTEGER NOT NULL
+);
+CREATE UNIQUE INDEX IF NOT EXISTS push_registrations_address ON push_registrations (kind, address);
+CREATE INDEX IF NOT EXISTS push_registrations_user ON push_registrations (user_id);
 
--- status posts (sqlite-status.ts)
+-- status posts (sqlite-status.ts): the post (media: the MediaRef JSON; attachment_id: its id, kept
+-- after a removal clears the content), its audience and its views. expires_at is copied to the
+-- audience rows so the feed reads one index.
+CREATE TABLE IF NOT EXISTS statuses (
+  status_id        TEXT PRIMARY KEY,
+  author_user_id   TEXT NOT NULL,
+  author_device_id TEXT NOT NULL,
+  ts               INTEGER NOT NULL,
+  expires_at       INTEGER NOT NULL,
+  text             TEXT,
+  background       INTEGER,
+  font             INTEGER,
+  media            TEXT,
+  attachment_id    TEXT,
+  removed_at       INTEGER
+);
+CREATE INDEX IF NOT EXISTS statuses_author ON statuses (author_user_id, ts);
+CREATE INDEX IF NOT EXISTS statuses_expiry ON statuses (expires_at);
+CREATE TABLE IF NOT EXISTS status_audience (
+  status_id  TEXT NOT NULL,
+  user_id    TEXT NOT NULL,
+  expires_at INTEGER NOT NULL,
+  PRIMARY KEY (status_id, user_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS status_audience_user ON status_audience (user_id, expires_at);
+CREATE TABLE IF NOT EXISTS status_views (
+  status_id      TEXT NOT NULL,
+  viewer_user_id TEXT NOT NULL,
+  at             INTEGER NOT NULL,
+  PRIMARY KEY (status_id, viewer_user_id)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS status_views_viewer ON status_views (viewer_user_id);
+
+-- account deletion and export (sqlite-account.ts): a user's attachments and grants by user.
+CREATE INDEX IF NOT EXISTS attachments_owner ON attachments (owner_user_id, attachment_id);
+CREATE INDEX IF NOT EXISTS grants_user ON grants (user_id);
 `;
 
 const MARK = { delivered: 1, read: 2 } as const;
@@ -394,7 +478,10 @@ export function createSqliteStore(opts: { file: string }): Store {
     }
     if (version < 3) db.exec(SCHEMA_V3);
     if (version < 4) db.exec(SCHEMA_V4);
-    if (version < 5) db.exec(SCHEMA_V5);
+    if (version < 5) {
+      db.exec(SCHEMA_V5);
+      backfillPhoneHashes(db);
+    }
     if (version < SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
   });
 
@@ -403,8 +490,8 @@ export function createSqliteStore(opts: { file: string }): Store {
 
   function prepare() {
     return {
-      insUser: db.prepare<[string, string, number]>(
-        'INSERT OR IGNORE INTO users (user_id, phone, created_at) VALUES (?, ?, ?)'),
+      insUser: db.prepare<[string, string, number, string]>(
+        'INSERT OR IGNORE INTO users (user_id, phone, created_at, phone_hash) VALUES (?, ?, ?, ?)'),
       userById: db.prepare<[string], UserRow>('SELECT * FROM users WHERE user_id = ?'),
       userByPhone: db.prepare<[string], UserRow>('SELECT * FROM users WHERE phone = ?'),
       usersByPhones: db.prepare<[string], UserRow>(
@@ -417,6 +504,7 @@ export function createSqliteStore(opts: { file: string }): Store {
       deviceById: db.prepare<[string], DeviceRow>('SELECT * FROM devices WHERE device_id = ?'),
       devicesOfUser: db.prepare<[string], DeviceRow>(
         'SELECT * FROM devices WHERE user_id = ? AND revoked_at IS NULL ORDER BY created_at, device_id'),
+      allDevicesOfUser: db.prepare<[string], DeviceRow>('SELECT * FROM devices WHERE user_id = ? ORDER BY created_at, device_id'),
       devicesOfUsers: db.prepare<[string], DeviceRow>(
         `SELECT * FROM devices WHERE user_id IN (SELECT value FROM json_each(?)) AND revoked_at IS NULL
          ORDER BY user_id, created_at, device_id`),
@@ -521,6 +609,8 @@ export function createSqliteStore(opts: { file: string }): Store {
         'SELECT * FROM attachments WHERE expires_at < ? ORDER BY expires_at, attachment_id LIMIT ?'),
       delAttachment: db.prepare<[string]>('DELETE FROM attachments WHERE attachment_id = ?'),
       delAttachmentLinks: db.prepare<[string]>('DELETE FROM attachment_links WHERE attachment_id = ?'),
+      attachmentsOf: db.prepare<[string, string, number], AttachmentRow>(
+        'SELECT * FROM attachments WHERE owner_user_id = ? AND attachment_id > ? ORDER BY attachment_id LIMIT ?'),
       memberActive: db.prepare<[string, string], { one: number }>(
         'SELECT 1 AS one FROM members WHERE chat_id = ? AND user_id = ? AND left_seq IS NULL'),
 
@@ -622,9 +712,9 @@ export function createSqliteStore(opts: { file: string }): Store {
   }
 
   const tx = {
-    getOrCreateUser: db.transaction((phone: string, newUserId: string, now: number) => {
+    getOrCreateUser: db.transaction((phone: string, newUserId: string, now: number, phoneHash: string) => {
       const s = st();
-      const created = s.insUser.run(newUserId, phone, now).changes === 1;
+      const created = s.insUser.run(newUserId, phone, now, phoneHash).changes === 1;
       const row = s.userByPhone.get(phone);
       if (!row) throw new StoreError('DUPLICATE', `user id ${newUserId} already taken`);
       return { user: toUser(row), created };
@@ -856,11 +946,10 @@ export function createSqliteStore(opts: { file: string }): Store {
   };
 
   return {
-    // [presence] spread of its sqlite-*.ts adapter above this line
-    // [social] spread of its sqlite-*.ts adapter above this line
-    // [push] spread of its sqlite-*.ts adapter above this line
-    // [status] spread of its sqlite-*.ts adapter above this line
-    // [account] spread of its sqlite-*.ts adapter above this line
+    ...createSqliteSocialStore(db),
+    ...createSqlitePushStore(db),
+    ...createSqliteStatusStore(db),
+    ...createSqliteAccountStore(db),
     async init() {
       if (closed) throw new Error('store is closed');
       if (q) return;
@@ -875,7 +964,7 @@ export function createSqliteStore(opts: { file: string }): Store {
     },
 
     async getOrCreateUserByPhone(phone, newUserId, now) {
-      return tx.getOrCreateUser.immediate(phone, newUserId, now);
+      return tx.getOrCreateUser.immediate(phone, newUserId, now, await hashPhone(phone));
     },
     async getUser(userId) {
       const r = st().userById.get(userId);
@@ -899,6 +988,9 @@ export function createSqliteStore(opts: { file: string }): Store {
     },
     async listDevices(userId) {
       return st().devicesOfUser.all(userId).map(toDevice);
+    },
+    async listAllDevices(userId) {
+      return st().allDevicesOfUser.all(userId).map(toDevice);
     },
     async listDevicesOfUsers(userIds) {
       if (userIds.length === 0) return [];
@@ -962,6 +1054,9 @@ export function createSqliteStore(opts: { file: string }): Store {
         s.delAttachmentLinks.run(attachmentId);
         s.delAttachment.run(attachmentId);
       }).immediate();
+    },
+    async attachmentsOf(ownerUserId, afterId, limit) {
+      return st().attachmentsOf.all(ownerUserId, afterId, limit).map(toAttachment);
     },
     async putGrant(g) {
       st().putGrant.run(g.codeHash, g.kind, g.userId, g.deviceId, g.chatId, g.createdAt, g.expiresAt);

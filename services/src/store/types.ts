@@ -263,8 +263,14 @@ export interface AccountStore {
   getOrCreateUserByPhone(phone: string, newUserId: string, now: number): Promise<{ user: User; created: boolean }>;
   getUser(userId: string): Promise<User | null>;
   getUserByPhone(phone: string): Promise<User | null>;
-  /** Users for those phones that exist (contacts discovery); unknown phones are left out. */
+  /** Users for those phones that exist; unknown phones are left out. */
   getUsersByPhones(phones: string[]): Promise<User[]>;
+  /**
+   * Contacts discovery: the users whose phone hashes (SHA-256 of the E.164 string, hex: the SDK's
+   * `hashPhone`) are among `hashes`; unknown hashes are left out. Every user has his phone's hash,
+   * set when he is created (and filled in for older users by the schema migration).
+   */
+  getUsersByPhoneHashes(hashes: string[]): Promise<Array<{ userId: string; phoneHash: string }>>;
 
   /**
    * Adds a device; throws StoreError('DEVICE_LIMIT') when the user already has `maxActive` active
@@ -277,6 +283,8 @@ export interface AccountStore {
   getDevice(deviceId: string): Promise<Device | null>;
   /** Active (not revoked) devices of a user, oldest first. */
   listDevices(userId: string): Promise<Device[]>;
+  /** Every device of the user, revoked ones too, oldest first (account deletion and export). */
+  listAllDevices(userId: string): Promise<Device[]>;
   /** Active devices of several users at once. */
   listDevicesOfUsers(userIds: string[]): Promise<Device[]>;
   /** Marks the device revoked; false when it did not exist or was already revoked. */
@@ -297,6 +305,31 @@ export interface AccountStore {
   deleteGrant(codeHash: string): Promise<boolean>;
   /** Unexpired invitations of a group, oldest first. */
   listGrants(chatId: string, now: number): Promise<Grant[]>;
+
+  /**
+   * Account deletion (services/src/account/delete-account.ts runs it after the user's devices are
+   * revoked, his groups left and his media removed): forgets the user — one transaction in SQLite.
+   * Removed: the user, every device of his (revoked ones too), the pending registration of his
+   * phone, the link codes and invitations he made, his memberships (current and former), his
+   * devices' watermarks, his delivered/read marks, and his messages that are not everyone's yet:
+   * a message of his stays only when it has a recipient and every recipient has it (delivered to
+   * one of their devices): those are the recipients' copies. A chat nobody else was ever in goes
+   * with all of it; a direct chat with someone else keeps the other's history (its key, which
+   * names both users, is cleared). His system messages stay (they are the groups' history).
+   * Attachments are not touched (their objects go first: MediaStore). Idempotent.
+   */
+  deleteUser(userId: string): Promise<UserDeletion>;
+}
+
+/** What deleteUser removed. */
+export interface UserDeletion {
+  /** The user existed (false: nothing of him was found, e.g. a repeated call). */
+  user: boolean;
+  devices: number;
+  /** His messages removed from chats that others are in (not yet delivered to every recipient). */
+  messages: number;
+  /** Chats removed with everything in them (nobody else was ever in them). */
+  chats: number;
 }
 
 /** Chats and their membership. */
@@ -444,14 +477,17 @@ export interface MediaStore {
   /**
    * Records that message (chatId, seq) references the attachment, and keeps the attachment at
    * least until `keepUntil` (the message's own expiry: media never vanish before their message).
+   * A status post references its media the same way: (statusId, 0), kept until the post expires.
    */
   linkAttachment(attachmentId: string, chatId: string, seq: number, keepUntil: number): Promise<void>;
-  /** The messages referencing an attachment. */
+  /** The messages (and status posts: a statusId with seq 0) referencing an attachment. */
   attachmentLinks(attachmentId: string): Promise<Array<{ chatId: string; seq: number }>>;
   /** Attachments with expiresAt < before (and their links), at most `limit`, oldest first. */
   expiredAttachments(before: number, limit: number): Promise<Attachment[]>;
   /** Deletes the attachment's row and links (its objects are the caller's to remove first). */
   deleteAttachment(attachmentId: string): Promise<void>;
+  /** The user's attachments (any state) in attachmentId order, at most `limit` after `afterId` ('' = from the first): export and deletion. */
+  attachmentsOf(ownerUserId: string, afterId: string, limit: number): Promise<Attachment[]>;
 }
 
 /** Who may see something of a user: everyone, the users in his contacts, or nobody. */
@@ -496,7 +532,12 @@ export interface ProfileStore {
   /** Settings of several users at once (defaults for those never set). */
   getPrivacies(userIds: string[]): Promise<Map<string, Privacy>>;
   putPrivacy(userId: string, patch: Partial<Privacy>): Promise<Privacy>;
+  /** Forgets the user's profile and privacy settings (account deletion). Idempotent. */
+  deleteProfile(userId: string): Promise<void>;
 }
+
+/** The key of a pair of users, the same whichever comes first: the ids sorted, joined by '|' (a 1:1 message's ordering key). */
+export const userPairKey = (a: string, b: string): string => (a < b ? `${a}|${b}` : `${b}|${a}`);
 
 /** A user's contacts (the registered users he saved, never his uploaded address book) and blocks. */
 export interface RelationStore {
@@ -511,13 +552,139 @@ export interface RelationStore {
   listBlocked(userId: string): Promise<string[]>;
   /** Which of `blockerIds` have blocked `userId`. */
   blockedBy(blockerIds: string[], userId: string): Promise<Set<string>>;
+  /**
+   * Of these (a, b) pairs, those where a blocked b or b blocked a, as `directKey`s (the two ids
+   * sorted, joined by '|'): the persist worker's one query per batch of 1:1 messages.
+   */
+  blockedPairs(pairs: Array<[string, string]>): Promise<Set<string>>;
+  /**
+   * Forgets the user's relations (account deletion): his contacts and blocks, and his entries in
+   * others' contacts and blocks. Idempotent.
+   */
+  forgetRelations(userId: string): Promise<void>;
 }
 
-// PushStore (push registrations) and StatusStore (status posts): their modules define them.
-// eslint-disable-next-line @typescript-eslint/no-empty-object-type
-export interface PushStore {}
-// eslint-disable-next-line @typescript-eslint/no-empty-object-type
-export interface StatusStore {}
+/** Push services a device can be woken through. */
+export type PushKind = 'webpush' | 'fcm' | 'apns';
+
+/** How to reach a device through its push service (what the device registered). */
+export type PushRegistration =
+  /** A browser's PushSubscription (RFC 8030): the push service URL and the RFC 8291 keys. */
+  | { kind: 'webpush'; endpoint: string; keys: { p256dh: string; auth: string } }
+  /** A Firebase Cloud Messaging registration token. */
+  | { kind: 'fcm'; token: string }
+  /** An APNs device token (hex); the environment and topic default to the server's configuration. */
+  | { kind: 'apns'; token: string; environment?: 'production' | 'development'; topic?: string };
+
+/** A device's registration as stored. */
+export interface DevicePush {
+  deviceId: string;
+  userId: string;
+  registration: PushRegistration;
+  /** When it was (last) registered. */
+  at: number;
+}
+
+/** What identifies a registration at its push service (endpoint or token): unique per kind. */
+export const pushAddress = (r: PushRegistration): string => (r.kind === 'webpush' ? r.endpoint : r.token);
+
+/** Push registrations: at most one per device, and one device per address. */
+export interface PushStore {
+  /**
+   * Sets the device's registration, replacing the one it had. An address (endpoint or token) is
+   * one device's: another device holding the same address loses it (a browser or app that
+   * signed in again as a new device keeps its push subscription).
+   */
+  putPushRegistration(p: DevicePush): Promise<void>;
+  /** The registrations of those devices (devices without one are left out). */
+  getPushRegistrations(deviceIds: string[]): Promise<DevicePush[]>;
+  /**
+   * Removes the device's registration; with `address`, only if it is still that one (a push
+   * service answered "gone" for an address the device may have replaced meanwhile). false when
+   * nothing was removed.
+   */
+  deletePushRegistration(deviceId: string, address?: string): Promise<boolean>;
+  /** Removes every registration of the user's devices (account deletion); returns how many. */
+  deletePushRegistrationsOf(userId: string): Promise<number>;
+}
+
+// StatusStore (status posts): its module defines it.
+/**
+ * A status post: text (with a background colour and a font) or media (with an optional caption in
+ * `text`), visible to its audience (resolved when posted) until `expiresAt`.
+ */
+export interface StatusPost {
+  /** `s` + 12 characters. */
+  statusId: string;
+  authorUserId: string;
+  /** The device that posted it (the fan-out skips it). */
+  authorDeviceId: string;
+  ts: number;
+  expiresAt: number;
+  /** The text of a text post, or a media post's caption (null: none). */
+  text: string | null;
+  /** A text post's background, 0xRRGGBB (null: the client's default). */
+  background: number | null;
+  /** A text post's font, 0-9 (null: the client's default). */
+  font: number | null;
+  /** A media post's attachment, as messages carry it (from the attachment row). */
+  media: MediaRef | null;
+  /** Set by removeStatus: the content is gone, the audience stays (for the removal fan-out) until expiry. */
+  removedAt: number | null;
+}
+
+/** One viewer of a status post (his first view). */
+export interface StatusView {
+  viewerUserId: string;
+  at: number;
+}
+
+/** What an expiry or a deletion removed: the posts, and the attachments they referenced. */
+export interface StatusRemoval {
+  statusIds: string[];
+  attachmentIds: string[];
+}
+
+/**
+ * Status posts, their audience (the userIds that may see each, resolved when posted) and their
+ * views. Expired posts stay until `expireStatuses` removes them; readers pass `now` and never see
+ * them (nor removed ones).
+ */
+export interface StatusStore {
+  /** Stores a post and its audience; throws StoreError('DUPLICATE') when the id is taken. */
+  createStatus(post: Omit<StatusPost, 'removedAt'>, audience: string[]): Promise<void>;
+  /** The post even when expired or removed (check `expiresAt`, `removedAt`); null when unknown. */
+  getStatus(statusId: string): Promise<StatusPost | null>;
+  /** Whether the user is in the post's audience. */
+  inStatusAudience(statusId: string, userId: string): Promise<boolean>;
+  /** The post's audience by userId, a page at a time (after `afterUserId`; '' = from the start). */
+  statusAudience(statusId: string, afterUserId: string, limit: number): Promise<string[]>;
+  /**
+   * The feed: unexpired (expiresAt > now), not removed posts whose audience has `viewerUserId`,
+   * by author (userId order), each author's oldest first; at most `limit`.
+   */
+  statusFeed(viewerUserId: string, now: number, limit: number): Promise<StatusPost[]>;
+  /** The user's own unexpired, not removed posts, oldest first. */
+  ownStatuses(userId: string, now: number): Promise<StatusPost[]>;
+  /** Records a view; idempotent (the first view's time stays). true when it is new. */
+  addStatusView(statusId: string, viewerUserId: string, at: number): Promise<boolean>;
+  /** A post's viewers, in the order they first viewed it. */
+  statusViewers(statusId: string): Promise<StatusView[]>;
+  /** Which of these posts the user has viewed. */
+  viewedStatuses(viewerUserId: string, statusIds: string[]): Promise<Set<string>>;
+  /**
+   * Removes a post's content and views and marks it removed at `at` (its audience stays until it
+   * expires, so the removal can reach it). false when unknown or already removed.
+   */
+  removeStatus(statusId: string, at: number): Promise<boolean>;
+  /** Deletes at most `limit` posts with expiresAt < `before` (oldest first) with their audience and views. */
+  expireStatuses(before: number, limit: number): Promise<StatusRemoval>;
+  /**
+   * Account deletion: deletes every post of the user (with their audience and views) and his
+   * entries in the audience and views of others' posts. Returns the attachmentIds his posts referenced.
+   */
+  deleteStatusesOf(userId: string): Promise<string[]>;
+}
 
 /** Everything, as one adapter implements it. Consumers take the narrow port they need. */
 export type Store = StoreLifecycle & AccountStore & ChatStore & MessageStore & ProgressStore & MediaStore

@@ -10,6 +10,7 @@ import { toMsgEnvelope } from '../../../broker/src/index.js';
 import type { FanoutJob } from '../queues.js';
 import { receives } from '../store/types.js';
 import type { WorkerContext } from './context.js';
+import { queueWakeUps } from './push.js';
 
 /** Most messages one fan-out job carries (a retried old message is its own run). */
 export const FANOUT_MAX_MESSAGES = 100;
@@ -46,7 +47,8 @@ export async function processFanout(ctx: WorkerContext, job: FanoutJob): Promise
     const env = toMsgEnvelope(m);
     for (const d of devices) if (receives(d, m)) out.push({ deviceId: d.deviceId, env });
   }
-  await ctx.publisher.publishAll(out);
+  const away = await ctx.publisher.publishAll(out);
+  await queueWakeUps(ctx, away, [{ chatId: job.chatId, devices, messages }]);
   ctx.log.debug({ chatId: job.chatId, devices: devices.length, messages: messages.length }, 'fan-out chunk delivered');
   return { devices: devices.length, messages: messages.length, by: ctx.workerId };
 }

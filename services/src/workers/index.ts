@@ -9,6 +9,8 @@ import { processAcks, processReads } from './receipts.js';
 import { processFanout } from './fanout.js';
 import { processCleanup } from './cleanup.js';
 import { processThumbnail } from './thumbnail.js';
+import { processPush } from './push.js';
+import { processStatusFanout } from './status-fanout.js';
 
 /**
  * A processor's return value is the job's BullMQ return value: `persist` and `fanout` report what
@@ -27,11 +29,8 @@ export const PROCESSORS: Readonly<Record<string, Processor>> = Object.freeze({
   [JOB.fanout]: (ctx, job) => processFanout(ctx, job.data as JobData['fanout']),
   [JOB.cleanup]: (ctx) => processCleanup(ctx),
   [JOB.thumbnail]: (ctx, job) => processThumbnail(ctx, (job.data as JobData['thumbnail']).attachmentId),
-  // [presence] processors above this line
-  // [social] processors above this line
-  // [push] processors above this line
-  // [status] processors above this line
-  // [account] processors above this line
+  [JOB.push]: (ctx, job) => processPush(ctx, job.data as JobData['push']),
+  [JOB.statusFanout]: (ctx, job) => processStatusFanout(ctx, job.data as JobData['statusFanout']),
 });
 
 export interface WorkerOptions {
@@ -50,6 +49,8 @@ export interface WorkerOptions {
    * 0 = one job at a time. @defaultValue 2000
    */
   persistDrainItems: number;
+  /** Concurrent `push` jobs per process (network-bound: each waits on push services). @defaultValue 16 */
+  pushConcurrency: number;
 }
 
 export const DEFAULT_WORKER_OPTIONS: Readonly<WorkerOptions> = Object.freeze({
@@ -57,6 +58,7 @@ export const DEFAULT_WORKER_OPTIONS: Readonly<WorkerOptions> = Object.freeze({
   cleanupEveryMs: 3_600_000,
   lockDurationMs: 5000,
   persistDrainItems: 2000,
+  pushConcurrency: 16,
 });
 
 /**
@@ -136,6 +138,7 @@ export async function startWorkers(
     new Worker(QUEUE.maintenance, run, { ...common, concurrency: 1 }),
     // Image decoding takes a core and memory per job: two at a time per process.
     new Worker(QUEUE.media, run, { ...common, concurrency: 2 }),
+    new Worker(QUEUE.push, run, { ...common, concurrency: opts.pushConcurrency }),
   ];
   for (const w of workers) {
     w.on('failed', (job, err) => ctx.log.warn({ job: job?.name, attempts: job?.attemptsMade, err: err.message }, 'job failed'));

@@ -11,10 +11,11 @@ import {
 } from '@parley/client-sdk/protocol';
 import type { IngestMessage } from '../../../broker/src/index.js';
 import { toMsgEnvelope } from '../../../broker/src/index.js';
-import { receives, type AppendRefusal, type Chat, type NewMessage, type StoredMessage } from '../store/types.js';
+import { receives, userPairKey, type AppendRefusal, type Chat, type ChatDevice, type NewMessage, type StoredMessage } from '../store/types.js';
 import { mediaRefOf } from '../media/attachments.js';
 import type { WorkerContext } from './context.js';
 import { fanoutJobs } from './fanout.js';
+import { queueWakeUps } from './push.js';
 import { groupBy } from '../group-by.js';
 
 interface Resolved {
@@ -26,6 +27,28 @@ interface Resolved {
 
 type Out = Array<{ deviceId: string; env: Envelope }>;
 
+/**
+ * The 1:1 pairs of this batch where one user blocked the other: one store query for the whole
+ * batch, and none at all when it has no 1:1 message (a 1:1 message's ordering key is its pair of
+ * users, 'a|b'; a chat's key has no '|').
+ */
+async function blockedPairsOf(ctx: WorkerContext, items: IngestMessage[]): Promise<{ asked: Set<string>; blocked: Set<string> }> {
+  const pairs = new Map<string, [string, string]>();
+  for (const { k } of items) {
+    const bar = k.indexOf('|');
+    if (bar > 0 && !pairs.has(k)) pairs.set(k, [k.slice(0, bar), k.slice(bar + 1)]);
+  }
+  for (const [k, [a, b]] of pairs) if (a === b) pairs.delete(k);
+  return { asked: new Set(pairs.keys()), blocked: pairs.size ? await ctx.store.blockedPairs([...pairs.values()]) : new Set() };
+}
+
+/** Whether the sender and `to` are a blocked pair (asked again only for a pair the batch query did not cover). */
+async function isBlocked(ctx: WorkerContext, pairs: { asked: Set<string>; blocked: Set<string> }, item: IngestMessage, to: string): Promise<boolean> {
+  const key = userPairKey(item.u, to);
+  if (pairs.asked.has(key)) return pairs.blocked.has(key);
+  return (await ctx.store.blockedPairs([[item.u, to]])).size > 0;
+}
+
 async function resolveChats(ctx: WorkerContext, items: IngestMessage[], out: Out): Promise<Resolved[]> {
   const { store } = ctx;
   const refuse = (item: IngestMessage, code: ErrorCode, detail: string, ref?: string): void => {
@@ -35,6 +58,7 @@ async function resolveChats(ctx: WorkerContext, items: IngestMessage[], out: Out
   const directChats = new Map<string, Chat | null>();
   const chats = new Map<string, Chat | null>();
   const membership = new Map<string, boolean>();
+  const blocked = await blockedPairsOf(ctx, items);
   const resolved: Resolved[] = [];
   for (const item of items) {
     let env: Envelope;
@@ -47,9 +71,16 @@ async function resolveChats(ctx: WorkerContext, items: IngestMessage[], out: Out
     if (env.kind !== 'send') continue;
     let chat: Chat | null;
     if (isUserId(env.to)) {
+      // Either of the two blocked the other: not stored, not delivered; the sender is told.
+      if (env.to !== item.u && await isBlocked(ctx, blocked, item, env.to)) {
+        refuse(item, 'E_BLOCKED', env.to, env.clientMsgId);
+        continue;
+      }
       const key = `${item.u}|${env.to}`;
       if (!directChats.has(key)) {
-        const peer = env.to === item.u ? true : await store.getUser(env.to);
+        // The sender too: a message still queued when his account was deleted must not open a
+        // new direct chat in his name (services/src/account/delete-account.ts).
+        const peer = (await store.getUser(item.u)) !== null && (env.to === item.u || (await store.getUser(env.to)) !== null);
         directChats.set(key, peer ? await store.getOrCreateDirectChat(item.u, env.to, newId('chat'), ctx.now()) : null);
       }
       chat = directChats.get(key) ?? null;
@@ -156,6 +187,8 @@ export async function processPersist(ctx: WorkerContext, items: IngestMessage[])
   for (const l of links) await store.linkAttachment(l.attachmentId, l.chatId, l.seq, ts + ctx.retentionMs);
 
   const byChat = groupBy(messages, (m) => m.chatId);
+  // The chats delivered here, for the push wake-ups of their devices that are connected nowhere.
+  const inline: Array<{ chatId: string; devices: ChatDevice[]; messages: StoredMessage[] }> = [];
   // Recipients first, then the senders' `stored`: by the time a sender sees its seq, the message
   // is on its way to every recipient device of a small chat.
   for (const [chatId, list] of byChat) {
@@ -164,12 +197,14 @@ export async function processPersist(ctx: WorkerContext, items: IngestMessage[])
       await ctx.enqueueFanout(fanoutJobs(chatId, list.map((m) => m.seq)));
       continue;
     }
+    inline.push({ chatId, devices, messages: list });
     for (const m of list) {
       const env = toMsgEnvelope(m);
       for (const d of devices) if (receives(d, m)) out.push({ deviceId: d.deviceId, env });
     }
   }
   storedNotices(messages, out);
-  await publisher.publishAll(out);
+  const away = await publisher.publishAll(out);
+  await queueWakeUps(ctx, away, inline);
   return { messages: messages.length, by: ctx.workerId };
 }

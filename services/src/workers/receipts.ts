@@ -3,11 +3,14 @@
  * tick (a device published receipts/<msgId>). Both move watermarks in the store, then tell the
  * devices that care, once per job however many messages and members it covers:
  * - direct chat: one `receipt` per member watermark move to the other member's devices (without
- *   `by`: it is implied), and for reads also to the reader's other devices (with `by`);
+ *   `by`: it is implied), and for reads also to the reader's other devices (with `by`). Read
+ *   receipts off (privacy, either of the two): no read receipt between them (one privacy look-up
+ *   per job of reads; acks never look);
  * - group: one `tally` per sender concerned ("of M other members, D have your messages up to seq
  *   S, R have read them") to that sender's devices, so a 1,024-member group costs its sender a
  *   handful of envelopes per batch instead of one per member; a read also goes to the reader's
- *   other devices as a `receipt`, and to nobody else. The senders concerned are those of the last
+ *   other devices as a `receipt`, and to nobody else. Read receipts are always counted in groups
+ *   (WhatsApp's rule), whatever the members' setting. The senders concerned are those of the last
  *   TALLY_WINDOW messages up to each watermark that moved, so the work stays bounded.
  */
 import { parseMsgId, type Envelope, type ReceiptStatus } from '@parley/client-sdk/protocol';
@@ -25,12 +28,6 @@ async function toUsers(ctx: WorkerContext, out: Out, users: string[], env: Envel
   for (const d of await ctx.store.listDevicesOfUsers(users)) if (d.deviceId !== exceptDevice) out.push({ deviceId: d.deviceId, env });
 }
 
-async function directReceipts(ctx: WorkerContext, out: Out, c: WatermarkChange, status: ReceiptStatus, readerDevice: string | null): Promise<void> {
-  const others = (await ctx.store.getMembers(c.chatId)).map((m) => m.userId).filter((u) => u !== c.userId);
-  await toUsers(ctx, out, others, { kind: 'receipt', chatId: c.chatId, seq: c.seq, status, ts: c.at }, null);
-  if (status === 'read') await toUsers(ctx, out, [c.userId], { kind: 'receipt', chatId: c.chatId, seq: c.seq, status, ts: c.at, by: c.userId }, readerDevice);
-}
-
 async function groupTallies(ctx: WorkerContext, out: Out, chatId: string, changes: WatermarkChange[]): Promise<void> {
   // Each sender's latest message within the window below any watermark that moved.
   const latest = new Map<string, number>();
@@ -46,19 +43,45 @@ async function groupTallies(ctx: WorkerContext, out: Out, chatId: string, change
   }
 }
 
-async function announce(ctx: WorkerContext, changes: WatermarkChange[], status: ReceiptStatus, readerDevice: string | null): Promise<void> {
+/** A watermark move, and for a read the device that read (it needs no receipt of its own read). */
+type Change = WatermarkChange & { device?: string };
+
+/**
+ * Of these users, those with read receipts off (privacy): one look-up for the whole job. In a 1:1
+ * chat such a user neither sends nor receives read receipts (WhatsApp's rule); his own devices
+ * still learn his reads, and delivered receipts are not affected. Groups always have them.
+ */
+async function receiptsOff(ctx: WorkerContext, users: string[]): Promise<Set<string>> {
+  const off = new Set<string>();
+  if (users.length === 0) return off;
+  for (const [u, p] of await ctx.store.getPrivacies([...new Set(users)])) if (!p.readReceipts) off.add(u);
+  return off;
+}
+
+async function announce(ctx: WorkerContext, changes: Change[], status: ReceiptStatus): Promise<void> {
   const out: Out = [];
+  const direct: Array<{ c: Change; others: string[] }> = [];
   for (const [chatId, list] of groupBy(changes, (c) => c.chatId)) {
     const chat = await ctx.store.getChat(chatId);
     if (!chat) continue;
     if (chat.kind === 'direct') {
-      for (const c of list) await directReceipts(ctx, out, c, status, readerDevice);
+      const members = (await ctx.store.getMembers(chatId)).map((m) => m.userId);
+      for (const c of list) direct.push({ c, others: members.filter((u) => u !== c.userId) });
       continue;
     }
     await groupTallies(ctx, out, chatId, list);
     if (status === 'read') {
-      for (const c of list) await toUsers(ctx, out, [c.userId], { kind: 'receipt', chatId, seq: c.seq, status, ts: c.at, by: c.userId }, readerDevice);
+      for (const c of list) await toUsers(ctx, out, [c.userId], { kind: 'receipt', chatId, seq: c.seq, status, ts: c.at, by: c.userId }, c.device ?? null);
     }
+  }
+  // Direct chats: one receipt per member watermark move to the other member's devices (none for a
+  // read when either of the two has read receipts off), and for reads also to the reader's other
+  // devices (with `by`).
+  const off = status === 'read' ? await receiptsOff(ctx, direct.flatMap(({ c, others }) => [c.userId, ...others])) : new Set<string>();
+  for (const { c, others } of direct) {
+    const to = off.has(c.userId) ? [] : others.filter((u) => !off.has(u));
+    if (to.length) await toUsers(ctx, out, to, { kind: 'receipt', chatId: c.chatId, seq: c.seq, status, ts: c.at }, null);
+    if (status === 'read') await toUsers(ctx, out, [c.userId], { kind: 'receipt', chatId: c.chatId, seq: c.seq, status, ts: c.at, by: c.userId }, c.device ?? null);
   }
   await ctx.publisher.publishAll(out);
 }
@@ -74,10 +97,11 @@ export async function processAcks(ctx: WorkerContext, items: IngestAck[]): Promi
     else if (a.t > cur.t) cur.t = a.t;
   }
   const changes = await ctx.store.markDelivered([...top.values()].map((a) => ({ chatId: a.c, seq: a.s, deviceId: a.d, at: a.t })));
-  await announce(ctx, changes, 'delivered', null);
+  await announce(ctx, changes, 'delivered');
 }
 
 export async function processReads(ctx: WorkerContext, items: IngestRead[]): Promise<void> {
+  const changes: Change[] = [];
   for (const r of items) {
     const id = parseMsgId(r.m);
     // A device may only mark read what was meant for it.
@@ -86,6 +110,8 @@ export async function processReads(ctx: WorkerContext, items: IngestRead[]): Pro
       continue;
     }
     const change = await ctx.store.markRead(id.chatId, r.u, id.seq, r.t);
-    if (change) await announce(ctx, [change], 'read', r.d);
+    if (change) changes.push({ ...change, device: r.d });
   }
+  // Announced once for the job: one privacy look-up however many reads it holds.
+  if (changes.length) await announce(ctx, changes, 'read');
 }
