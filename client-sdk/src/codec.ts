@@ -182,9 +182,10 @@ export interface WatchEnvelope { kind: 'watch'; chatIds: string[] }
 /**
  * server -> device on `live/` (QoS 0): a user's presence as the watcher may see it. `lastSeen`
  * (epoch ms) is left out while online and when the user's privacy hides it from the watcher;
- * a user who hides it from the watcher shows offline too.
+ * a user who hides it from the watcher shows offline too. `v` counts the user's transitions: of
+ * two envelopes about one user, the one with the lower `v` is older (they can race).
  */
-export interface PresenceEnvelope { kind: 'presence'; userId: string; online: boolean; lastSeen?: number | undefined }
+export interface PresenceEnvelope { kind: 'presence'; userId: string; online: boolean; lastSeen?: number | undefined; v?: number | undefined }
 
 /** Longest status text (characters). */
 export const STATUS_TEXT_MAX = 700;
@@ -242,7 +243,7 @@ export function encode(env: Envelope): Uint8Array {
     case 'tally': fields = [KIND.tally, env.chatId, env.seq, env.delivered, env.read, env.of]; break;
     case 'typing': fields = [KIND.typing, env.chatId, TYPING_STATES.indexOf(env.state), env.from]; break;
     case 'watch': fields = [KIND.watch, env.chatIds]; break;
-    case 'presence': fields = [KIND.presence, env.userId, env.online ? 1 : 0, env.lastSeen]; break;
+    case 'presence': fields = [KIND.presence, env.userId, env.online ? 1 : 0, env.lastSeen, env.v]; break;
     case 'status':
       fields = env.removed
         ? [KIND.status, env.statusId, env.from, env.ts, env.expiresAt, 1]
@@ -373,8 +374,8 @@ export function decode(payload: Uint8Array): Envelope {
       if (!Array.isArray(a) || a.length > MAX_WATCHED_CHATS || !a.every(isChatId)) throw bad('watch fields');
       return { kind: 'watch', chatIds: [...new Set(a as string[])] };
     case KIND.presence:
-      if (!isUserId(a) || (b !== 0 && b !== 1) || !optional(c, isTs)) throw bad('presence fields');
-      return { kind: 'presence', userId: a, online: b === 1, ...(c != null ? { lastSeen: c } : {}) };
+      if (!isUserId(a) || (b !== 0 && b !== 1) || !optional(c, isTs) || !optional(d, isCount)) throw bad('presence fields');
+      return { kind: 'presence', userId: a, online: b === 1, ...(c != null ? { lastSeen: c } : {}), ...(d != null ? { v: d } : {}) };
     case KIND.status: {
       if (!isStatusId(a) || !isUserId(b) || !isTs(c) || !isTs(d) || (e !== 0 && e !== 1)) throw bad('status fields');
       if (e === 1) return { kind: 'status', statusId: a, from: b, ts: c, expiresAt: d, removed: true };

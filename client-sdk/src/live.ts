@@ -37,6 +37,8 @@ export class LiveChannel {
   #watchTimer: ReturnType<typeof setInterval> | undefined;
   /** chatId -> what this device last sent there, and when. */
   readonly #sent = new Map<string, { state: TypingState; at: number }>();
+  /** userId -> the version of the last presence taken (announcements about one user can race). */
+  readonly #presenceV = new Map<string, number>();
   /** `${chatId} ${userId}` -> the timer that ends a received typing state. */
   readonly #typing = new Map<string, ReturnType<typeof setTimeout>>();
 
@@ -101,6 +103,11 @@ export class LiveChannel {
   }
 
   onPresence(env: PresenceEnvelope): void {
+    if (env.v !== undefined) {
+      const last = this.#presenceV.get(env.userId);
+      if (last !== undefined && env.v < last) return; // an older state that arrived late
+      this.#presenceV.set(env.userId, env.v);
+    }
     this.#hooks.presence({ userId: env.userId, online: env.online, ...(env.lastSeen !== undefined ? { lastSeen: env.lastSeen } : {}) });
   }
 

@@ -96,7 +96,7 @@ const schema = z.object({
   PARLEY_VAPID_PRIVATE_KEY: z.string().regex(/^[A-Za-z0-9_-]{42,44}$/, 'a P-256 private key, base64url').optional(),
   PARLEY_VAPID_SUBJECT: z.string().regex(/^(mailto:|https:\/\/)\S+$/, 'a mailto: or https: URL').default('mailto:push@parley.invalid'),
   PARLEY_WEBPUSH_ORIGINS: z.string()
-    .default('https://*.googleapis.com,https://*.push.services.mozilla.com,https://*.notify.windows.com,https://*.push.apple.com')
+    .default('https://fcm.googleapis.com,https://updates.push.services.mozilla.com,https://*.notify.windows.com,https://web.push.apple.com')
     .transform((s) => s.split(',').map((x) => x.trim()).filter(Boolean))
     .refine((list) => list.every((o) => o === '*' || /^https?:\/\/(\*\.)?[a-z0-9.-]+(:\d+)?$/i.test(o)), 'origins like https://*.example.com or http://localhost:8090, or *'),
   PARLEY_FCM_SERVICE_ACCOUNT: z.string().min(1).optional(),

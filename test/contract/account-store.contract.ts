@@ -32,20 +32,6 @@ export function accountStoreContract(factory: StoreFactory): void {
         expect(await store.getUser(newId('user'))).toBeNull();
         expect(await store.getUserByPhone(newPhone())).toBeNull();
       });
-
-      it('getUsersByPhones returns the known users and leaves out unknown phones', async () => {
-        const { store } = ctx;
-        const p1 = newPhone();
-        const p2 = newPhone();
-        const u1 = (await store.getOrCreateUserByPhone(p1, newId('user'), 1)).user;
-        const u2 = (await store.getOrCreateUserByPhone(p2, newId('user'), 2)).user;
-        await newUser(store); // someone not asked for
-
-        const found = await store.getUsersByPhones([p2, newPhone(), p1]);
-        expect([...found].sort((x, y) => x.createdAt - y.createdAt)).toEqual([u1, u2]);
-        expect(await store.getUsersByPhones([newPhone()])).toEqual([]);
-        expect(await store.getUsersByPhones([])).toEqual([]);
-      });
     });
 
     describe('devices', () => {

@@ -1,9 +1,9 @@
 /**
  * Profile, privacy and blocking through the SDK on a real platform: a profile photo visible or
  * hidden by the photo setting (and a block), kept past the media retention while it is the photo;
- * a blocked user's 1:1 message is not delivered and its sender gets E_BLOCKED; "who may add me to
- * groups"; read receipts off: no read receipts either way in a 1:1 chat while delivered ticks
- * still flow (groups keep theirs).
+ * a blocked user's 1:1 message (to the user id or the direct chat's id) is not delivered and its
+ * sender gets E_BLOCKED; "who may add me to groups"; read receipts off: no read receipts either
+ * way in a 1:1 chat while delivered ticks still flow (groups keep theirs).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { ParleyApi, ParleyError } from '@parley/client-sdk';
@@ -133,6 +133,9 @@ describe('blocking', () => {
     // The blocker cannot write either, nor open a chat with him.
     expect((await errorOf(a.client.sendMessage(bob.userId, 'to a blocked user')))?.code).toBe('E_BLOCKED');
     expect((await errorOf(b.client.createChat(alice.userId)))?.code).toBe('E_BLOCKED');
+    // Nor through the direct chat's id instead of the user id, either way round.
+    expect(await errorOf(b.client.sendMessage(first.chatId, 'blocked, by chat id'))).toMatchObject({ code: 'E_BLOCKED', ref: expect.any(String) });
+    expect((await errorOf(a.client.sendMessage(first.chatId, 'to a blocked user, by chat id')))?.code).toBe('E_BLOCKED');
 
     // Unblocked: what Bob sends now arrives, and nothing of what he sent while blocked ever did.
     await a.client.unblockUser(bob.userId);

@@ -75,6 +75,8 @@ describe('codec', () => {
         { kind: 'watch', chatIds: [] },
         { kind: 'presence', userId: 'uAAAAAAAAAAAA', online: true },
         { kind: 'presence', userId: 'uAAAAAAAAAAAA', online: false, lastSeen: 1_700_000_000_000 },
+        { kind: 'presence', userId: 'uAAAAAAAAAAAA', online: true, v: 7 },
+        { kind: 'presence', userId: 'uAAAAAAAAAAAA', online: false, lastSeen: 5, v: 8 },
       ];
       for (const env of envs) expect(decode(encode(env))).toEqual(env);
       // A typing event from the device: kind, chatId, state.

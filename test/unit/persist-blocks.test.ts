@@ -2,7 +2,9 @@
  * The persist worker's block check, with the SQLite store and a recording publisher: a batch
  * without 1:1 messages asks the RelationStore nothing, a batch with them asks once (however many
  * pairs and messages), and a blocked pair's messages are refused with E_BLOCKED (ref =
- * clientMsgId) and never stored, in either direction, while the rest of the batch is stored.
+ * clientMsgId) and never stored, in either direction, while the rest of the batch is stored; the
+ * same when the message is addressed to the direct chat's id instead of the user id (one member
+ * query per distinct direct chat, none for a group).
  */
 import fs from 'node:fs';
 import os from 'node:os';
@@ -20,6 +22,8 @@ import { newGroup } from '../contract/helpers.js';
 let dir: string;
 let store: Store;
 let calls: number;
+/** getMembers calls (the direct chats' member look-ups). */
+let memberCalls: number;
 let sent: Array<{ deviceId: string; env: Envelope }>;
 let ctx: WorkerContext;
 
@@ -28,11 +32,13 @@ beforeEach(async () => {
   const real = createSqliteStore({ file: path.join(dir, 'db.sqlite') });
   await real.init();
   calls = 0;
-  // The store, counting blockedPairs calls.
+  memberCalls = 0;
+  // The store, counting blockedPairs and getMembers calls.
   store = new Proxy(real, {
     get(target, prop, receiver) {
       const v = Reflect.get(target, prop, receiver) as unknown;
       if (prop === 'blockedPairs') return (...args: Parameters<Store['blockedPairs']>) => { calls++; return target.blockedPairs(...args); };
+      if (prop === 'getMembers') return (...args: Parameters<Store['getMembers']>) => { memberCalls++; return target.getMembers(...args); };
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },
   });
@@ -81,6 +87,7 @@ describe('persist: blocked 1:1 messages', () => {
     const batch = [send(a, g.chatId), send(b, g.chatId), send(a, g.chatId)];
     await processPersist(ctx, batch);
     expect(calls).toBe(0);
+    expect(memberCalls).toBe(0);
     expect(storedIds().sort()).toEqual(batch.map((m) => m.clientMsgId).sort());
   });
 
@@ -102,5 +109,42 @@ describe('persist: blocked 1:1 messages', () => {
     const direct = (await store.listChats(b.userId, 10)).filter((e) => e.chat.kind === 'direct');
     expect(direct).toHaveLength(1);
     expect((await store.getMembers(direct[0]!.chat.chatId)).map((m) => m.userId).sort()).toEqual([b.userId, d.userId].sort());
+  });
+
+  it('refuses a message to the direct chat\'s id between a blocked pair, either way, like one to the user id', async () => {
+    const [a, b, c] = [await user(), await user(), await user()];
+    // Direct chats opened before the block: Alice–Bob, Alice–Carol, and Alice's chat with herself.
+    const ab = await store.getOrCreateDirectChat(a.userId, b.userId, newId('chat'), 1);
+    const ac = await store.getOrCreateDirectChat(a.userId, c.userId, newId('chat'), 1);
+    const aa = await store.getOrCreateDirectChat(a.userId, a.userId, newId('chat'), 1);
+    const g = await newGroup(store, newId('group'), [{ userId: a.userId, role: 'admin' }, { userId: b.userId, role: 'member' }], 1);
+    await store.block(a.userId, b.userId, 1);
+    const blockedBA = send(b, ab.chatId);
+    const blockedAB = send(a, ab.chatId);
+    const blockedByUser = send(b, a.userId);
+    const fine = [send(a, ac.chatId), send(c, ac.chatId), send(a, aa.chatId), send(a, g.chatId), send(b, g.chatId)];
+    await processPersist(ctx, [blockedBA, fine[0]!, blockedAB, ...fine.slice(1), blockedByUser, send(b, ab.chatId)]);
+    // One block query for the whole batch; one member query per distinct direct chat, none for the group.
+    expect(calls).toBe(1);
+    expect(memberCalls).toBe(3);
+    expect(storedIds().sort()).toEqual(fine.map((m) => m.clientMsgId).sort());
+    expect(errors().slice(0, 3)).toEqual([
+      { deviceId: b.deviceId, code: 'E_BLOCKED', ref: blockedBA.clientMsgId },
+      { deviceId: a.deviceId, code: 'E_BLOCKED', ref: blockedAB.clientMsgId },
+      { deviceId: b.deviceId, code: 'E_BLOCKED', ref: blockedByUser.clientMsgId },
+    ]);
+    expect(errors()).toHaveLength(4);
+    expect(errors().every((e) => e.code === 'E_BLOCKED')).toBe(true);
+    expect((await store.getChat(ab.chatId))?.lastSeq).toBe(0);
+  });
+
+  it('asks nothing more of a direct chat by id when the sender is not in it', async () => {
+    const [a, b, c] = [await user(), await user(), await user()];
+    const ab = await store.getOrCreateDirectChat(a.userId, b.userId, newId('chat'), 1);
+    const intruder = send(c, ab.chatId);
+    await processPersist(ctx, [intruder]);
+    expect(calls).toBe(0);
+    expect(memberCalls).toBe(1);
+    expect(errors()).toEqual([{ deviceId: c.deviceId, code: 'E_NOT_MEMBER', ref: intruder.clientMsgId }]);
   });
 });

@@ -3,7 +3,7 @@ import { describe, expect, it } from 'vitest';
 import { ParleyError } from '@parley/client-sdk';
 import { parseConfig } from '../../services/src/config.js';
 import { generateVapidKeys } from '../../services/src/push/webpush.js';
-import { pushKinds } from '../../services/src/push/setup.js';
+import { isAllowedWebPushEndpoint, pushKinds } from '../../services/src/push/setup.js';
 
 const configError = (env: Record<string, string>): string => {
   try {
@@ -22,7 +22,17 @@ describe('push configuration', () => {
       vapid: { publicKey: undefined, privateKey: undefined, subject: 'mailto:push@parley.invalid' },
       fcm: null, apns: null, minIntervalMs: 3000, concurrency: 16, ttlSec: 86_400, maxAttempts: 5, retryBaseMs: 1000,
     });
-    expect(c.webpushOrigins).toContain('https://*.googleapis.com');
+    // The browsers' push services only (Chrome's FCM, Firefox's autopush, Edge's WNS, Safari's),
+    // not every host of their domains.
+    expect(c.webpushOrigins).toEqual([
+      'https://fcm.googleapis.com', 'https://updates.push.services.mozilla.com', 'https://*.notify.windows.com', 'https://web.push.apple.com',
+    ]);
+    expect(isAllowedWebPushEndpoint('https://fcm.googleapis.com/fcm/send/abc', c.webpushOrigins)).toBe(true);
+    expect(isAllowedWebPushEndpoint('https://updates.push.services.mozilla.com/wpush/v2/abc', c.webpushOrigins)).toBe(true);
+    expect(isAllowedWebPushEndpoint('https://wns2-par02p.notify.windows.com/w/?token=abc', c.webpushOrigins)).toBe(true);
+    expect(isAllowedWebPushEndpoint('https://web.push.apple.com/abc', c.webpushOrigins)).toBe(true);
+    expect(isAllowedWebPushEndpoint('https://storage.googleapis.com/bucket/x', c.webpushOrigins)).toBe(false);
+    expect(isAllowedWebPushEndpoint('https://api.push.apple.com/3/device/abc', c.webpushOrigins)).toBe(false);
     expect(pushKinds(c)).toEqual(['webpush']);
   });
 

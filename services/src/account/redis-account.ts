@@ -75,8 +75,8 @@ return left`;
 export function rateLimitKeys(prefix: string, t: ForgetTarget): string[] {
   const rl = (k: string): string => `${prefix}:rl:${k}`;
   return [
-    // api/app.ts: link codes, look-ups (before social's), code requests per phone.
-    rl(`linkcode:${t.userId}`), rl(`lookup:${t.userId}`), rl(`code:phone:${t.phone}`),
+    // api/app.ts: link codes, code requests per phone.
+    rl(`linkcode:${t.userId}`), rl(`code:phone:${t.phone}`),
     // api/account.ts
     rl(`delcode:${t.userId}`), rl(`export:${t.userId}`),
     // social/contact-limits.ts (rate-limiter-flexible: `<keyPrefix>:<key>`)

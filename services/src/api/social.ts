@@ -11,6 +11,7 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import { ParleyError, isUserId } from '@parley/client-sdk/protocol';
 import { schemas, type ContactMatch, type PrivacySettings, type ProfileInfo } from '@parley/client-sdk/api-types';
 import type { Store } from '../store/types.js';
+import { requireUsersExist } from '../store/users-exist.js';
 import { allowedBy } from '../social/privacy.js';
 import type { LimitVerdict } from '../social/contact-limits.js';
 import { parse, type RouteContext } from './context.js';
@@ -43,12 +44,6 @@ export async function profileFor(store: Store, userId: string, viewerId: string)
 export function registerSocialRoutes(ctx: RouteContext): void {
   const { app, deps, now, authDevice } = ctx;
   const { store, attachments } = deps;
-
-  const requireUsers = async (ids: string[]): Promise<void> => {
-    const found = await Promise.all(ids.map((u) => store.getUser(u)));
-    const missing = ids.filter((_u, i) => !found[i]);
-    if (missing.length) throw new ParleyError('E_USER_NOT_FOUND', missing.slice(0, 5).join(','));
-  };
 
   // Contacts discovery: which of these phone hashes are registered users. Limited per user
   // (hashes per day) and per client address (requests per hour), cluster-wide.
@@ -85,7 +80,7 @@ export function registerSocialRoutes(ctx: RouteContext): void {
     const add = [...new Set(body.add ?? [])].filter((u) => u !== caller.userId);
     const remove = [...new Set(body.remove ?? [])];
     if (add.some((u) => remove.includes(u))) throw new ParleyError('E_VALIDATION', 'a user is both added and removed');
-    await requireUsers(add);
+    await requireUsersExist(store, add);
     if (remove.length) await store.removeContacts(caller.userId, remove);
     if (add.length) await store.addContacts(caller.userId, add, now());
     return { contacts: await store.listContacts(caller.userId) };
@@ -155,7 +150,7 @@ export function registerSocialRoutes(ctx: RouteContext): void {
     const caller = await authDevice(req);
     const { userId } = parse(schemas.block, req.body);
     if (userId === caller.userId) throw new ParleyError('E_VALIDATION', 'userId: not yourself');
-    await requireUsers([userId]);
+    await requireUsersExist(store, [userId]);
     await store.block(caller.userId, userId, now());
     return reply.status(201).send({ blocked: await store.listBlocked(caller.userId) });
   });

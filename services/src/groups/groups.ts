@@ -13,6 +13,7 @@ import {
   StoreError, type AccountStore, type Chat, type ChatStore, type GroupChange, type Member, type MemberRole, type MessageStore, type StoredMessage,
 } from '../store/types.js';
 import { allowedBy, type PrivacyPorts } from '../social/privacy.js';
+import { requireUsersExist } from '../store/users-exist.js';
 
 export interface GroupLimits {
   /** Most members of a group, admins included. */
@@ -79,7 +80,7 @@ export class Groups {
     if (others.length + 1 > this.#limits.maxGroupMembers) {
       throw new ParleyError('E_GROUP_FULL', `${others.length + 1} members; at most ${this.#limits.maxGroupMembers}`);
     }
-    await this.#checkUsersExist(others);
+    await requireUsersExist(this.#deps.store, others);
     await this.#checkMayAdd(actor, others);
     const admins = new Set([actor, ...(input.admins ?? [])]);
     for (const a of admins) if (a !== actor && !others.includes(a)) throw new ParleyError('E_NOT_MEMBER', `admin ${a} is not in members`);
@@ -113,7 +114,7 @@ export class Groups {
 
   /** addUserToGroup (several at once): admins only; new members see what follows. */
   async addUsers(chatId: string, actor: string, users: string[]): Promise<StoredMessage> {
-    await this.#checkUsersExist(users);
+    await requireUsersExist(this.#deps.store, users);
     await this.#checkMayAdd(actor, users);
     return this.#change(chatId, actor, true, (_chat, members) => {
       for (const u of users) if (members.has(u)) throw new ParleyError('E_ALREADY_MEMBER', u);
@@ -303,11 +304,5 @@ export class Groups {
     const allowed = await allowedBy(this.#deps.store, users, actor, 'groupAdd');
     const refused = users.filter((u) => !allowed.has(u));
     if (refused.length) throw new ParleyError('E_ADD_NOT_ALLOWED', refused.slice(0, 20).join(','));
-  }
-
-  async #checkUsersExist(users: string[]): Promise<void> {
-    const found = await Promise.all(users.map((u) => this.#deps.store.getUser(u)));
-    const missing = users.filter((_u, i) => !found[i]);
-    if (missing.length) throw new ParleyError('E_USER_NOT_FOUND', missing.slice(0, 5).join(','));
   }
 }

@@ -12,16 +12,16 @@
 import type { Logger } from 'pino';
 import { encode, type Envelope, type TypingState } from '@parley/client-sdk/protocol';
 import type { LiveConnection, LiveSink } from '../../../broker/src/index.js';
-import type { ChatStore, ProfileStore, RelationStore } from '../store/types.js';
-import type { RedisPresence, UserPresence } from './presence.js';
+import { userPairKey, type ChatStore, type ProfileStore, type RelationStore } from '../store/types.js';
+import type { PresenceChange, RedisPresence, UserPresence } from './presence.js';
 import type { Watcher, Watchers } from './watchers.js';
 import { allowedBy } from '../social/privacy.js';
 
 export interface LiveDeps {
   presence: RedisPresence;
   watchers: Watchers;
-  store: Pick<ChatStore, 'getChat' | 'getMember' | 'getMembers'> & Pick<ProfileStore, 'getPrivacy' | 'getPrivacies'>
-    & Pick<RelationStore, 'listContacts' | 'listBlocked' | 'blockedBy' | 'contactOf'>;
+  store: Pick<ChatStore, 'getChat' | 'getMembers'> & Pick<ProfileStore, 'getPrivacy' | 'getPrivacies'>
+    & Pick<RelationStore, 'listContacts' | 'listBlocked' | 'blockedBy' | 'blockedPairs' | 'contactOf'>;
   /** Sends encoded envelopes to devices wherever they are connected (the delivery bus). */
   send(items: Array<{ deviceId: string; payload: Uint8Array }>): Promise<unknown>;
   now(): number;
@@ -33,34 +33,42 @@ export interface LiveService extends LiveSink {
   forget(userId: string, deviceIds: string[]): Promise<void>;
 }
 
-/** How long a membership (or a direct chat's other member) is remembered for typing and watches. */
-const MEMBER_CACHE_MS = 10_000;
-const MEMBER_CACHE_MAX = 50_000;
+/** How long a chat's members are remembered for typing and watches. */
+const CHAT_CACHE_MS = 5000;
+const CHAT_CACHE_MAX = 10_000;
 
 export function createLiveService(deps: LiveDeps): LiveService {
   const { presence, watchers, store, log } = deps;
 
-  /** `${chatId} ${userId}` -> { until, peer } (peer: the other member of a direct chat, '' for a group; null: not a member). */
-  const members = new Map<string, { until: number; peer: string | null }>();
-  const membership = async (chatId: string, userId: string): Promise<string | null> => {
-    const key = `${chatId} ${userId}`;
+  /**
+   * chatId -> its current members, for a few seconds: who may watch it or type in it, and who of
+   * its watchers still may see typing there (a member removed from a group stops getting its
+   * typing within CHAT_CACHE_MS, not when his watch lapses).
+   */
+  const chats = new Map<string, { until: number; kind: 'direct' | 'group'; members: Set<string> }>();
+  const chatMembers = async (chatId: string): Promise<{ kind: 'direct' | 'group'; members: Set<string> }> => {
     const now = deps.now();
-    const hit = members.get(key);
-    if (hit && hit.until > now) return hit.peer;
-    let peer: string | null = null;
-    const [chat, me] = await Promise.all([store.getChat(chatId), store.getMember(chatId, userId)]);
-    if (chat && me && chat.deletedAt === null) {
-      peer = chat.kind === 'direct' ? ((await store.getMembers(chatId)).find((m) => m.userId !== userId)?.userId ?? '') : '';
-    }
-    if (members.size >= MEMBER_CACHE_MAX) members.clear();
-    members.set(key, { until: now + MEMBER_CACHE_MS, peer });
-    return peer;
+    const hit = chats.get(chatId);
+    if (hit && hit.until > now) return hit;
+    const chat = await store.getChat(chatId);
+    const members = chat && chat.deletedAt === null ? new Set((await store.getMembers(chatId)).map((m) => m.userId)) : new Set<string>();
+    if (chats.size >= CHAT_CACHE_MAX) chats.clear();
+    const entry = { until: now + CHAT_CACHE_MS, kind: chat?.kind ?? 'group', members };
+    chats.set(chatId, entry);
+    return entry;
+  };
+  /** null: not a member; '': a group member; else the other member of a direct chat. */
+  const membership = async (chatId: string, userId: string): Promise<string | null> => {
+    const c = await chatMembers(chatId);
+    if (!c.members.has(userId)) return null;
+    return c.kind === 'direct' ? ([...c.members].find((m) => m !== userId) ?? '') : '';
   };
 
-  /** Which of `viewers` are blocked by `userId` or have blocked him. */
-  const blockedEitherWay = async (userId: string, viewers: string[]): Promise<Set<string>> => {
-    const [mine, theirs] = await Promise.all([store.listBlocked(userId), store.blockedBy(viewers, userId)]);
-    return new Set([...mine, ...theirs]);
+  /** Which of `others` blocked `userId` or were blocked by him: one query. */
+  const blockedEitherWay = async (userId: string, others: string[]): Promise<Set<string>> => {
+    if (others.length === 0) return new Set();
+    const pairs = await store.blockedPairs(others.map((o) => [userId, o]));
+    return new Set(others.filter((o) => pairs.has(userPairKey(userId, o))));
   };
 
   /**
@@ -89,10 +97,11 @@ export function createLiveService(deps: LiveDeps): LiveService {
   };
 
   /** Tells the user's permitted watchers his new state. */
-  const announce = async (userId: string, online: boolean, lastSeen: number | null): Promise<void> => {
+  const announce = async (change: PresenceChange, online: boolean): Promise<void> => {
+    const { userId } = change;
     const all = (await watchers.ofUser(userId, deps.now())).filter((w) => w.userId !== userId);
     const allowed = await allowedViewers(userId, [...new Set(all.map((w) => w.userId))]);
-    const env: Envelope = { kind: 'presence', userId, online, ...(!online && lastSeen !== null ? { lastSeen } : {}) };
+    const env: Envelope = { kind: 'presence', userId, online, ...(!online && change.lastSeen !== undefined ? { lastSeen: change.lastSeen } : {}), v: change.version };
     await send(all.filter((w) => allowed.has(w.userId)).map((w) => ({ deviceId: w.deviceId, env })));
   };
 
@@ -107,48 +116,47 @@ export function createLiveService(deps: LiveDeps): LiveService {
     const out = new Map<string, UserPresence>();
     for (const u of userIds) {
       const visible = allowed.has(u) && !blockedByViewer.includes(u);
-      out.set(u, visible ? (states.get(u) ?? { online: false, lastSeen: null }) : { online: false, lastSeen: null });
+      // Hidden: offline, no last seen, and no version (nothing to order: no changes follow).
+      out.set(u, visible ? (states.get(u) ?? { online: false, lastSeen: null, version: 0 }) : { online: false, lastSeen: null, version: 0 });
     }
     return out;
   };
 
   return {
     connected: (c: LiveConnection) => guard('connected', async () => {
-      if (await presence.connect(c, deps.now())) await announce(c.userId, true, null);
+      const change = await presence.connect(c, deps.now());
+      if (change) await announce(change, true);
     }),
     disconnected: (c: LiveConnection) => guard('disconnected', async () => {
-      const now = deps.now();
-      if (await presence.disconnect(c, now)) await announce(c.userId, false, now);
+      const change = await presence.disconnect(c, deps.now());
+      if (change) await announce(change, false);
     }),
     refresh: (_nodeId, connections) => guard('refresh', async () => {
       const now = deps.now();
       const back = await presence.refresh(connections, now);
       const gone = await presence.reap(now);
-      await Promise.all([
-        ...back.map((u) => announce(u, true, null)),
-        ...gone.map((g) => announce(g.userId, false, g.lastSeen)),
-      ]);
+      await Promise.all([...back.map((b) => announce(b, true)), ...gone.map((g) => announce(g, false))]);
       if (gone.length) log.info({ users: gone.length }, 'presence: users of a stopped node are offline');
     }),
     watch: (from, chatIds) => guard('watch', async () => {
-      const chats: string[] = [];
-      const peers = new Set<string>();
-      for (const chatId of chatIds) {
-        const peer = await membership(chatId, from.userId);
-        if (peer === null) continue; // not a member (any more): nothing to watch there
-        chats.push(chatId);
-        if (peer) peers.add(peer);
-      }
-      await watchers.set(from, chats, [...peers], deps.now());
-      const states = await presenceFor(from.userId, [...peers]);
+      const peersOf = await Promise.all(chatIds.map((chatId) => membership(chatId, from.userId)));
+      // Not a member (any more): nothing to watch there.
+      const watched = chatIds.filter((_, i) => peersOf[i] !== null);
+      const peers = [...new Set(peersOf.filter((p): p is string => !!p))];
+      await watchers.set(from, watched, peers, deps.now());
+      const states = await presenceFor(from.userId, peers);
       await send([...states].map(([userId, p]) => ({
         deviceId: from.deviceId,
-        env: { kind: 'presence', userId, online: p.online, ...(!p.online && p.lastSeen !== null ? { lastSeen: p.lastSeen } : {}) },
+        env: {
+          kind: 'presence', userId, online: p.online, ...(!p.online && p.lastSeen !== null ? { lastSeen: p.lastSeen } : {}),
+          ...(p.version > 0 ? { v: p.version } : {}),
+        },
       })));
     }),
     typing: (from, chatId, state: TypingState) => guard('typing', async () => {
-      if ((await membership(chatId, from.userId)) === null) return;
-      const targets: Watcher[] = (await watchers.ofChat(chatId, deps.now())).filter((w) => w.userId !== from.userId);
+      const chat = await chatMembers(chatId);
+      if (!chat.members.has(from.userId)) return;
+      const targets: Watcher[] = (await watchers.ofChat(chatId, deps.now())).filter((w) => w.userId !== from.userId && chat.members.has(w.userId));
       if (targets.length === 0) return;
       const blocked = await blockedEitherWay(from.userId, [...new Set(targets.map((t) => t.userId))]);
       const env: Envelope = { kind: 'typing', chatId, state, from: from.userId };

@@ -9,8 +9,10 @@
  *   because a node died.
  * Keys: `<p>:pres:<userId>` (a sorted set of that user's entries by expiry), `<p>:pres` (every
  * entry, `<userId> <entry>`, by expiry: what the reaper scans), `<p>:seen:<userId>` (last seen,
- * epoch ms). Each transition runs as one Lua script, so two nodes never both see "first online"
- * or "last offline" for one change.
+ * epoch ms), `<p>:pv:<userId>` (a counter bumped by every online/offline transition: the version
+ * carried by `presence` envelopes, so a watcher never takes an older state over a newer one when
+ * two announcements race). Each transition runs as one Lua script, so two nodes never both see
+ * "first online" or "last offline" for one change.
  */
 import type { Redis } from 'ioredis';
 import type { LiveConnection } from '../../../broker/src/index.js';
@@ -26,45 +28,61 @@ export interface UserPresence {
   online: boolean;
   /** Epoch ms of the last disconnect; null when never seen (or online since ever). */
   lastSeen: number | null;
+  /** The transition counter (0 before the first). */
+  version: number;
+}
+
+/** A transition: the user went online or offline, as the `version`th change. */
+export interface PresenceChange {
+  userId: string;
+  version: number;
+  /** Set when offline. */
+  lastSeen?: number;
 }
 
 export interface RedisPresence {
-  /** Records the connection; true when the user was offline before. */
-  connect(c: LiveConnection, now: number): Promise<boolean>;
-  /** Removes the connection's own entry; true when that left the user offline. */
-  disconnect(c: LiveConnection, now: number): Promise<boolean>;
-  /** Extends these connections' entries; returns users who were reaped meanwhile and are back. */
-  refresh(connections: LiveConnection[], now: number): Promise<string[]>;
-  /** Removes expired entries (of nodes that stopped); returns the users now offline, with their last seen. */
-  reap(now: number): Promise<Array<{ userId: string; lastSeen: number }>>;
+  /** Records the connection; the change when the user was offline before. */
+  connect(c: LiveConnection, now: number): Promise<PresenceChange | null>;
+  /** Removes the connection's own entry; the change when that left the user offline. */
+  disconnect(c: LiveConnection, now: number): Promise<PresenceChange | null>;
+  /** Extends these connections' entries; returns the users who were reaped meanwhile and are back. */
+  refresh(connections: LiveConnection[], now: number): Promise<PresenceChange[]>;
+  /** Removes expired entries (of nodes that stopped); returns the users now offline. */
+  reap(now: number): Promise<PresenceChange[]>;
   get(userIds: string[], now: number): Promise<Map<string, UserPresence>>;
   /** Removes every key of the user (account deletion). */
   forget(userId: string): Promise<void>;
 }
 
+// KEYS: user, all, version. Returns the new version when the user came online, else 0.
 const CONNECT = `
 local before = redis.call('ZCOUNT', KEYS[1], '(' .. ARGV[4], '+inf')
 redis.call('ZADD', KEYS[1], ARGV[3], ARGV[1])
 redis.call('PEXPIRE', KEYS[1], ARGV[5])
 redis.call('ZADD', KEYS[2], ARGV[3], ARGV[2])
-return before`;
+if before > 0 then return 0 end
+return redis.call('INCR', KEYS[3])`;
 
+// KEYS: user, all, seen, version. Returns the new version when the user went offline, else 0.
 const DISCONNECT = `
 local removed = redis.call('ZREM', KEYS[1], ARGV[1])
 redis.call('ZREM', KEYS[2], ARGV[2])
-if removed == 0 then return -1 end
+if removed == 0 then return 0 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
-local left = redis.call('ZCARD', KEYS[1])
-if left == 0 then redis.call('SET', KEYS[3], ARGV[3]) end
-return left`;
+if redis.call('ZCARD', KEYS[1]) > 0 then return 0 end
+redis.call('SET', KEYS[3], ARGV[3])
+return redis.call('INCR', KEYS[4])`;
 
-// ARGV: prefix, now, expiresAt, keyTtl, then userId, entry pairs.
+// ARGV: prefix, now, expiresAt, keyTtl, then userId, entry pairs. Returns userId, version pairs.
 const REFRESH = `
 local back = {}
 for i = 5, #ARGV, 2 do
   local k = ARGV[1] .. ':pres:' .. ARGV[i]
   if not redis.call('ZSCORE', k, ARGV[i + 1]) then
-    if redis.call('ZCOUNT', k, '(' .. ARGV[2], '+inf') == 0 then back[#back + 1] = ARGV[i] end
+    if redis.call('ZCOUNT', k, '(' .. ARGV[2], '+inf') == 0 then
+      back[#back + 1] = ARGV[i]
+      back[#back + 1] = redis.call('INCR', ARGV[1] .. ':pv:' .. ARGV[i])
+    end
   end
   redis.call('ZADD', k, ARGV[3], ARGV[i + 1])
   redis.call('PEXPIRE', k, ARGV[4])
@@ -72,7 +90,8 @@ for i = 5, #ARGV, 2 do
 end
 return back`;
 
-// ARGV: prefix, now, limit, ttl. Returns userId, lastSeen pairs.
+// ARGV: prefix, now, limit, ttl. Returns userId, lastSeen, version triples. An entry whose user key
+// is gone (expired during a long outage of every node) counts like one still there.
 const REAP = `
 local gone = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'WITHSCORES', 'LIMIT', 0, ARGV[3])
 local out = {}
@@ -83,14 +102,14 @@ for i = 1, #gone, 2 do
   if sp then
     local user = string.sub(m, 1, sp - 1)
     local k = ARGV[1] .. ':pres:' .. user
-    if redis.call('ZREM', k, string.sub(m, sp + 1)) == 1 then
-      redis.call('ZREMRANGEBYSCORE', k, '-inf', ARGV[2])
-      if redis.call('ZCARD', k) == 0 then
-        local seen = tostring(tonumber(gone[i + 1]) - tonumber(ARGV[4]))
-        redis.call('SET', ARGV[1] .. ':seen:' .. user, seen)
-        out[#out + 1] = user
-        out[#out + 1] = seen
-      end
+    redis.call('ZREM', k, string.sub(m, sp + 1))
+    redis.call('ZREMRANGEBYSCORE', k, '-inf', ARGV[2])
+    if redis.call('ZCARD', k) == 0 then
+      local seen = tostring(tonumber(gone[i + 1]) - tonumber(ARGV[4]))
+      redis.call('SET', ARGV[1] .. ':seen:' .. user, seen)
+      out[#out + 1] = user
+      out[#out + 1] = seen
+      out[#out + 1] = redis.call('INCR', ARGV[1] .. ':pv:' .. user)
     end
   end
 end
@@ -103,34 +122,40 @@ export function createRedisPresence(redis: Redis, prefix: string, options: Parti
   const userKey = (userId: string): string => `${prefix}:pres:${userId}`;
   const allKey = `${prefix}:pres`;
   const seenKey = (userId: string): string => `${prefix}:seen:${userId}`;
+  const versionKey = (userId: string): string => `${prefix}:pv:${userId}`;
   const entry = (c: LiveConnection): string => `${c.deviceId} ${c.nodeId} ${c.connection}`;
   // An abandoned user key (all of its entries expired and never reaped) disappears by itself.
   const keyTtl = String(opts.ttlMs * 4);
 
   return {
     async connect(c, now) {
-      const before = await redis.eval(CONNECT, 2, userKey(c.userId), allKey, entry(c), `${c.userId} ${entry(c)}`, String(now + opts.ttlMs), String(now), keyTtl);
-      return Number(before) === 0;
+      const v = Number(await redis.eval(CONNECT, 3, userKey(c.userId), allKey, versionKey(c.userId), entry(c), `${c.userId} ${entry(c)}`, String(now + opts.ttlMs), String(now), keyTtl));
+      return v > 0 ? { userId: c.userId, version: v } : null;
     },
     async disconnect(c, now) {
-      const left = await redis.eval(DISCONNECT, 3, userKey(c.userId), allKey, seenKey(c.userId), entry(c), `${c.userId} ${entry(c)}`, String(now));
-      return Number(left) === 0;
+      const v = Number(await redis.eval(DISCONNECT, 4, userKey(c.userId), allKey, seenKey(c.userId), versionKey(c.userId), entry(c), `${c.userId} ${entry(c)}`, String(now)));
+      return v > 0 ? { userId: c.userId, version: v, lastSeen: now } : null;
     },
     async refresh(connections, now) {
       if (connections.length === 0) return [];
-      const back: string[] = [];
-      // Bounded script arguments per call, however many connections the node holds.
+      // Bounded script arguments per call, however many connections the node holds. All calls are
+      // written at once: a disconnect handled after them cannot be undone by a later chunk.
+      const chunks: Array<Promise<unknown>> = [];
       for (let i = 0; i < connections.length; i += 2000) {
         const args = [prefix, String(now), String(now + opts.ttlMs), keyTtl];
         for (const c of connections.slice(i, i + 2000)) args.push(c.userId, entry(c));
-        back.push(...((await redis.eval(REFRESH, 1, allKey, ...args)) as string[]));
+        chunks.push(redis.eval(REFRESH, 1, allKey, ...args));
       }
-      return [...new Set(back)];
+      const back: PresenceChange[] = [];
+      for (const out of (await Promise.all(chunks)) as string[][]) {
+        for (let i = 0; i + 1 < out.length; i += 2) back.push({ userId: out[i]!, version: Number(out[i + 1]) });
+      }
+      return back;
     },
     async reap(now) {
       const out = (await redis.eval(REAP, 1, allKey, prefix, String(now), String(opts.reapBatch), String(opts.ttlMs))) as string[];
-      const gone: Array<{ userId: string; lastSeen: number }> = [];
-      for (let i = 0; i + 1 < out.length; i += 2) gone.push({ userId: out[i]!, lastSeen: Number(out[i + 1]) });
+      const gone: PresenceChange[] = [];
+      for (let i = 0; i + 2 < out.length; i += 3) gone.push({ userId: out[i]!, lastSeen: Number(out[i + 1]), version: Number(out[i + 2]) });
       return gone;
     },
     async get(userIds, now) {
@@ -139,17 +164,20 @@ export function createRedisPresence(redis: Redis, prefix: string, options: Parti
       const p = redis.pipeline();
       for (const u of userIds) p.zcount(userKey(u), `(${now}`, '+inf');
       for (const u of userIds) p.get(seenKey(u));
+      for (const u of userIds) p.get(versionKey(u));
       const replies = (await p.exec()) ?? [];
+      const n = userIds.length;
       userIds.forEach((u, i) => {
         const count = Number(replies[i]?.[1] ?? 0);
-        const seen = replies[userIds.length + i]?.[1];
-        result.set(u, { online: count > 0, lastSeen: typeof seen === 'string' ? Number(seen) : null });
+        const seen = replies[n + i]?.[1];
+        const version = replies[2 * n + i]?.[1];
+        result.set(u, { online: count > 0, lastSeen: typeof seen === 'string' ? Number(seen) : null, version: typeof version === 'string' ? Number(version) : 0 });
       });
       return result;
     },
     async forget(userId) {
       const entries = await redis.zrange(userKey(userId), '0', '-1');
-      const m = redis.multi().del(userKey(userId), seenKey(userId));
+      const m = redis.multi().del(userKey(userId), seenKey(userId), versionKey(userId));
       if (entries.length) m.zrem(allKey, ...entries.map((e) => `${userId} ${e}`));
       await m.exec();
     },

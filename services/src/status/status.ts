@@ -45,7 +45,7 @@ export interface StatusLimits {
 }
 
 export interface StatusDeps {
-  store: StatusStore & Pick<RelationStore, 'listContacts' | 'contactOf' | 'blockedBy' | 'listBlocked'>
+  store: StatusStore & Pick<RelationStore, 'listContacts' | 'contactOf' | 'blockedBy' | 'blockedPairs' | 'listBlocked'>
     & Pick<MediaStore, 'getAttachment' | 'linkAttachment'>;
   limiter: RateLimiter;
   now(): number;

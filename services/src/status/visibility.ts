@@ -2,15 +2,14 @@
  * Who may see a status post now (services/src/status/status.ts explains the rules): one function,
  * used by the status routes and by the media download check (services/src/media/attachments.ts).
  */
-import type { RelationStore, StatusPost, StatusStore } from '../store/types.js';
+import { userPairKey, type RelationStore, type StatusPost, type StatusStore } from '../store/types.js';
 
 /** What visibility checks read. */
-export type StatusReader = Pick<StatusStore, 'getStatus' | 'inStatusAudience'> & Pick<RelationStore, 'blockedBy'>;
+export type StatusReader = Pick<StatusStore, 'getStatus' | 'inStatusAudience'> & Pick<RelationStore, 'blockedPairs'>;
 
-/** Whether a or b blocked the other. */
-async function blockedEitherWay(store: Pick<RelationStore, 'blockedBy'>, a: string, b: string): Promise<boolean> {
-  const [byA, byB] = await Promise.all([store.blockedBy([a], b), store.blockedBy([b], a)]);
-  return byA.size > 0 || byB.size > 0;
+/** Whether a or b blocked the other: one query for both directions. */
+async function blockedEitherWay(store: Pick<RelationStore, 'blockedPairs'>, a: string, b: string): Promise<boolean> {
+  return (await store.blockedPairs([[a, b]])).has(userPairKey(a, b));
 }
 
 /**

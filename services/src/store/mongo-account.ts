@@ -19,11 +19,14 @@ export function createMongoAccount(db: Db): { store: Pick<AccountStore, 'deleteU
   const devices = db.collection<{ _id: string; userId: string }>('devices');
   const deviceCounts = db.collection<{ _id: string }>('deviceCounts');
   const regs = db.collection<{ _id: string }>('pendingRegistrations');
-  const chats = db.collection<{ _id: string; kind: string; directKey?: string }>('chats');
+  // The write concern mongo.ts gives these collections (majority): a deletion rolled back by a
+  // failover would bring back messages the user was told are gone.
+  const majority = { writeConcern: { w: 'majority' as const } };
+  const chats = db.collection<{ _id: string; kind: string; directKey?: string }>('chats', majority);
   const members = db.collection<MemberLike>('members');
-  const messages = db.collection<MessageLike>('messages');
-  const deviceChats = db.collection<{ _id: string; deviceId: string; chatId: string; userId: string }>('deviceChats');
-  const marks = db.collection<{ _id: string; chatId: string; userId: string }>('marks');
+  const messages = db.collection<MessageLike>('messages', majority);
+  const deviceChats = db.collection<{ _id: string; deviceId: string; chatId: string; userId: string }>('deviceChats', majority);
+  const marks = db.collection<{ _id: string; chatId: string; userId: string }>('marks', majority);
   const grants = db.collection<{ _id: string; userId: string; chatId: string | null }>('grants');
   const attachments = db.collection<{ _id: string; ownerUserId: string }>('attachments');
   const attachmentLinks = db.collection<{ attachmentId: string; chatId: string; seq: number }>('attachment_links');
@@ -84,6 +87,8 @@ export function createMongoAccount(db: Db): { store: Pick<AccountStore, 'deleteU
       // attachmentsOf(): a user's attachments by id.
       attachments.createIndexes([{ key: { ownerUserId: 1, _id: 1 }, name: 'owner' }]),
       grants.createIndexes([{ key: { userId: 1 }, name: 'user' }]),
+      // deleteUser(): a chat's links (attachment_chat_seq_unique leads with attachmentId, so it cannot serve these).
+      attachmentLinks.createIndexes([{ key: { chatId: 1, seq: 1 }, name: 'chat_seq' }]),
     ]),
   };
 }

@@ -26,7 +26,10 @@ export function createMongoPushStore(db: Db): { store: PushStore; indexes(): Pro
   const store: PushStore = {
     async putPushRegistration(p: DevicePush) {
       const address = pushAddress(p.registration);
-      const doc: PushDoc = { _id: p.deviceId, userId: p.userId, kind: p.registration.kind, address, registration: p.registration, at: p.at };
+      // The registration as a JSON copy (what SQLite stores): a key left undefined is dropped, where
+      // the driver would store it as null (ignoreUndefined is off) and read it back as null.
+      const registration = JSON.parse(JSON.stringify(p.registration)) as PushRegistration;
+      const doc: PushDoc = { _id: p.deviceId, userId: p.userId, kind: p.registration.kind, address, registration, at: p.at };
       for (let attempt = 0; ; attempt++) {
         await regs.deleteMany({ kind: doc.kind, address, _id: { $ne: p.deviceId } });
         try {

@@ -57,7 +57,8 @@ export function createMongoSocial(db: Db): { store: SocialStore; indexes(): Prom
     );
   };
 
-  const meta = db.collection<{ _id: string; done?: boolean }>('meta');
+  // Majority, as mongo.ts writes `meta`: the `done` mark then implies the hashes written before it survive a failover.
+  const meta = db.collection<{ _id: string; done?: boolean }>('meta', { writeConcern: { w: 'majority' } });
 
   /**
    * Users created before phone hashes existed get theirs, once (recorded in `meta`, so later
@@ -80,7 +81,10 @@ export function createMongoSocial(db: Db): { store: SocialStore; indexes(): Prom
   const store: SocialStore = {
     async getUsersByPhoneHashes(hashes) {
       if (hashes.length === 0) return [];
-      const docs = await users.find({ phoneHash: { $in: hashes } }, { projection: { phoneHash: 1 } }).sort({ phoneHash: 1 }).toArray();
+      // `$type` too: the planner uses the partial index (phoneHash_unique) only for a query that
+      // contains its filter expression; it does not infer `$type: 'string'` from string values.
+      const docs = await users.find({ phoneHash: { $in: hashes, $type: 'string' } }, { projection: { phoneHash: 1 } })
+        .sort({ phoneHash: 1 }).toArray();
       return docs.map((d) => ({ userId: d._id, phoneHash: d.phoneHash! }));
     },
 

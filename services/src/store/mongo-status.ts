@@ -71,7 +71,10 @@ export function createMongoStatusStore(db: Db): { store: StatusStore; indexes():
       try {
         await statuses.insertOne({
           _id: post.statusId, authorUserId: post.authorUserId, authorDeviceId: post.authorDeviceId, ts: post.ts, expiresAt: post.expiresAt,
-          text: post.text, background: post.background, font: post.font, media: post.media, attachmentId: post.media?.attachmentId ?? null,
+          // The media as a JSON copy (what SQLite stores, and mongo.ts for messages): a key left
+          // undefined is dropped, where the driver would store it as null and read it back as null.
+          text: post.text, background: post.background, font: post.font, media: post.media ? JSON.parse(JSON.stringify(post.media)) as MediaRef : null,
+          attachmentId: post.media?.attachmentId ?? null,
           removedAt: null,
         });
       } catch (err) {

@@ -380,6 +380,12 @@ const eventIdTaken = (clientMsgId: string): Error =>
   new Error(`system message id ${clientMsgId} is already used in another chat`);
 
 const directKey = (a: string, b: string): string => (a < b ? `${a}|${b}` : `${b}|${a}`);
+/**
+ * The chat of a direct key. `$type` as well as the value: the planner uses the partial index
+ * `directKey_unique` only for a query that contains its filter expression (it does not infer
+ * `$type: 'string'` from a string value); without it every look-up scans the chats.
+ */
+const byDirectKey = (key: string): Filter<ChatDoc> => ({ directKey: { $eq: key, $type: 'string' } });
 const memberId = (chatId: string, userId: string): string => `${chatId}|${userId}`;
 const deviceChatId = (deviceId: string, chatId: string): string => `${deviceId}|${chatId}`;
 const markId = (chatId: string, userId: string, kind: MarkKind, seq: number): string => `${chatId}|${userId}|${kind}|${seq}`;
@@ -1305,10 +1311,6 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
       const d = await users.findOne({ phone });
       return d ? toUser(d) : null;
     },
-    async getUsersByPhones(phones) {
-      if (phones.length === 0) return [];
-      return (await users.find({ phone: { $in: phones } }).sort({ phone: 1 }).toArray()).map(toUser);
-    },
 
     async addDevice(device, limits) {
       const { maxActive } = limits;
@@ -1515,7 +1517,7 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
 
     async getOrCreateDirectChat(userA, userB, newChatId, now) {
       const key = directKey(userA, userB);
-      const existing = await chats.findOne({ directKey: key });
+      const existing = await chats.findOne(byDirectKey(key));
       if (existing) return toChat(existing);
       if (await chats.findOne({ _id: newChatId }, { projection: { _id: 1 } })) {
         throw new StoreError('DUPLICATE', `chat id ${newChatId} already taken`);
@@ -1548,7 +1550,7 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
         await members.deleteMany({ chatId: newChatId });
         await deviceChats.deleteMany({ chatId: newChatId });
       }
-      const winner = await chats.findOne({ directKey: key });
+      const winner = await chats.findOne(byDirectKey(key));
       if (!winner) throw new StoreError('DUPLICATE', `chat id ${newChatId} already taken`);
       return toChat(winner);
     },

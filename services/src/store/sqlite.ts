@@ -494,8 +494,6 @@ export function createSqliteStore(opts: { file: string }): Store {
         'INSERT OR IGNORE INTO users (user_id, phone, created_at, phone_hash) VALUES (?, ?, ?, ?)'),
       userById: db.prepare<[string], UserRow>('SELECT * FROM users WHERE user_id = ?'),
       userByPhone: db.prepare<[string], UserRow>('SELECT * FROM users WHERE phone = ?'),
-      usersByPhones: db.prepare<[string], UserRow>(
-        'SELECT * FROM users WHERE phone IN (SELECT value FROM json_each(?)) ORDER BY phone'),
 
       countActiveDevices: db.prepare<[string], { n: number }>(
         'SELECT COUNT(*) AS n FROM devices WHERE user_id = ? AND revoked_at IS NULL'),
@@ -973,10 +971,6 @@ export function createSqliteStore(opts: { file: string }): Store {
     async getUserByPhone(phone) {
       const r = st().userByPhone.get(phone);
       return r ? toUser(r) : null;
-    },
-    async getUsersByPhones(phones) {
-      if (phones.length === 0) return [];
-      return st().usersByPhones.all(JSON.stringify(phones)).map(toUser);
     },
 
     async addDevice(device, limits) {

@@ -263,8 +263,6 @@ export interface AccountStore {
   getOrCreateUserByPhone(phone: string, newUserId: string, now: number): Promise<{ user: User; created: boolean }>;
   getUser(userId: string): Promise<User | null>;
   getUserByPhone(phone: string): Promise<User | null>;
-  /** Users for those phones that exist; unknown phones are left out. */
-  getUsersByPhones(phones: string[]): Promise<User[]>;
   /**
    * Contacts discovery: the users whose phone hashes (SHA-256 of the E.164 string, hex: the SDK's
    * `hashPhone`) are among `hashes`; unknown hashes are left out. Every user has his phone's hash,

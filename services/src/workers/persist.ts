@@ -28,25 +28,19 @@ interface Resolved {
 type Out = Array<{ deviceId: string; env: Envelope }>;
 
 /**
- * The 1:1 pairs of this batch where one user blocked the other: one store query for the whole
- * batch, and none at all when it has no 1:1 message (a 1:1 message's ordering key is its pair of
- * users, 'a|b'; a chat's key has no '|').
+ * The users a 1:1 message goes between, whether it is addressed by the peer's user id or by the
+ * direct chat's id (both must be refused between a blocked pair).
  */
-async function blockedPairsOf(ctx: WorkerContext, items: IngestMessage[]): Promise<{ asked: Set<string>; blocked: Set<string> }> {
-  const pairs = new Map<string, [string, string]>();
-  for (const { k } of items) {
-    const bar = k.indexOf('|');
-    if (bar > 0 && !pairs.has(k)) pairs.set(k, [k.slice(0, bar), k.slice(bar + 1)]);
-  }
-  for (const [k, [a, b]] of pairs) if (a === b) pairs.delete(k);
-  return { asked: new Set(pairs.keys()), blocked: pairs.size ? await ctx.store.blockedPairs([...pairs.values()]) : new Set() };
-}
+type Pair = [string, string];
 
-/** Whether the sender and `to` are a blocked pair (asked again only for a pair the batch query did not cover). */
-async function isBlocked(ctx: WorkerContext, pairs: { asked: Set<string>; blocked: Set<string> }, item: IngestMessage, to: string): Promise<boolean> {
-  const key = userPairKey(item.u, to);
-  if (pairs.asked.has(key)) return pairs.blocked.has(key);
-  return (await ctx.store.blockedPairs([[item.u, to]])).size > 0;
+/**
+ * Of these pairs, those where one user blocked the other (as `userPairKey`s): one store query for
+ * the whole batch, and none at all when it has no 1:1 message.
+ */
+async function blockedPairsOf(ctx: WorkerContext, list: Pair[]): Promise<Set<string>> {
+  const pairs = new Map<string, Pair>();
+  for (const [a, b] of list) if (a !== b) pairs.set(userPairKey(a, b), [a, b]);
+  return pairs.size ? ctx.store.blockedPairs([...pairs.values()]) : new Set();
 }
 
 async function resolveChats(ctx: WorkerContext, items: IngestMessage[], out: Out): Promise<Resolved[]> {
@@ -58,13 +52,56 @@ async function resolveChats(ctx: WorkerContext, items: IngestMessage[], out: Out
   const directChats = new Map<string, Chat | null>();
   const chats = new Map<string, Chat | null>();
   const membership = new Map<string, boolean>();
-  const blocked = await blockedPairsOf(ctx, items);
-  const resolved: Resolved[] = [];
-  for (const item of items) {
-    let env: Envelope;
+  // A direct chat's current members: one query per distinct direct chat addressed by its id, which
+  // answers both the membership check and who the other member is (the block check's pair).
+  const directMembers = new Map<string, string[]>();
+  const chatOf = async (chatId: string): Promise<Chat | null> => {
+    if (!chats.has(chatId)) chats.set(chatId, await store.getChat(chatId));
+    return chats.get(chatId) ?? null;
+  };
+  const membersOf = async (chatId: string): Promise<string[]> => {
+    let members = directMembers.get(chatId);
+    if (!members) directMembers.set(chatId, members = (await store.getMembers(chatId)).map((m) => m.userId));
+    return members;
+  };
+  const isMember = async (chat: Chat, userId: string): Promise<boolean> => {
+    if (chat.kind === 'direct') return (await membersOf(chat.chatId)).includes(userId);
+    const mk = `${chat.chatId}|${userId}`;
+    if (!membership.has(mk)) membership.set(mk, (await store.getMember(chat.chatId, userId)) !== null);
+    return membership.get(mk) ?? false;
+  };
+  /** The other member of a live direct chat the sender is in (none in a group, or a chat with oneself). */
+  const peerOf = async (chat: Chat | null, userId: string): Promise<string | undefined> => {
+    if (chat?.kind !== 'direct' || chat.deletedAt != null) return undefined;
+    const members = await membersOf(chat.chatId);
+    return members.includes(userId) ? members.find((m) => m !== userId) : undefined;
+  };
+
+  const envs = items.map((item): Envelope | null => {
     try {
-      env = decode(Buffer.from(item.p, 'base64'));
+      return decode(Buffer.from(item.p, 'base64'));
     } catch {
+      return null;
+    }
+  });
+  // Every 1:1 pair of the batch, addressed by the peer's user id or by the direct chat's id, so
+  // that one query answers the block check for all of them.
+  const pairs: Pair[] = [];
+  for (const [i, env] of envs.entries()) {
+    if (env?.kind !== 'send') continue;
+    const { u } = items[i]!;
+    if (isUserId(env.to)) pairs.push([u, env.to]);
+    else if (isChatId(env.to)) {
+      const peer = await peerOf(await chatOf(env.to), u);
+      if (peer !== undefined) pairs.push([u, peer]);
+    }
+  }
+  const blocked = await blockedPairsOf(ctx, pairs);
+
+  const resolved: Resolved[] = [];
+  for (const [i, env] of envs.entries()) {
+    const item = items[i]!;
+    if (!env) {
       refuse(item, 'E_BAD_ENVELOPE', 'undecodable');
       continue;
     }
@@ -72,7 +109,7 @@ async function resolveChats(ctx: WorkerContext, items: IngestMessage[], out: Out
     let chat: Chat | null;
     if (isUserId(env.to)) {
       // Either of the two blocked the other: not stored, not delivered; the sender is told.
-      if (env.to !== item.u && await isBlocked(ctx, blocked, item, env.to)) {
+      if (env.to !== item.u && blocked.has(userPairKey(item.u, env.to))) {
         refuse(item, 'E_BLOCKED', env.to, env.clientMsgId);
         continue;
       }
@@ -85,19 +122,20 @@ async function resolveChats(ctx: WorkerContext, items: IngestMessage[], out: Out
       }
       chat = directChats.get(key) ?? null;
     } else if (isChatId(env.to)) {
-      if (!chats.has(env.to)) chats.set(env.to, await store.getChat(env.to));
-      chat = chats.get(env.to) ?? null;
+      chat = await chatOf(env.to);
       if (chat?.deletedAt != null) {
         refuse(item, 'E_CHAT_DELETED', env.to, env.clientMsgId);
         continue;
       }
-      if (chat) {
-        const mk = `${chat.chatId}|${item.u}`;
-        if (!membership.has(mk)) membership.set(mk, (await store.getMember(chat.chatId, item.u)) !== null);
-        if (!membership.get(mk)) {
-          refuse(item, 'E_NOT_MEMBER', env.to, env.clientMsgId);
-          continue;
-        }
+      if (chat && !(await isMember(chat, item.u))) {
+        refuse(item, 'E_NOT_MEMBER', env.to, env.clientMsgId);
+        continue;
+      }
+      // A direct chat addressed by its id is refused between a blocked pair as by the user id.
+      const peer = await peerOf(chat, item.u);
+      if (peer !== undefined && blocked.has(userPairKey(item.u, peer))) {
+        refuse(item, 'E_BLOCKED', env.to, env.clientMsgId);
+        continue;
       }
     } else {
       chat = null;

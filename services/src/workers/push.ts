@@ -2,11 +2,13 @@
  * `push`: wakes the devices of a chat that were connected nowhere when its new messages were
  * delivered, through their push service, with a content-free wake-up collapsed per chat.
  *
- * The trigger (`queueWakeUps`, called by persist.ts and fanout.ts) costs nothing on the delivery
- * path: the live bus already looked up every recipient's route in one MGET and returns those
- * without one; only when there are some is one job per chat and batch queued, with those of
- * them that receive a message of someone else (never the author's own devices). No store query
- * happens there: whether a device has a registration is the job's question.
+ * The trigger (`queueWakeUps`, called by persist.ts and fanout.ts) finds the devices to wake
+ * without a query of its own: the live bus already looked up every recipient's route in one MGET
+ * and returns those without one. When every recipient is connected it adds nothing to delivery;
+ * when some are away (and receive a message of someone else: never the author's own devices) it
+ * adds one awaited BullMQ `addBulk` per batch (one pipelined Redis round trip, one job per chat of
+ * the batch), even when none of them has a push registration: that is the job's question, so
+ * the delivery path makes no store query for it.
  *
  * The job: one query for the devices' registrations; one MGET of their routes (a device that
  * connected since is catching up and needs no wake-up); one rate-limit key per device and chat
