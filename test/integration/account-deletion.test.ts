@@ -3,11 +3,11 @@
  * devices (one connected, one offline with a queued session), a direct chat with Bob (delivered)
  * and one with Carol (undelivered), a group with Bob and Carol where she is the only admin, media
  * she uploaded, a status post, contacts and a block both ways, a profile, privacy settings and a
- * push registration. A wrong code is refused; with a fresh code everything goes: her connected
- * device is disconnected and cannot come back, the group's members get her `left` message and Bob
- * becomes admin, and then no row of hers is found through any port, no object of hers is in the
- * BlobStore, and no Redis key (a SCAN of the whole keyspace) names her userId, a deviceId of hers or
- * her phone. Her delivered message stays with Bob (his copy); the undelivered one to Carol is gone.
+ * push registration on each device (the offline one woken, so its wake-up limit key exists). A
+ * wrong code is refused; with a fresh code everything goes: her connected device is disconnected
+ * and cannot come back, the group's members get her `left` message and Bob becomes admin, and then
+ * no row of hers is found through any port, no object of hers is in the BlobStore, and no Redis
+ * key (a SCAN of the whole keyspace) names her userId, a deviceId of hers or her phone. Her delivered message stays with Bob (his copy); the undelivered one to Carol is gone.
  * The same phone then registers again, as a new user.
  */
 import { createECDH, randomBytes } from 'node:crypto';
@@ -36,7 +36,9 @@ let b1: Recorded;
 
 beforeAll(async () => {
   // A Web Push endpoint nobody listens on: wake-ups fail, which is not what this test is about.
-  p = await startTestPlatform({ PARLEY_CODE_RATE_PER_IP: '1000', PARLEY_WEBPUSH_ORIGINS: 'http://127.0.0.1:9' });
+  // A wake-up limit that cannot run out during the test, so the limit key of her offline device
+  // is still there when she deletes her account.
+  p = await startTestPlatform({ PARLEY_CODE_RATE_PER_IP: '1000', PARLEY_WEBPUSH_ORIGINS: 'http://127.0.0.1:9', PARLEY_PUSH_MIN_INTERVAL_MS: '3600000' });
   store = await openStore({ kind: 'sqlite', file: join(p.dataDir, 'parley.sqlite') });
   redis = new Redis(p.platform.urls.redis);
   [alice, bob, carol, dave] = [await p.register(), await p.register(), await p.register(), await p.register()];
@@ -105,6 +107,15 @@ describe('account deletion', () => {
       kind: 'webpush', endpoint: 'http://127.0.0.1:9/push/alice',
       keys: { p256dh: p256dh.getPublicKey().toString('base64url'), auth: randomBytes(16).toString('base64url') },
     });
+    // Her offline device too, and a group message from Bob wakes it: its wake-up limit key
+    // (services/src/workers/push.ts wakeKey) names the device.
+    await device(p.mqttUrl, alice2, { apiUrl: p.httpUrl }).client.registerPush({
+      kind: 'webpush', endpoint: 'http://127.0.0.1:9/push/alice2',
+      keys: { p256dh: p256dh.getPublicKey().toString('base64url'), auth: randomBytes(16).toString('base64url') },
+    });
+    await b1.client.sendMessage(group.chatId, 'wake up, Alice');
+    const wakeKey = `parley:wake:${alice2.deviceId}`;
+    await until(async () => (await redis.exists(wakeKey)) === 1, 10_000, 'a wake-up claimed for the offline device');
 
     // What the offline device's session queue holds: the shared packet copies must go with it.
     const queued = await redis.lrange(`outgoing:${alice2.deviceId}`, 0, -1);
@@ -189,6 +200,7 @@ describe('account deletion', () => {
     // No Redis key names her: SCAN over the whole keyspace.
     const leftover = (await allKeys()).filter(named);
     expect(leftover).toEqual([]);
+    expect(await redis.exists(wakeKey)).toBe(0);
     // Nor any value outside BullMQ's job data (a job still waiting may name him: docs/ARCHITECTURE.md):
     // presence sets, aedes-persistence-redis' `clients` set, will list and queued packets included.
     const queues = new Set(Object.values(QUEUE).map((q) => `parley:${q}`));

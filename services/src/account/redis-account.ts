@@ -17,10 +17,12 @@
  *   with its `will` list entry. Every node keeps the subscriptions in memory too (QlobberSub,
  *   updated by aedes-persistence's broadcast on the cluster bus): the removal is broadcast the
  *   same way (`$SYS/sub/rm`), so no node queues a packet for those devices again;
- * - rate-limit counters keyed by him (`<prefix>:rl:<key>`: rateLimitKeys below), plus any key
+ * - rate-limit counters keyed by him (`<prefix>:rl:<key>`: rateLimitKeys below), and his devices'
+ *   push wake-up limits (`<prefix>:wake:<deviceId>`, services/src/workers/push.ts), plus any key
  *   the caller names (`extraKeys`).
  */
 import type { Redis } from 'ioredis';
+import { wakeKey } from '../workers/push.js';
 
 /** What deletion forgets: the user, his phone and every device he ever had. */
 export interface ForgetTarget {
@@ -146,7 +148,8 @@ export function redisAccount(redis: Redis, prefix: string, bus: () => BusEmitter
     async forget(target, extraKeys = []) {
       for (const d of target.deviceIds) await forgetSession(d);
       await redis.del(
-        codeKey(target.userId), ...target.deviceIds.map(routeKey), ...rateLimitKeys(prefix, target), ...extraKeys,
+        codeKey(target.userId), ...target.deviceIds.map(routeKey), ...target.deviceIds.map((d) => wakeKey(prefix, d)),
+        ...rateLimitKeys(prefix, target), ...extraKeys,
       );
     },
   };

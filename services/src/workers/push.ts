@@ -11,9 +11,9 @@
  * the delivery path makes no store query for it.
  *
  * The job: one query for the devices' registrations; one MGET of their routes (a device that
- * connected since is catching up and needs no wake-up); one rate-limit key per device and chat
- * (SET NX PX: at most one wake-up per PARLEY_PUSH_MIN_INTERVAL_MS, a burst of messages is one
- * wake-up); then each device is sent to at once. A "gone" answer removes the registration (only
+ * connected since is catching up and needs no wake-up); one rate-limit claim per device and chat
+ * (CLAIM_WAKE, pipelined: at most one wake-up per PARLEY_PUSH_MIN_INTERVAL_MS, a burst of
+ * messages is one wake-up); then each device is sent to at once. A "gone" answer removes the registration (only
  * if it is still the one sent to); a retryable failure queues a retry of that device alone after
  * an exponential back-off (or the Retry-After asked for), so a retry never sends again to the
  * devices already done; a permanent failure is logged. Nothing here can hold up or undo a
@@ -75,10 +75,28 @@ export interface PushResult {
 }
 
 /**
- * The rate-limit key of a device's wake-ups for a chat (it lives PARLEY_PUSH_MIN_INTERVAL_MS).
- * Not under `<prefix>:push:`, which is the `push` queue's BullMQ namespace.
+ * The rate-limit key of a device's wake-ups: one per device (a sorted set, chatId → when it was
+ * last woken for that chat), so that account deletion forgets it with one DEL per device and no
+ * keyspace scan (services/src/account/redis-account.ts). Not under `<prefix>:push:`, which is the
+ * `push` queue's BullMQ namespace.
  */
-export const wakeKey = (prefix: string, deviceId: string, chatId: string): string => `${prefix}:wake:${deviceId}:${chatId}`;
+export const wakeKey = (prefix: string, deviceId: string): string => `${prefix}:wake:${deviceId}`;
+
+/**
+ * Claims a device's wake-up for a chat: 1 (and recorded) when it was not woken for that chat in
+ * the last ARGV[2] ms, else 0. KEYS[1] the device's wake key, ARGV[1] the chatId, ARGV[2] the
+ * interval (PARLEY_PUSH_MIN_INTERVAL_MS). Redis' own clock, as SET NX PX would use; entries older
+ * than the interval are dropped first, and the key expires an interval after its last claim, so
+ * a device nobody writes to leaves nothing behind.
+ */
+const CLAIM_WAKE = `
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
+if redis.call('ZSCORE', KEYS[1], ARGV[1]) then return 0 end
+redis.call('ZADD', KEYS[1], now, ARGV[1])
+redis.call('PEXPIRE', KEYS[1], ARGV[2])
+return 1`;
 
 export async function processPush(ctx: WorkerContext, job: PushJob): Promise<PushResult> {
   const result: PushResult = { registered: 0, skipped: 0, sent: 0, gone: 0, retried: 0, failed: 0, by: ctx.workerId };
@@ -94,9 +112,9 @@ export async function processPush(ctx: WorkerContext, job: PushJob): Promise<Pus
   // A retry is the same wake-up: it was counted against the limit when it was first sent.
   if (attempt === 0 && p.minIntervalMs > 0 && targets.length) {
     const claims = p.redis.pipeline();
-    for (const r of targets) claims.set(wakeKey(p.prefix, r.deviceId, job.chatId), '1', 'PX', p.minIntervalMs, 'NX');
+    for (const r of targets) claims.eval(CLAIM_WAKE, 1, wakeKey(p.prefix, r.deviceId), job.chatId, String(p.minIntervalMs));
     const answers = (await claims.exec()) ?? [];
-    targets = targets.filter((_, i) => answers[i]?.[1] === 'OK');
+    targets = targets.filter((_, i) => answers[i]?.[1] === 1);
   }
   result.skipped = regs.length - targets.length;
   const wake: WakeUp = { chatId: job.chatId, collapseKey: job.chatId, ttlSec: p.ttlSec };
