@@ -20,8 +20,9 @@ import {
   OUTBOX_HANDLERS, TypingGate, WatchGate, handleRead, type HandlerDeps, type HandlerResult, type Inbound,
 } from './handlers/index.js';
 import type {
-  DeliveryBus, DeviceAuthenticator, DeviceRoutes, IngestAck, IngestMessage, IngestRead, IngestSink, LiveConnection, LiveSink, PositionReader,
+  BrokerObserver, DeliveryBus, DeviceAuthenticator, DeviceRoutes, IngestAck, IngestMessage, IngestRead, IngestSink, LiveConnection, LiveSink, PositionReader,
 } from './ingest.js';
+import { NO_OBSERVER } from './ingest.js';
 
 export interface BrokerOptions {
   /** Node id, unique in the cluster. @defaultValue random */
@@ -87,6 +88,8 @@ export interface BrokerDeps {
   ingest: IngestSink;
   /** Presence, watches and typing (services/src/live/). */
   live?: LiveSink;
+  /** Metrics: publishes, PUBACK times, deliveries, delivered ticks. @defaultValue NO_OBSERVER */
+  observer?: BrokerObserver;
   logger: Logger;
 }
 
@@ -110,12 +113,13 @@ interface Session {
 export async function createBrokerNode(deps: BrokerDeps, options: Partial<BrokerOptions> = {}): Promise<BrokerNode> {
   const opts: BrokerOptions = { ...DEFAULT_BROKER_OPTIONS, ...options };
   const log = deps.logger;
+  const observer = deps.observer ?? NO_OBSERVER;
   const sessions = new WeakMap<Client, Session>();
 
   const messages = new Batcher<IngestMessage>((items) => deps.ingest.messages(items), opts.batch);
   const acks = new Batcher<IngestAck>((items) => deps.ingest.acks(items), { ...opts.batch, maxDelayMs: opts.ackDelayMs });
   const reads = new Batcher<IngestRead>((items) => deps.ingest.reads(items), opts.batch);
-  const agent = createDeliveryAgent(deps.positions, log, opts.delivery);
+  const agent = createDeliveryAgent(deps.positions, log, opts.delivery, observer);
   const handlerDeps: HandlerDeps = { messages, reads, agent, live: deps.live, typingGate: new TypingGate(), watchGate: new WatchGate() };
   // Limits (limits.ts): hooked in below at authenticate, authorizePublish, authorizeForward, the
   // `ack` and `clientError` events and aedes.handle.
@@ -180,50 +184,71 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
       const decision = decidePublish(client.id, packet.topic);
       packet.retain = false; // nothing a device sends is ever retained
       if (!decision.allow) {
+        observer.published('invalid');
         refuse(client, packet, decision.reason, packet.topic);
         return done(null);
       }
       const payload = packet.payload as Buffer;
       if (payload.length > opts.maxPayloadBytes) {
+        observer.published('invalid');
         refuse(client, packet, 'E_PAYLOAD_TOO_LARGE', `${payload.length} > ${opts.maxPayloadBytes} bytes`);
         return done(null);
       }
       const inbound: Inbound = { client, userId: session.userId, payload, at: Date.now() };
       let accepted: HandlerResult;
+      let kind: string;
+      let clientMsgId: string | undefined;
       if (decision.kind === 'receipt') {
         if (payload.length > 0) {
           let env: Envelope | null = null;
           try { env = decode(payload); } catch { /* handled below */ }
           if (!env || env.kind !== 'read') {
+            observer.published('invalid');
             refuse(client, packet, 'E_BAD_ENVELOPE', 'receipts carry an empty payload or a read envelope');
             return done(null);
           }
         }
+        kind = 'read';
+        observer.published(kind);
         accepted = handleRead(handlerDeps, inbound, decision.msgId);
       } else {
         let env: Envelope;
         try {
           env = decode(payload);
         } catch (err) {
+          observer.published('invalid');
           refuse(client, packet, 'E_BAD_ENVELOPE', err instanceof ParleyError ? (err.detail ?? 'undecodable') : 'undecodable');
           return done(null);
         }
+        kind = env.kind;
         const handler = OUTBOX_HANDLERS[env.kind];
         if (!handler) {
+          observer.published('invalid');
           refuse(client, packet, 'E_BAD_ENVELOPE', `a device may not send ${env.kind} envelopes`);
           return done(null);
+        }
+        observer.published(kind);
+        if (env.kind === 'send') {
+          // Follow one message: this clientMsgId, then `persist` logs its chatId.seq, then the delivery ack.
+          clientMsgId = env.clientMsgId;
+          log.debug({ clientId: client.id, clientMsgId, to: env.to }, 'message received');
         }
         accepted = handler(handlerDeps, inbound, env);
       }
       if (accepted === null) {
         // Dealt with at once: PUBACK now, and nothing to route.
         packet.topic = SINK_TOPIC;
+        observer.acknowledged(kind, Date.now() - inbound.at);
         return done(null);
       }
       // PUBACK (the sent tick) only once the ingest batch is durable. If that fails the connection
       // is closed without a PUBACK and the client resends with the same clientMsgId.
       accepted.then(
-        () => done(null),
+        () => {
+          observer.acknowledged(kind, Date.now() - inbound.at);
+          if (clientMsgId !== undefined) log.debug({ clientId: client.id, clientMsgId }, 'message accepted (sent tick)');
+          done(null);
+        },
         (err: unknown) => {
           if (err instanceof BatcherClosedError) log.debug({ clientId: client.id }, 'publish during shutdown; closing connection without PUBACK');
           else log.error({ err, clientId: client.id }, 'ingest failed; closing connection without PUBACK');
@@ -254,6 +279,13 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
     if (!t || t.kind !== 'inbox') return;
     const pos = peekPosition(packet.payload as Buffer);
     if (!pos) return;
+    if (deps.observer) {
+      try {
+        const env = decode(packet.payload as Buffer);
+        if (env.kind === 'msg') observer.deliveryAcked(env.ts);
+      } catch { /* peekPosition read it as a msg: not reached */ }
+    }
+    log.debug({ clientId: client.id, chatId: pos.chatId, seq: pos.seq }, 'message delivered (device PUBACK)');
     acks.add({ d: client.id, c: pos.chatId, s: pos.seq, t: Date.now() }).catch((err: unknown) => {
       // Lost delivered ticks heal: the delivery stays undelivered and is resent on the next sync
       // (the SDK drops it as a duplicate, and its PUBACK then records the tick). During shutdown

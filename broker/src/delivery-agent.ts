@@ -24,7 +24,7 @@ import {
   decode, encode, inboxTopic, liveTopic, peekKind, peekPosition, type Envelope, type MsgEnvelope, type StoredEnvelope,
 } from '@parley/client-sdk/protocol';
 import { interceptDelivery, isSubscribed, unrouted, type AedesPacket, type Deliver, type DeliverCallback } from './aedes-internals.js';
-import type { PositionReader, StoredChatMessage } from './ingest.js';
+import { NO_OBSERVER, type BrokerObserver, type PositionReader, type StoredChatMessage } from './ingest.js';
 
 const noop = (): void => undefined;
 
@@ -81,7 +81,9 @@ export const toMsgEnvelope = (m: StoredChatMessage): MsgEnvelope => ({
   ...(m.media ? { media: m.media } : {}),
 });
 
-export function createDeliveryAgent(store: PositionReader, log: Logger, options: Partial<DeliveryAgentOptions> = {}): DeliveryAgent {
+export function createDeliveryAgent(
+  store: PositionReader, log: Logger, options: Partial<DeliveryAgentOptions> = {}, observer: BrokerObserver = NO_OBSERVER,
+): DeliveryAgent {
   const opts = { ...DEFAULT_AGENT_OPTIONS, ...options };
   const devices = new WeakMap<Client, DeviceState>();
   const connected = new Set<DeviceState>();
@@ -252,7 +254,12 @@ export function createDeliveryAgent(store: PositionReader, log: Logger, options:
       };
       const original = interceptDelivery(client, (packet, cb) => onDeliver(s, packet, cb));
       if (!original) return;
-      s.send = original;
+      // Every write to the socket goes through s.send: counted there, by envelope kind.
+      s.send = (packet, cb) => {
+        const kind = packet.payload instanceof Uint8Array ? peekKind(packet.payload) : null;
+        observer.delivered(kind ?? 'other');
+        original(packet, cb);
+      };
       devices.set(client, s);
       // The catch-up is the first step: every live message queues behind it until it is done.
       step(s, async () => {

@@ -132,3 +132,23 @@ export interface DeviceRoutes {
   /** Removes the route if it is still that connection's (the device may be connected again since). */
   unregister(deviceId: string, nodeId: string, connection: string): Promise<void>;
 }
+
+/**
+ * What the broker reports for metrics (services/src/metrics/ implements it with prom-client, so
+ * this package stays free of it). Every method is synchronous, cheap and must not throw.
+ */
+export interface BrokerObserver {
+  /** A device's PUBLISH arrived: its envelope kind (`read` on `receipts/`), `invalid` when refused undecoded. */
+  published(kind: string): void;
+  /** The PUBACK of an accepted publish went out (for a `send`, the sent tick) `ms` after it arrived. */
+  acknowledged(kind: string, ms: number): void;
+  /** An envelope was handed to a device's connection (live, catch-up, sync or `live/`). */
+  delivered(kind: string): void;
+  /** A device PUBACKed a chat message the store stamped `storedAt` (epoch ms): the delivered tick. */
+  deliveryAcked(storedAt: number): void;
+}
+
+/** Reports nothing: the default. */
+export const NO_OBSERVER: BrokerObserver = Object.freeze({
+  published: () => undefined, acknowledged: () => undefined, delivered: () => undefined, deliveryAcked: () => undefined,
+});

@@ -32,6 +32,7 @@ const schema = z.object({
   PARLEY_MQTT_PORT: port.default(1883),
   PARLEY_WS_PORT: port.default(8083),
   PARLEY_HTTP_PORT: port.default(8080),
+  PARLEY_METRICS_PORT: port.optional(),
   PARLEY_REDIS_URL: z.string().url().optional(),
   PARLEY_REDIS_PORT: port.default(0),
   PARLEY_REDIS_APPENDFSYNC: z.enum(['everysec', 'always', 'no']).default('everysec'),
@@ -131,6 +132,11 @@ export interface Config {
   mqttPort: number;
   wsPort: number;
   httpPort: number;
+  /**
+   * A small HTTP listener for /metrics, /healthz and /readyz (0 = any free port); unset = none.
+   * The API serves the same routes, so a process without the `api` role needs it to be watched.
+   */
+  metricsPort: number | undefined;
   /** External Redis; when absent a private redis-server is spawned under dataDir. */
   redisUrl: string | undefined;
   redisPort: number;
@@ -264,6 +270,7 @@ export function parseConfig(env: Record<string, string | undefined>): Readonly<C
     mqttPort: e.PARLEY_MQTT_PORT,
     wsPort: e.PARLEY_WS_PORT,
     httpPort: e.PARLEY_HTTP_PORT,
+    metricsPort: e.PARLEY_METRICS_PORT,
     redisUrl: e.PARLEY_REDIS_URL,
     redisPort: e.PARLEY_REDIS_PORT,
     redisAppendfsync: e.PARLEY_REDIS_APPENDFSYNC,

@@ -26,6 +26,7 @@ async function main(): Promise<void> {
     u.mqtt && `  MQTT over TCP        ${u.mqtt}`,
     u.ws && `  MQTT over WebSocket  ${u.ws}`,
     u.http && `  HTTP API             ${u.http}   (health: ${u.http}/healthz)`,
+    u.metrics && `  Metrics and health   ${u.metrics}/metrics   (${u.metrics}/healthz, ${u.metrics}/readyz)`,
     `  Redis                ${u.redis}${platform.redis ? ' (private, AOF on)' : ''}`,
     `  Store                ${cfg.store.kind === 'sqlite' ? cfg.store.file : 'MongoDB'}`,
     'Press Ctrl-C to stop.',

@@ -5,6 +5,7 @@
 import { mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import { randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
 import { hostname } from 'node:os';
 import type { AddressInfo } from 'node:net';
 import { Redis } from 'ioredis';
@@ -18,6 +19,9 @@ import {
 } from '../../broker/src/index.js';
 import type { Config } from './config.js';
 import { startRedisServer, type RedisServer } from './redis/spawn.js';
+import { redisErrorLog } from './redis/error-log.js';
+import { createMetrics, type Metrics } from './metrics/metrics.js';
+import { checkReadiness, opsRoutes, startOpsServer, type Ops } from './metrics/health.js';
 import { openStore } from './store/index.js';
 import type { Store } from './store/types.js';
 import { JOB, enqueueFanout, openQueues, queueIngestSink, type QueueSettings, type Queues } from './queues.js';
@@ -57,7 +61,9 @@ export interface PlatformDeps {
 }
 
 export interface Platform {
-  readonly urls: { mqtt?: string; ws?: string; http?: string; redis: string };
+  /** `metrics`: the /metrics, /healthz and /readyz listener (PARLEY_METRICS_PORT), when there is one. */
+  readonly urls: { mqtt?: string; ws?: string; http?: string; metrics?: string; redis: string };
+  readonly metrics: Metrics;
   readonly broker: BrokerNode | undefined;
   readonly redis: RedisServer | undefined;
   close(): Promise<void>;
@@ -92,6 +98,9 @@ function redisConnection(url: string): { host: string; port: number; password?: 
   };
 }
 
+/** The ioredis that aedes-persistence-redis itself loads (whatever version npm gave it). */
+const PersistenceRedis = createRequire(createRequire(import.meta.url).resolve('aedes-persistence-redis'))('ioredis').Redis as typeof Redis;
+
 const KEY_PREFIX = 'parley';
 const REVOKE_CHANNEL = `${KEY_PREFIX}:revoke`;
 
@@ -101,7 +110,11 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
   const dataDir = resolve(cfg.dataDir);
   mkdirSync(dataDir, { recursive: true });
   const closers: Array<() => Promise<unknown>> = [];
+  const metrics = createMetrics();
+  // Readiness: false until every role is up, and again from the start of shutdown.
+  let started = false;
   const close = async (): Promise<void> => {
+    started = false;
     for (const c of closers.reverse()) {
       await c().catch((err: unknown) => log.warn({ err }, 'error during shutdown'));
     }
@@ -113,26 +126,47 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
     let redisServer: RedisServer | undefined;
     let redisUrl = cfg.redisUrl;
     if (!redisUrl) {
-      redisServer = await startRedisServer({ dir: join(dataDir, 'redis'), port: cfg.redisPort, appendfsync: cfg.redisAppendfsync });
+      // Supervised: restarted on the same port and AOF if it dies; every client below reconnects
+      // by itself (docs/RELIABILITY.md, "Redis"). An external Redis is not ours to restart.
+      redisServer = await startRedisServer({
+        dir: join(dataDir, 'redis'), port: cfg.redisPort, appendfsync: cfg.redisAppendfsync,
+        supervise: true, log: log.child({ role: 'redis' }),
+      });
       closers.push(() => redisServer!.stop());
+      redisServer.onRestart(() => metrics.redisRestarted());
       redisUrl = redisServer.url;
     }
     const conn = redisConnection(redisUrl);
+    // Every Redis client's 'error' listener: ioredis and BullMQ reconnect by themselves.
+    const redisErrorLogged = redisErrorLog(log);
+    const redisError = (source: string) => {
+      const logged = redisErrorLogged(source);
+      return (err: Error): void => { metrics.redisError(source); logged(err); };
+    };
     const redis = new Redis({ ...conn, maxRetriesPerRequest: 3 });
-    // ioredis reconnects by itself; a command during an outage fails and its caller handles that.
-    redis.on('error', (err: Error) => log.debug({ err: err.message }, 'redis connection error'));
+    // A command during an outage fails and its caller handles that.
+    redis.on('error', redisError('commands'));
     closers.push(() => redis.quit());
 
-    const store: Store = await openStore(
+    // Timed and counted per operation (parley_store_*), for every role that uses it.
+    const store: Store = metrics.instrumentStore(await openStore(
       cfg.store.kind === 'sqlite' ? { kind: 'sqlite', file: resolve(cfg.store.file) } : cfg.store,
-    );
+    ));
     closers.push(() => store.close());
 
     const queueSettings: QueueSettings = {
       connection: { ...conn, maxRetriesPerRequest: null }, prefix: KEY_PREFIX, persistShards: cfg.persistShards,
+      onError: redisError,
     };
     const queues: Queues = openQueues(queueSettings);
     closers.push(() => queues.close());
+    metrics.watchQueues([...queues.persist, queues.fanout, queues.events, queues.maintenance, queues.media, queues.push]);
+    metrics.watchRedis(() => redis.ping());
+    const ops: Ops = {
+      // The store probe is a read by primary key that finds nothing.
+      ready: () => checkReadiness({ started: () => started, probes: { redis: () => redis.ping(), store: () => store.progress('-', '-') } }),
+      metrics: () => metrics.scrape(),
+    };
 
     // Media objects: the embedded store (files under the data dir, served by the API) or S3.
     let fsBlobs: FsBlobStore | null = null;
@@ -160,7 +194,12 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
     const newPersistence = () => {
       // Auto-pipelining: concurrent publishes share socket writes (aedes-persistence-redis awaits
       // each of its commands, so without it every command is its own write and round trip).
-      const p = redisPersistence({ ...conn, enableAutoPipelining: true, maxSessionDelivery: 1_000_000, packetTTL: () => retentionSec });
+      // Our own connection: aedes-persistence-redis adds no 'error' listener to the one it makes.
+      // Made with the library's own ioredis (5.x; ours is 6.x, and the library on a 6.x
+      // connection left SDK clients unable to connect: test/reliability/workers.test.ts).
+      const db = new PersistenceRedis({ ...conn, enableAutoPipelining: true });
+      db.on('error', redisError('mqtt persistence'));
+      const p = redisPersistence({ conn: db, maxSessionDelivery: 1_000_000, packetTTL: () => retentionSec });
       closers.push(() => p.destroy());
       // Chat messages get no Redis copy per device: devices catch up from the store by watermark.
       return liveOnlyPersistence(p, isLiveOnlyPacket);
@@ -169,7 +208,7 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
       const mq = new (MQEmitterRedis as unknown as new (o: object) => { close(cb: () => void): void; state: { on(ev: 'error', fn: (err: Error) => void): void } })({ ...conn });
       // mqemitter-redis re-emits its connections' errors on `state`; unhandled, the first
       // ECONNREFUSED while Redis restarts would crash the process. ioredis reconnects by itself.
-      mq.state.on('error', (err) => log.warn({ err: err.message }, 'cluster bus (Redis pub/sub) error'));
+      mq.state.on('error', redisError('cluster bus'));
       return mq;
     };
 
@@ -180,7 +219,7 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
       store, send: (items) => redisBusSender(redis, KEY_PREFIX).send(items), now: Date.now, log: log.child({ role: 'live' }),
     });
 
-    const urls: { mqtt?: string; ws?: string; http?: string; redis: string } = { redis: redisUrl };
+    const urls: { mqtt?: string; ws?: string; http?: string; metrics?: string; redis: string } = { redis: redisUrl };
     const shownHost = cfg.host === '0.0.0.0' ? '127.0.0.1' : cfg.host;
 
     let workers: Workers | undefined;
@@ -197,8 +236,9 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
           enqueueFanout: (jobs) => enqueueFanout(queues, jobs),
           ...pushWorkerContext(cfg.push, { dataDir, redis, prefix: KEY_PREFIX, queues, onClose: (c) => { closers.push(c); } }),
           enqueueStatusFanout: (jobs) => enqueueStatusFanout(queues, jobs),
+          observer: metrics.workers,
         },
-        queueSettings, queues, { concurrency: cfg.workerConcurrency, pushConcurrency: cfg.push.concurrency },
+        queueSettings, queues, { concurrency: cfg.workerConcurrency, pushConcurrency: cfg.push.concurrency }, metrics.jobs,
       );
       closers.push(() => workers!.close());
     }
@@ -206,7 +246,7 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
     let broker: BrokerNode | undefined;
     if (cfg.roles.includes('broker')) {
       const brokerLog = log.child({ role: 'broker' });
-      const deliveryBus = redisDeliveryBus(conn, redis, KEY_PREFIX);
+      const deliveryBus = redisDeliveryBus(conn, redis, KEY_PREFIX, redisError('delivery bus'));
       const gate = createIngestGate(queues.persist, cfg.ingestGate, (over, ageMs) => {
         if (over) brokerLog.warn({ backlogMs: ageMs }, 'persist backlog over the limit: holding sent ticks (back-pressure)');
         else brokerLog.info({ backlogMs: ageMs }, 'persist backlog back under the limit');
@@ -214,14 +254,16 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
       broker = await createBrokerNode(
         {
           persistence: newPersistence(), mq: newMq(), positions: store, bus: deliveryBus, routes: deliveryBus,
-          auth, ingest: queueIngestSink(queues, gate), live, logger: brokerLog,
+          auth, ingest: queueIngestSink(queues, gate), live, logger: brokerLog, observer: metrics.broker,
         },
         { liveRefreshMs: cfg.presence.refreshMs, host: cfg.host, mqttPort: cfg.mqttPort, wsPort: cfg.wsPort, maxPayloadBytes: cfg.maxPayloadBytes, batch: { maxItems: cfg.batchMax, maxDelayMs: cfg.batchDelayMs, maxInFlight: cfg.batchInFlight }, ackDelayMs: cfg.ackDelayMs, limits: cfg.brokerLimits },
       );
       const b = broker;
       closers.push(() => b.close());
       await b.listen();
+      metrics.watchConnections(() => b.connectedClients());
       const sub = new Redis({ ...conn });
+      sub.on('error', redisError('revocations'));
       closers.push(() => sub.quit());
       await sub.subscribe(REVOKE_CHANNEL);
       sub.on('message', (_channel: string, deviceId: string) => b.disconnect(deviceId));
@@ -273,6 +315,8 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
             blobs,
           },
           forgetLive: (userId, deviceIds) => live.forget(userId, deviceIds),
+          // GET /metrics and /readyz beside the API's /healthz.
+          extend: (app) => opsRoutes(app, ops),
         },
         {
           maxDevices: cfg.maxDevices, linkHistory: cfg.linkHistory, linkCodeTtlMs: cfg.linkCodeTtlMs, codeTtlMs: cfg.codeTtlMs, codeMaxAttempts: cfg.codeMaxAttempts,
@@ -289,7 +333,14 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
       fsBlobs?.setPublicUrl(cfg.publicUrl ?? urls.http);
     }
 
-    return { urls, broker, redis: redisServer, close };
+    if (cfg.metricsPort !== undefined) {
+      // Processes without the API role are watched here; with it, this is a second way in.
+      const srv = await startOpsServer(ops, cfg.host, cfg.metricsPort);
+      closers.push(() => srv.close());
+      urls.metrics = `http://${shownHost}:${srv.port}`;
+    }
+    started = true;
+    return { urls, broker, redis: redisServer, metrics, close };
   } catch (err) {
     await close();
     throw err;

@@ -57,6 +57,11 @@ export interface QueueSettings {
   prefix: string;
   /** How many ordered persist queues. @defaultValue 8 */
   persistShards: number;
+  /**
+   * The 'error' listener of each queue and worker, by name (services/src/redis/error-log.ts).
+   * @defaultValue queues ignore them, workers log them at `error` (BullMQ reconnects by itself)
+   */
+  onError?: (source: string) => (err: Error) => void;
 }
 
 /** Failed jobs retry with back-off; completed ones are dropped at once (the store is the record). */
@@ -93,7 +98,12 @@ export function shardOf(key: string, shards: number): number {
 }
 
 export function openQueues(s: QueueSettings): Queues {
-  const mk = (name: string): Queue => new Queue(name, { connection: s.connection, prefix: s.prefix, defaultJobOptions: JOB_OPTIONS });
+  const mk = (name: string): Queue => {
+    const q = new Queue(name, { connection: s.connection, prefix: s.prefix, defaultJobOptions: JOB_OPTIONS });
+    // Without a listener BullMQ console.errors every failed reconnect while Redis is away.
+    q.on('error', s.onError?.(`queue ${name}`) ?? (() => undefined));
+    return q;
+  };
   const persist = Array.from({ length: s.persistShards }, (_, i) => mk(persistQueueName(i)));
   const fanout = mk(QUEUE.fanout);
   const events = mk(QUEUE.events);

@@ -263,6 +263,8 @@ describe('HTTP fuzz: every answer is a catalogue error, never a 5xx', () => {
     { method: 'GET', path: () => `/v1/messages/${chatId}.1/status`, auth: true },
     { method: 'GET', path: () => `/v1/chats/${chatId}/messages?after=0&limit=10`, auth: true },
     { method: 'GET', path: () => '/healthz', auth: false },
+    { method: 'GET', path: () => '/readyz', auth: false },
+    { method: 'GET', path: () => '/metrics', auth: false },
     { method: 'POST', path: () => '/v1/devices/link-codes', auth: true, body: () => ({}) },
     { method: 'POST', path: () => '/v1/devices/link', auth: false, body: () => ({ code: 'ABCDE-FGHJK', deviceName: 'x' }) },
     { method: 'POST', path: () => '/v1/chats', auth: true, body: () => ({ name: 'g', members: [bob.userId], admins: [bob.userId], description: 'd', avatar: 'a', shareHistory: true }) },

@@ -78,8 +78,13 @@ export function decodeFrame(buf: Buffer): LiveDelivery[] {
 // Delete the route only if it is still this connection's: the device may have reconnected since.
 const UNREGISTER = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end return 0`;
 
-/** The broker's side: its routes and its subscription. */
-export function redisDeliveryBus(conn: RedisOptions, redis: Redis, prefix: string): DeliveryBus & DeviceRoutes {
+/**
+ * The broker's side: its routes and its subscription. `onError`: the subscriber connection's
+ * 'error' listener (it reconnects by itself; the resync below covers the gap).
+ */
+export function redisDeliveryBus(
+  conn: RedisOptions, redis: Redis, prefix: string, onError: (err: Error) => void = () => undefined,
+): DeliveryBus & DeviceRoutes {
   return {
     async register(deviceId, nodeId, connection) {
       await redis.set(routeKey(prefix, deviceId), routeValue(nodeId, connection));
@@ -92,7 +97,7 @@ export function redisDeliveryBus(conn: RedisOptions, redis: Redis, prefix: strin
     },
     async listen(nodeId, deliver, resync) {
       const sub = new Redis({ ...conn, maxRetriesPerRequest: null });
-      sub.on('error', () => undefined); // ioredis reconnects by itself; the resync below covers the gap
+      sub.on('error', onError);
       let lost = false;
       sub.on('close', () => { lost = true; });
       sub.on('ready', () => {

@@ -8,6 +8,12 @@ import { createServer } from 'node:net';
 import { join, resolve } from 'node:path';
 import { Redis } from 'ioredis';
 
+/** What the supervisor reports; a pino logger fits. */
+export interface SupervisorLog {
+  info(obj: object, msg: string): void;
+  error(obj: object, msg: string): void;
+}
+
 export interface RedisServerOptions {
   /** Directory for the AOF and config. */
   dir: string;
@@ -19,15 +25,40 @@ export interface RedisServerOptions {
   removeDirOnStop?: boolean;
   /** redis-server binary. @defaultValue 'redis-server' */
   binary?: string;
+  /**
+   * Restart the server, same directory (it replays its AOF) and port, whenever it exits without
+   * `stop()` or `kill()`. @defaultValue false
+   */
+  supervise?: boolean;
+  /** Where the supervisor says that the server died and came back. @defaultValue silent */
+  log?: SupervisorLog;
+}
+
+/** One restart by the supervisor. */
+export interface RedisRestart {
+  /** Restarts so far, this one included. */
+  restarts: number;
+  /** The new server's pid. */
+  pid: number | undefined;
+  /** From the exit of the old server to the new one answering PING. */
+  downMs: number;
+  /** How the old server ended. */
+  exitCode: number | null;
+  signal: NodeJS.Signals | null;
 }
 
 export interface RedisServer {
   url: string;
   port: number;
-  pid: number | undefined;
-  /** Graceful SHUTDOWN (AOF flushed), then SIGKILL after a deadline. */
+  /** The pid of the running server (a new one after each restart). */
+  readonly pid: number | undefined;
+  /** How many times the supervisor restarted the server (0 unless `supervise`). */
+  readonly restarts: number;
+  /** Calls `listener` after each restart, once the new server answers; returns an unsubscribe. */
+  onRestart(listener: (r: RedisRestart) => void): () => void;
+  /** Graceful SHUTDOWN (AOF flushed), then SIGKILL after a deadline. Ends supervision. */
   stop(): Promise<void>;
-  /** kill -9, for fault-injection tests. */
+  /** kill -9, for fault-injection tests; ends supervision (the test restarts it if it wants). */
   kill(): Promise<void>;
 }
 
@@ -122,43 +153,103 @@ export async function startRedisServer(opts: RedisServerOptions): Promise<RedisS
     ].join('\n') + '\n',
   );
   const binary = opts.binary ?? 'redis-server';
-  // Its own process group: Ctrl-C in a terminal signals the whole foreground group, and Redis
-  // must outlive the platform's shutdown (the last batches and acks still go to it), so only this
-  // process stops it, last, with SHUTDOWN.
-  const child = spawn(binary, [conf], { stdio: 'ignore', detached: true });
-  killOnExit(child);
-  const spawnError = new Promise<never>((_, rej) =>
-    child.once('error', (err) => rej(new Error(`cannot start ${binary}: ${err.message}`))),
-  );
   const url = `redis://127.0.0.1:${port}`;
-  await Promise.race([waitForPing(url, 15_000), spawnError, exited(child).then(() => {
-    throw new Error(`redis-server exited at start; see ${join(dir, 'redis.log')}`);
-  })]);
+
+  /** Starts a server on `conf` and resolves once it answers PING. */
+  const launch = async (): Promise<ChildProcess> => {
+    // Its own process group: Ctrl-C in a terminal signals the whole foreground group, and Redis
+    // must outlive the platform's shutdown (the last batches and acks still go to it), so only this
+    // process stops it, last, with SHUTDOWN.
+    const c = spawn(binary, [conf], { stdio: 'ignore', detached: true });
+    killOnExit(c);
+    const spawnError = new Promise<never>((_, rej) =>
+      c.once('error', (err) => rej(new Error(`cannot start ${binary}: ${err.message}`))),
+    );
+    try {
+      await Promise.race([waitForPing(url, 15_000), spawnError, exited(c).then(() => {
+        throw new Error(`redis-server exited at start; see ${join(dir, 'redis.log')}`);
+      })]);
+    } catch (err) {
+      c.kill('SIGKILL');
+      throw err;
+    }
+    return c;
+  };
+
+  let child = await launch();
+  /** Set by stop() and kill(): an exit from now on is wanted. */
+  let ended = false;
+  let restarts = 0;
+  let reviving: Promise<void> | undefined;
+  const listeners = new Set<(r: RedisRestart) => void>();
+
+  // The supervisor: an exit nobody asked for (kill -9, OOM killer, a crash) starts the same
+  // server again at once, then with back-off while it keeps failing (a broken AOF, the port taken).
+  const revive = async (exitCode: number | null, signal: NodeJS.Signals | null): Promise<void> => {
+    const diedAt = Date.now();
+    opts.log?.error({ exitCode, signal, dir, port }, 'private redis-server exited; restarting it');
+    for (let attempt = 0; !ended; attempt++) {
+      try {
+        const c = await launch();
+        if (ended) {
+          c.kill('SIGTERM');
+          return;
+        }
+        child = c;
+        watch(c);
+        restarts++;
+        const r: RedisRestart = { restarts, pid: c.pid, downMs: Date.now() - diedAt, exitCode, signal };
+        opts.log?.info({ ...r, port }, 'private redis-server restarted');
+        for (const l of listeners) l(r);
+        return;
+      } catch (err) {
+        opts.log?.error({ err: (err as Error).message, attempt, dir, port }, 'private redis-server did not restart; retrying');
+        await delay(Math.min(100 * 2 ** attempt, 5000));
+      }
+    }
+  };
+  const watch = (c: ChildProcess): void => {
+    if (!opts.supervise) return;
+    c.once('exit', (code, signal) => {
+      if (ended) return;
+      reviving = revive(code, signal).finally(() => { reviving = undefined; });
+    });
+  };
+  watch(child);
 
   const stopChild = async (signal: NodeJS.Signals | 'shutdown'): Promise<void> => {
-    if (child.exitCode !== null || child.signalCode !== null) return;
+    ended = true;
+    await reviving;
+    const c = child;
+    if (c.exitCode !== null || c.signalCode !== null) return;
     if (signal === 'shutdown') {
-      const c = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false });
+      const client = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false });
+      client.on('error', () => undefined); // failures surface as rejections below
       try {
-        await c.connect();
-        await c.call('SHUTDOWN').catch(() => undefined);
+        await client.connect();
+        await client.call('SHUTDOWN').catch(() => undefined);
       } catch {
-        child.kill('SIGTERM');
+        c.kill('SIGTERM');
       } finally {
-        c.disconnect();
+        client.disconnect();
       }
-      const done = await Promise.race([exited(child).then(() => true), delay(5000).then(() => false)]);
-      if (!done) child.kill('SIGKILL');
+      const done = await Promise.race([exited(c).then(() => true), delay(5000).then(() => false)]);
+      if (!done) c.kill('SIGKILL');
     } else {
-      child.kill(signal);
+      c.kill(signal);
     }
-    await exited(child);
+    await exited(c);
   };
 
   return {
     url,
     port,
-    pid: child.pid,
+    get pid() { return child.pid; },
+    get restarts() { return restarts; },
+    onRestart(listener) {
+      listeners.add(listener);
+      return () => { listeners.delete(listener); };
+    },
     async stop() {
       await stopChild('shutdown');
       if (opts.removeDirOnStop && existsSync(dir)) rmSync(dir, { recursive: true, force: true });
@@ -176,7 +267,11 @@ function delay(ms: number): Promise<void> {
 async function waitForPing(url: string, timeoutMs: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const c = new Redis(url, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, retryStrategy: () => null });
+    // No ready check: while Redis loads its AOF it would wait ~1 s before asking again; a PING
+    // during loading fails (LOADING) and is simply repeated here.
+    const c = new Redis(url, {
+      lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, enableReadyCheck: false, retryStrategy: () => null,
+    });
     c.on('error', () => undefined);
     try {
       await c.connect();

@@ -24,6 +24,14 @@ export interface PushWorkerContext {
   enqueue(jobs: PushJob[], delayMs?: number): Promise<void>;
 }
 
+/** What the workers report for metrics (services/src/metrics/ implements it). */
+export interface WorkerObserver {
+  /** A chat's new messages went to `devices` devices: by `persist` itself, or one `fanout` chunk. */
+  fanout(path: 'inline' | 'chunk', devices: number): void;
+  /** Messages the broker received at `receivedAt` (epoch ms) are stored and on their way to the devices. */
+  ingested(receivedAt: readonly number[]): void;
+}
+
 /** What every job processor may use. */
 export interface WorkerContext {
   store: Store;
@@ -44,4 +52,6 @@ export interface WorkerContext {
   enqueueStatusFanout(jobs: StatusFanoutJob[]): Promise<void>;
   /** Queues fan-out jobs (durably: resolves once they are in Redis). */
   enqueueFanout(jobs: FanoutJob[]): Promise<void>;
+  /** Metrics; absent: nothing is reported. */
+  observer?: WorkerObserver;
 }

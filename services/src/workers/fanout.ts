@@ -48,6 +48,7 @@ export async function processFanout(ctx: WorkerContext, job: FanoutJob): Promise
     for (const d of devices) if (receives(d, m)) out.push({ deviceId: d.deviceId, env });
   }
   const away = await ctx.publisher.publishAll(out);
+  ctx.observer?.fanout('chunk', devices.length);
   await queueWakeUps(ctx, away, [{ chatId: job.chatId, devices, messages }]);
   ctx.log.debug({ chatId: job.chatId, devices: devices.length, messages: messages.length }, 'fan-out chunk delivered');
   return { devices: devices.length, messages: messages.length, by: ctx.workerId };

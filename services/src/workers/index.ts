@@ -107,11 +107,21 @@ export interface Workers {
   close(): Promise<void>;
 }
 
+/** Job outcomes for metrics (services/src/metrics/ implements it). */
+export interface JobObserver {
+  /**
+   * A job ended: `retried` when it failed and BullMQ will run it again, `failed` when it failed for
+   * good. `seconds`: from when this attempt started.
+   */
+  finished(name: string, outcome: 'completed' | 'failed' | 'retried', seconds: number | undefined): void;
+}
+
 export async function startWorkers(
   ctx: WorkerContext,
   settings: QueueSettings,
   queues: Queues,
   options: Partial<WorkerOptions> = {},
+  observer?: JobObserver,
 ): Promise<Workers> {
   const opts = { ...DEFAULT_WORKER_OPTIONS, ...options };
   const run = async (job: Job): Promise<unknown> => {
@@ -140,9 +150,15 @@ export async function startWorkers(
     new Worker(QUEUE.media, run, { ...common, concurrency: 2 }),
     new Worker(QUEUE.push, run, { ...common, concurrency: opts.pushConcurrency }),
   ];
+  const took = (job: Job): number | undefined => (job.processedOn ? (Date.now() - job.processedOn) / 1000 : undefined);
   for (const w of workers) {
-    w.on('failed', (job, err) => ctx.log.warn({ job: job?.name, attempts: job?.attemptsMade, err: err.message }, 'job failed'));
-    w.on('error', (err) => ctx.log.error({ err: err.message }, 'worker error'));
+    w.on('failed', (job, err) => {
+      ctx.log.warn({ job: job?.name, attempts: job?.attemptsMade, err: err.message }, 'job failed');
+      // attemptsMade already counts this attempt when `failed` is emitted (BullMQ 5).
+      if (job) observer?.finished(job.name, job.attemptsMade < (job.opts.attempts ?? 1) ? 'retried' : 'failed', took(job));
+    });
+    if (observer) w.on('completed', (job) => observer.finished(job.name, 'completed', took(job)));
+    w.on('error', settings.onError?.(`worker ${w.name}`) ?? ((err) => ctx.log.error({ err: err.message }, 'worker error')));
   }
   await queues.maintenance.upsertJobScheduler('cleanup', { every: opts.cleanupEveryMs }, { name: JOB.cleanup, data: {} });
   await Promise.all(workers.map((w) => w.waitUntilReady()));

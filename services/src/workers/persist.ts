@@ -236,6 +236,7 @@ export async function processPersist(ctx: WorkerContext, items: IngestMessage[])
       continue;
     }
     inline.push({ chatId, devices, messages: list });
+    ctx.observer?.fanout('inline', devices.length);
     for (const m of list) {
       const env = toMsgEnvelope(m);
       for (const d of devices) if (receives(d, m)) out.push({ deviceId: d.deviceId, env });
@@ -243,6 +244,11 @@ export async function processPersist(ctx: WorkerContext, items: IngestMessage[])
   }
   storedNotices(messages, out);
   const away = await publisher.publishAll(out);
+  ctx.observer?.ingested(resolved.map((r) => r.item.t));
+  if (ctx.log.isLevelEnabled('debug')) {
+    // Follow one message: the broker logged its clientMsgId; from here on it is chatId.seq.
+    for (const m of messages) ctx.log.debug({ clientId: m.senderDeviceId, clientMsgId: m.clientMsgId, chatId: m.chatId, seq: m.seq }, 'message stored');
+  }
   await queueWakeUps(ctx, away, inline);
   return { messages: messages.length, by: ctx.workerId };
 }
