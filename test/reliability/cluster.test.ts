@@ -2,8 +2,9 @@
  * The cluster, proven: two broker processes of their own (PARLEY_ROLES=broker) share the test
  * platform's Redis and store; the API and the workers run in the test process. A device may
  * connect to any node: delivery, offline queueing, session takeover and receipts work across
- * nodes, and killing the node a sender is on, with messages in flight, loses nothing acknowledged
- * once the sender's reconnection (through a balancer, as in a deployment) lands on the other node.
+ * nodes; killing the node a sender is on, with messages in flight, loses nothing acknowledged
+ * once the sender's reconnection (through a balancer, as in a deployment) lands on the other node;
+ * a draining node (SIGTERM) closes its clients, which reconnect to the other node.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import mqtt from 'mqtt';
@@ -107,6 +108,27 @@ describe('two broker processes', () => {
       expect(new Set(texts).size).toBe(N); // no duplicate reached the application
       expect(texts).toEqual(Array.from({ length: N }, (_, i) => `m${i}`)); // in order
       expect(a.errors.filter((e) => e.code !== 'E_UNAVAILABLE' && e.code !== 'E_TIMEOUT')).toEqual([]);
+    } finally {
+      await lb.close();
+    }
+  });
+
+  it('a draining node (SIGTERM) closes its clients, which reconnect to the other node and miss nothing', async () => {
+    const [n1, n2] = [await startNode(), await startNode()];
+    const [alice, bob] = await Promise.all([p.register(), p.register()]);
+    const lb = await startBalancer([n1.port, n2.port]);
+    try {
+      const a = device(url(n2.port), alice, { apiUrl: p.httpUrl });
+      const b = device(lb.url, bob, { apiUrl: p.httpUrl });
+      await Promise.all([a.client.connect(), b.client.connect()]);
+      const before = await a.client.sendMessage(bob.userId, 'before the drain');
+      await until(() => b.messages.length === 1, 15_000, 'delivery through node 1');
+      const exited = new Promise<number | null>((r) => n1.child.once('exit', (code) => r(code)));
+      n1.child.kill('SIGTERM');
+      expect(await exited).toBe(0);
+      const after = await a.client.sendMessage(bob.userId, 'after the drain');
+      await until(() => b.messages.length === 2, 15_000, 'delivery after reconnecting to node 2');
+      expect(b.messages.map((m) => m.msgId)).toEqual([before.msgId, after.msgId]);
     } finally {
       await lb.close();
     }
