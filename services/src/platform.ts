@@ -103,6 +103,8 @@ const PersistenceRedis = createRequire(createRequire(import.meta.url).resolve('a
 
 const KEY_PREFIX = 'parley';
 const REVOKE_CHANNEL = `${KEY_PREFIX}:revoke`;
+/** Longest a shutdown step waits (workers finishing their active jobs, a broker draining); main.ts ends the process at 20 s. */
+const SHUTDOWN_STEP_MS = 8_000;
 
 export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = {}): Promise<Platform> {
   const log = deps.logger ?? createLogger(cfg.logLevel);
@@ -113,10 +115,25 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
   const metrics = createMetrics();
   // Readiness: false until every role is up, and again from the start of shutdown.
   let started = false;
+  /**
+   * Runs the shutdown steps in reverse order of start. A step may never end: BullMQ's close() and
+   * ioredis' quit() wait forever while Redis is unreachable (taskforcesh/bullmq#4656). So each step
+   * gets SHUTDOWN_STEP_MS, and once one was late (Redis is away) the next ones get a second each;
+   * a step left behind has its connections closed by the process exit. The private Redis's own
+   * SHUTDOWN (its AOF flush) is the last step and still runs.
+   */
   const close = async (): Promise<void> => {
     started = false;
+    let stepMs = SHUTDOWN_STEP_MS;
     for (const c of closers.reverse()) {
-      await c().catch((err: unknown) => log.warn({ err }, 'error during shutdown'));
+      let timer: NodeJS.Timeout | undefined;
+      const late = new Promise<'late'>((r) => { timer = setTimeout(() => r('late'), stepMs); });
+      const outcome = await Promise.race([c().catch((err: unknown) => log.warn({ err }, 'error during shutdown')), late]);
+      clearTimeout(timer);
+      if (outcome === 'late') {
+        log.warn({ ms: stepMs }, 'a shutdown step did not finish in time (Redis unreachable?); going on without it');
+        stepMs = 1000;
+      }
     }
     closers.length = 0;
   };

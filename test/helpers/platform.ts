@@ -8,6 +8,7 @@ import { join } from 'node:path';
 import { parseConfig } from '../../services/src/config.js';
 import { startPlatform, type Platform, type PlatformDeps } from '../../services/src/platform.js';
 import type { SmsSender } from '../../services/src/sms/sms.js';
+import { freePort } from '../../services/src/redis/spawn.js';
 
 export interface TestPlatform {
   platform: Platform;
@@ -119,4 +120,13 @@ export async function until(predicate: () => boolean | Promise<boolean>, timeout
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
     await new Promise((r) => setTimeout(r, 10));
   }
+}
+
+/**
+ * A port for a server the test stops and starts again on the same port (an external Redis that
+ * goes away and returns): from a range no other caller of freePort uses, so no other test file
+ * running at the same time takes it while it is free.
+ */
+export function restartablePort(): Promise<number> {
+  return freePort('127.0.0.1', { from: 32_000, to: 32_767 });
 }

@@ -7,8 +7,8 @@ import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
-import { freePort, startRedisServer, type RedisServer } from '../../services/src/redis/spawn.js';
-import { startTestPlatform, until, type TestPlatform } from '../helpers/platform.js';
+import { startRedisServer, type RedisServer } from '../../services/src/redis/spawn.js';
+import { restartablePort, startTestPlatform, until, type TestPlatform } from '../helpers/platform.js';
 import { closeAll, device } from '../helpers/sdk.js';
 
 let tp: TestPlatform;
@@ -175,7 +175,7 @@ describe('health', () => {
   it('a workers-only process serves them on PARLEY_METRICS_PORT; not ready while its Redis is away, ready again when it is back', async () => {
     // An external Redis the test owns, so it can stop it and bring it back on the same port.
     const dir = mkdtempSync(join(tmpdir(), 'parley-metrics-redis-'));
-    const opts = { dir, port: await freePort(), removeDirOnStop: true };
+    const opts = { dir, port: await restartablePort(), removeDirOnStop: true };
     let redis: RedisServer = await startRedisServer(opts);
     const other = await startTestPlatform({ PARLEY_ROLES: 'workers', PARLEY_METRICS_PORT: '0', PARLEY_REDIS_URL: redis.url });
     try {

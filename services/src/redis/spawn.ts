@@ -67,10 +67,12 @@ export interface RedisServer {
  * on the same port). Chosen at random below Linux's ephemeral range (32768-60999), where the OS
  * never hands out ports for `listen(0)` or outgoing connections, so nothing else on the machine
  * takes it in between (a port from `listen(0)` could be given to another socket the next moment).
+ * Another caller of this function may still pick it: `range` keeps callers apart (tests that stop
+ * a server and start it again on the same port use a range of their own).
  */
-export async function freePort(host = '127.0.0.1'): Promise<number> {
+export async function freePort(host = '127.0.0.1', range: { from: number; to: number } = { from: 20_000, to: 31_999 }): Promise<number> {
   for (let attempt = 0; ; attempt++) {
-    const port = 20_000 + Math.floor(Math.random() * 12_000);
+    const port = range.from + Math.floor(Math.random() * (range.to - range.from + 1));
     const ok = await new Promise<boolean>((res) => {
       const srv = createServer();
       srv.once('error', () => res(false));
@@ -166,7 +168,7 @@ export async function startRedisServer(opts: RedisServerOptions): Promise<RedisS
       c.once('error', (err) => rej(new Error(`cannot start ${binary}: ${err.message}`))),
     );
     try {
-      await Promise.race([waitForPing(url, 15_000), spawnError, exited(c).then(() => {
+      await Promise.race([waitForPing(url, 15_000, c.pid), spawnError, exited(c).then(() => {
         throw new Error(`redis-server exited at start; see ${join(dir, 'redis.log')}`);
       })]);
     } catch (err) {
@@ -264,7 +266,7 @@ function delay(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms).unref());
 }
 
-async function waitForPing(url: string, timeoutMs: number): Promise<void> {
+async function waitForPing(url: string, timeoutMs: number, pid?: number): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
     // No ready check: while Redis loads its AOF it would wait ~1 s before asking again; a PING
@@ -273,13 +275,21 @@ async function waitForPing(url: string, timeoutMs: number): Promise<void> {
       lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false, enableReadyCheck: false, retryStrategy: () => null,
     });
     c.on('error', () => undefined);
+    let answeredBy: number | undefined;
     try {
       await c.connect();
       const pong = await c.ping();
+      // The answer must come from the server just started: if the port was taken in between (by
+      // another process's server), this one fails to bind and exits, and the platform must not
+      // quietly use someone else's Redis.
+      if (pid !== undefined) answeredBy = Number(/process_id:(\d+)/.exec(await c.info('server'))?.[1]);
       c.disconnect();
-      if (pong === 'PONG') return;
+      if (pong === 'PONG' && (answeredBy === undefined || answeredBy === pid)) return;
     } catch {
       c.disconnect();
+    }
+    if (answeredBy !== undefined && answeredBy !== pid) {
+      throw new Error(`${url} is taken by another redis-server (pid ${answeredBy})`);
     }
     if (Date.now() > deadline) throw new Error(`redis at ${url} did not answer within ${timeoutMs} ms`);
     await delay(25);
