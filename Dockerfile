@@ -1,8 +1,9 @@
 # syntax=docker/dockerfile:1
 # One image for every Parley role (PARLEY_ROLES=broker | api | workers, or all): compiled
 # JavaScript on Node 20, production dependencies only, run as the unprivileged `node` user.
-# Stages: deps (all dependencies) -> build (tsc: the SDK, then broker and services into dist/)
-# -> prod-deps (runtime dependencies, native modules built here) -> runtime.
+# Stages: deps (all dependencies) -> build (tsc: the SDK, then broker and services into dist/, and
+# the dashboard page's HTML and CSS beside its compiled module; uPlot comes with the runtime
+# dependencies) -> prod-deps (runtime dependencies, native modules built here) -> runtime.
 
 FROM node:20-bookworm-slim AS deps
 WORKDIR /app

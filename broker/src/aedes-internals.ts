@@ -12,6 +12,7 @@
  *    each QoS 1 send (`outgoingUpdate`, cleared by the PUBACK through `outgoingClearMessageId`)
  *    lives in this process' memory instead of Redis. Everything else (sessions, subscriptions,
  *    the other envelopes) keeps using Redis unchanged. Measured effect in docs/BENCHMARKS.md.
+ *    `inFlightMessages(persistence, client)` reads those records back (the node's pending count).
  * 3. `connectedClient(aedes, id)` / `connectedClients(aedes)`: the `clients` table (revocation,
  *    live delivery by device id, route repair);
  *    `isSubscribed(client, topic)`: the client's subscription table.
@@ -128,13 +129,32 @@ export function liveOnlyPersistence<T extends object>(persistence: T, isLiveOnly
       return inner.outgoingClearMessageId!.call(persistence, client as ClientRef, packet);
     },
   };
-  return new Proxy(persistence, {
+  const wrapped = new Proxy(persistence, {
     get(target, prop, receiver) {
       if (typeof prop === 'string' && prop in overrides) return overrides[prop];
       const v = Reflect.get(target, prop, receiver) as unknown;
       return typeof v === 'function' ? (v as (...a: unknown[]) => unknown).bind(target) : v;
     },
   });
+  inFlightCounters.set(wrapped, (client) => {
+    const f = inflight.get(client);
+    if (!f) return 0;
+    let n = 0;
+    for (const p of f.live.values()) if (p.payload instanceof Uint8Array && peekKind(p.payload) === 'msg') n++;
+    return n;
+  });
+  return wrapped;
+}
+
+/** Per wrapped persistence: a connection's chat messages in flight (read when a node reports, not on the delivery path). */
+const inFlightCounters = new WeakMap<object, (client: object) => number>();
+
+/**
+ * Chat messages (`msg`) written to this connection and not yet acknowledged (its PUBACK clears
+ * them), from the records `liveOnlyPersistence` keeps; 0 for another persistence.
+ */
+export function inFlightMessages(persistence: unknown, client: Client): number {
+  return inFlightCounters.get(persistence as object)?.(client) ?? 0;
 }
 
 /**

@@ -8,19 +8,20 @@ import { Aedes, type Client, type PublishPacket, type PubrelPacket } from 'aedes
 import { WebSocketServer, createWebSocketStream } from 'ws';
 import type { Logger } from 'pino';
 import {
-  ParleyError, decode, encode, inboxTopic, parseTopic, peekKind, peekPosition, type ErrorCode, type Envelope,
+  ParleyError, decode, encode, inboxTopic, msgIdOf, parseTopic, peekKind, peekPosition, peekTs, type ErrorCode, type Envelope,
 } from '@parley/client-sdk/protocol';
 import { decideSubscribe, decidePublish } from './acl.js';
 import { Batcher, BatcherClosedError, type BatcherOptions } from './batcher.js';
 import { SINK_TOPIC, filterServerBound } from './mq-filter.js';
 import { createLimits, type BrokerLimits } from './limits.js';
-import { connectedClient, connectedClients } from './aedes-internals.js';
+import { connectedClient, connectedClients, inFlightMessages } from './aedes-internals.js';
+import { newConnectionToken } from './connection-token.js';
 import { createDeliveryAgent, type DeliveryAgentOptions } from './delivery-agent.js';
 import {
   OUTBOX_HANDLERS, TypingGate, WatchGate, handleRead, type HandlerDeps, type HandlerResult, type Inbound,
 } from './handlers/index.js';
 import type {
-  BrokerObserver, DeliveryBus, DeviceAuthenticator, DeviceRoutes, IngestAck, IngestMessage, IngestRead, IngestSink, LiveConnection, LiveSink, PositionReader,
+  BrokerObserver, ClientErrors, DeliveryBus, DeviceAuthenticator, DeviceRoutes, IngestAck, IngestMessage, IngestRead, IngestSink, LiveConnection, LiveSink, PositionReader,
 } from './ingest.js';
 import { NO_OBSERVER } from './ingest.js';
 
@@ -90,6 +91,8 @@ export interface BrokerDeps {
   live?: LiveSink;
   /** Metrics: publishes, PUBACK times, deliveries, delivered ticks. @defaultValue NO_OBSERVER */
   observer?: BrokerObserver;
+  /** Notes each error envelope sent to a device (the dashboard's client look-up). */
+  errors?: ClientErrors;
   logger: Logger;
 }
 
@@ -103,6 +106,8 @@ export interface BrokerNode {
   /** Closes a device's connection on this node (revocation). */
   disconnect(deviceId: string): boolean;
   connectedClients(): number;
+  /** Chat messages handed to connections on this node and not acknowledged yet (read on demand: O(connections)). */
+  inFlight(): number;
   close(): Promise<void>;
 }
 
@@ -260,6 +265,7 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
 
   function sendError(clientId: string, code: ErrorCode, detail?: string, ref?: string): void {
     const payload = Buffer.from(encode({ kind: 'error', code, detail, ref }));
+    deps.errors?.sent(clientId, code);
     aedes.publish({ cmd: 'publish', topic: inboxTopic(clientId), payload, qos: 1, retain: false, dup: false }, (err) => {
       if (err) log.warn({ err, clientId, code }, 'could not publish error envelope');
     });
@@ -280,12 +286,10 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
     const pos = peekPosition(packet.payload as Buffer);
     if (!pos) return;
     if (deps.observer) {
-      try {
-        const env = decode(packet.payload as Buffer);
-        if (env.kind === 'msg') observer.deliveryAcked(env.ts);
-      } catch { /* peekPosition read it as a msg: not reached */ }
+      const ts = peekTs(packet.payload as Buffer);
+      if (ts !== null) observer.deliveryAcked(ts);
     }
-    log.debug({ clientId: client.id, chatId: pos.chatId, seq: pos.seq }, 'message delivered (device PUBACK)');
+    if (log.isLevelEnabled('debug')) log.debug({ clientId: client.id, msgId: msgIdOf(pos.chatId, pos.seq) }, 'message delivered (device PUBACK)');
     acks.add({ d: client.id, c: pos.chatId, s: pos.seq, t: Date.now() }).catch((err: unknown) => {
       // Lost delivered ticks heal: the delivery stays undelivered and is resent on the next sync
       // (the SDK drops it as a duplicate, and its PUBACK then records the tick). During shutdown
@@ -339,7 +343,7 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
     },
   );
   aedes.on('clientReady', (client: Client) => {
-    const connection = (++connectionSeq).toString(36);
+    const connection = newConnectionToken(++connectionSeq, Date.now());
     connections.set(client, connection);
     // The route first: once it is in Redis, new deliveries come here, and the catch-up that
     // follows reads everything stored before.
@@ -416,6 +420,11 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
     },
     connectedClients() {
       return aedes.connectedClients;
+    },
+    inFlight() {
+      let n = 0;
+      for (const c of connectedClients(aedes)) n += inFlightMessages(deps.persistence, c);
+      return n;
     },
     async close() {
       if (liveTimer) clearInterval(liveTimer);

@@ -5,8 +5,9 @@ export { decidePublish, decideSubscribe } from './acl.js';
 export { filterServerBound, SINK_TOPIC } from './mq-filter.js';
 export type {
   AuthResult, DeliveryBus, DeviceAuthenticator, DeviceRoutes, IngestAck, IngestMessage, IngestRead, IngestSink, PositionReader,
-  LiveConnection, LiveSink, StoredChatMessage, BrokerObserver,
+  LiveConnection, LiveSink, StoredChatMessage, BrokerObserver, ClientErrors,
 } from './ingest.js';
 export { NO_OBSERVER } from './ingest.js';
 export { createDeliveryAgent, toMsgEnvelope, type DeliveryAgent, type DeliveryAgentOptions } from './delivery-agent.js';
 export { liveOnlyPersistence, isLiveOnlyPacket, LIVE_ONLY_KINDS, AEDES_VERSION } from './aedes-internals.js';
+export { connectedAt } from './connection-token.js';

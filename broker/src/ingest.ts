@@ -80,7 +80,7 @@ export interface DeviceAuthenticator {
   authenticate(deviceId: string, token: string, ip: string | undefined): Promise<AuthResult>;
 }
 
-/** One device connection on one broker node (`connection` is unique on the node). */
+/** One device connection on one broker node (`connection` is unique on the node and carries its connect time: connection-token.ts). */
 export interface LiveConnection {
   deviceId: string;
   userId: string;
@@ -146,6 +146,14 @@ export interface BrokerObserver {
   delivered(kind: string): void;
   /** A device PUBACKed a chat message the store stamped `storedAt` (epoch ms): the delivered tick. */
   deliveryAcked(storedAt: number): void;
+}
+
+/**
+ * Where the broker notes the errors it sends devices (services/src/admin/last-error.ts keeps each
+ * device's last one for the dashboard). Called without waiting; must not throw.
+ */
+export interface ClientErrors {
+  sent(deviceId: string, code: string): void;
 }
 
 /** Reports nothing: the default. */

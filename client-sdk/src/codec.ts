@@ -299,6 +299,37 @@ export function peekPosition(payload: Uint8Array): { chatId: string; seq: number
   return seq >= 1 ? { chatId, seq } : null;
 }
 
+/**
+ * The `ts` of an encoded `msg` envelope, read from its bytes without decoding it (the broker reads
+ * it at every delivery PUBACK for the delivery-latency histogram; a large group has a PUBACK per
+ * member device): after [kind, chatId, seq] comes `from` (a text) and then `ts` (an unsigned
+ * integer or a float). Null when the payload is not laid out so.
+ */
+export function peekTs(payload: Uint8Array): number | null {
+  if (peekPosition(payload) === null) return null;
+  // After the 13-character chatId, the seq's head and its extra bytes.
+  const seqHead = payload[16]!;
+  let i = 17 + (seqHead <= 0x17 ? 0 : seqHead === 0x18 ? 1 : seqHead === 0x19 ? 2 : 4);
+  const textHead = payload[i];
+  if (textHead === undefined) return null;
+  let len: number;
+  if (textHead >= 0x60 && textHead <= 0x77) { len = textHead - 0x60; i += 1; }
+  else if (textHead === 0x78 && i + 1 < payload.length) { len = payload[i + 1]!; i += 2; }
+  else return null;
+  i += len;
+  if (i >= payload.length) return null;
+  const head = payload[i]!;
+  const view = new DataView(payload.buffer, payload.byteOffset, payload.byteLength);
+  if (head <= 0x17) return head;
+  if (head === 0x18 && i + 2 <= payload.length) return payload[i + 1]!;
+  if (head === 0x19 && i + 3 <= payload.length) return view.getUint16(i + 1);
+  if (head === 0x1a && i + 5 <= payload.length) return view.getUint32(i + 1);
+  if (head === 0x1b && i + 9 <= payload.length) return Number(view.getBigUint64(i + 1));
+  if (head === 0xfb && i + 9 <= payload.length) return view.getFloat64(i + 1);
+  if (head === 0xfa && i + 5 <= payload.length) return view.getFloat32(i + 1);
+  return null;
+}
+
 export function decode(payload: Uint8Array): Envelope {
   if (payload.length === 0) throw bad('empty payload');
   let raw: unknown;

@@ -5,6 +5,7 @@
  */
 import { z } from 'zod';
 import { ParleyError } from '@parley/client-sdk/protocol';
+import { ADMIN_TOKEN_RE } from './admin/admin-token.js';
 
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
 const port = z.coerce.number().int().min(0).max(65535);
@@ -40,6 +41,7 @@ const schema = z.object({
   MONGO_URL: z.string().optional(),
   PARLEY_MONGO_DB: z.string().min(1).default('parley'),
   PARLEY_SECRET: z.string().min(16).optional(),
+  PARLEY_ADMIN_TOKEN: z.string().regex(ADMIN_TOKEN_RE, 'at least 32 printable characters, no spaces (at most 512)').optional(),
   PARLEY_SMS: z.enum(['console', 'webhook']).default('console'),
   PARLEY_SMS_WEBHOOK_URL: z.string().url().optional(),
   PARLEY_MAX_PAYLOAD_BYTES: positiveInt.default(65536),
@@ -144,6 +146,8 @@ export interface Config {
   store: { kind: 'sqlite'; file: string } | { kind: 'mongo'; url: string; dbName: string };
   /** Server secret for code HMACs; generated and kept under dataDir when not given. */
   secret: string | undefined;
+  /** The dashboard's admin credential (services/src/admin/admin-token.ts); generated into dataDir when not given. */
+  adminToken: string | undefined;
   sms: { kind: 'console' } | { kind: 'webhook'; url: string };
   maxPayloadBytes: number;
   maxDevices: number;
@@ -279,6 +283,7 @@ export function parseConfig(env: Record<string, string | undefined>): Readonly<C
         ? { kind: 'mongo', url: e.MONGO_URL as string, dbName: e.PARLEY_MONGO_DB }
         : { kind: 'sqlite', file: `${e.PARLEY_DATA_DIR}/parley.sqlite` },
     secret: e.PARLEY_SECRET,
+    adminToken: e.PARLEY_ADMIN_TOKEN,
     sms: e.PARLEY_SMS === 'webhook' ? { kind: 'webhook', url: e.PARLEY_SMS_WEBHOOK_URL as string } : { kind: 'console' },
     maxPayloadBytes: e.PARLEY_MAX_PAYLOAD_BYTES,
     maxDevices: e.PARLEY_MAX_DEVICES,

@@ -26,6 +26,8 @@ async function main(): Promise<void> {
     u.mqtt && `  MQTT over TCP        ${u.mqtt}`,
     u.ws && `  MQTT over WebSocket  ${u.ws}`,
     u.http && `  HTTP API             ${u.http}   (health: ${u.http}/healthz)`,
+    // Where the admin token is, never the token itself.
+    platform.dashboard && `  Dashboard            ${platform.dashboard.url}   (admin token: ${platform.dashboard.tokenFile ?? 'PARLEY_ADMIN_TOKEN'})`,
     u.metrics && `  Metrics and health   ${u.metrics}/metrics   (${u.metrics}/healthz, ${u.metrics}/readyz)`,
     `  Redis                ${u.redis}${platform.redis ? ' (private, AOF on)' : ''}`,
     `  Store                ${cfg.store.kind === 'sqlite' ? cfg.store.file : 'MongoDB'}`,

@@ -48,6 +48,11 @@ import { createLiveService } from './live/live.js';
 import { createRedisPresence } from './live/presence.js';
 import { createRedisWatchers } from './live/watchers.js';
 import { once, redisAccount, type BusEmitter } from './account/redis-account.js';
+import { loadAdminToken } from './admin/admin-token.js';
+import { adminApi } from './admin/admin-api.js';
+import { notingErrors, redisLastErrors } from './admin/last-error.js';
+import { startNodeReporter } from './admin/node-report.js';
+import { parleyVersion } from './admin/version.js';
 
 export interface PlatformDeps {
   /** Replaces the SMS adapter chosen by config (tests capture codes this way). */
@@ -66,6 +71,8 @@ export interface Platform {
   readonly metrics: Metrics;
   readonly broker: BrokerNode | undefined;
   readonly redis: RedisServer | undefined;
+  /** With the API role: the dashboard's address, and the file holding its admin token (null: PARLEY_ADMIN_TOKEN). */
+  readonly dashboard: { url: string; tokenFile: string | null } | undefined;
   close(): Promise<void>;
 }
 
@@ -109,6 +116,7 @@ const SHUTDOWN_STEP_MS = 8_000;
 export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = {}): Promise<Platform> {
   const log = deps.logger ?? createLogger(cfg.logLevel);
   const clock = deps.now ?? Date.now;
+  const startedAt = Date.now();
   const dataDir = resolve(cfg.dataDir);
   mkdirSync(dataDir, { recursive: true });
   const closers: Array<() => Promise<unknown>> = [];
@@ -205,7 +213,11 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
     await blobs.init();
     closers.push(() => blobs.close());
     const limiter = redisRateLimiter(redis, KEY_PREFIX);
-    const auth = createDeviceAuth(store, limiter, { failuresPerMin: cfg.loginFailuresPerMin });
+    // The last error each device was sent, for the dashboard's client look-up.
+    const lastErrors = redisLastErrors(redis, KEY_PREFIX, log);
+    const auth = createDeviceAuth(store, limiter, { failuresPerMin: cfg.loginFailuresPerMin, errors: lastErrors });
+    // Closes a device's connection on every broker node: a revocation, or the dashboard's disconnect.
+    const disconnectEverywhere = async (deviceId: string): Promise<void> => { await redis.publish(REVOKE_CHANNEL, deviceId); };
 
     const retentionSec = Math.ceil(cfg.retentionMs / 1000);
     const newPersistence = () => {
@@ -242,7 +254,7 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
     let workers: Workers | undefined;
     let publisher: InboxPublisher | undefined;
     if (cfg.roles.includes('workers')) {
-      publisher = await createInboxPublisher({ persistence: newPersistence(), mq: newMq(), bus: redisBusSender(redis, KEY_PREFIX) });
+      publisher = notingErrors(await createInboxPublisher({ persistence: newPersistence(), mq: newMq(), bus: redisBusSender(redis, KEY_PREFIX) }), lastErrors);
       closers.push(() => publisher!.close());
       workers = await startWorkers(
         {
@@ -271,7 +283,7 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
       broker = await createBrokerNode(
         {
           persistence: newPersistence(), mq: newMq(), positions: store, bus: deliveryBus, routes: deliveryBus,
-          auth, ingest: queueIngestSink(queues, gate), live, logger: brokerLog, observer: metrics.broker,
+          auth, ingest: queueIngestSink(queues, gate), live, logger: brokerLog, observer: metrics.broker, errors: lastErrors,
         },
         { liveRefreshMs: cfg.presence.refreshMs, host: cfg.host, mqttPort: cfg.mqttPort, wsPort: cfg.wsPort, maxPayloadBytes: cfg.maxPayloadBytes, batch: { maxItems: cfg.batchMax, maxDelayMs: cfg.batchDelayMs, maxInFlight: cfg.batchInFlight }, ackDelayMs: cfg.ackDelayMs, limits: cfg.brokerLimits },
       );
@@ -279,22 +291,27 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
       closers.push(() => b.close());
       await b.listen();
       metrics.watchConnections(() => b.connectedClients());
+      metrics.watchInFlight(() => b.inFlight());
       const sub = new Redis({ ...conn });
       sub.on('error', redisError('revocations'));
       closers.push(() => sub.quit());
       await sub.subscribe(REVOKE_CHANNEL);
+      // One message for a revocation and for the dashboard's disconnect: either way the device's
+      // connection here closes (revocation is the store's part, done before publishing).
       sub.on('message', (_channel: string, deviceId: string) => b.disconnect(deviceId));
       urls.mqtt = `mqtt://${shownHost}:${b.mqttPort}`;
       urls.ws = `ws://${shownHost}:${b.wsPort}/mqtt`;
     }
 
     let api: FastifyInstance | undefined;
+    let dashboard: Platform['dashboard'];
     if (cfg.roles.includes('api')) {
+      const adminToken = loadAdminToken(cfg.adminToken, dataDir, log);
       api = createApi(
         {
           store, auth, limiter, secret, log: log.child({ role: 'api' }),
           sms: deps.sms ?? (cfg.sms.kind === 'webhook' ? webhookSms(cfg.sms.url) : consoleSms(log.child({ role: 'sms' }))),
-          revoke: async (deviceId) => { await redis.publish(REVOKE_CHANNEL, deviceId); },
+          revoke: disconnectEverywhere,
           // Group changes are messages of the group: delivered by the fan-out like any other.
           attachments: new Attachments(
             {
@@ -332,8 +349,15 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
             blobs,
           },
           forgetLive: (userId, deviceIds) => live.forget(userId, deviceIds),
-          // GET /metrics and /readyz beside the API's /healthz.
-          extend: (app) => opsRoutes(app, ops),
+          // GET /metrics and /readyz beside the API's /healthz; the dashboard (/admin).
+          extend: (app) => {
+            opsRoutes(app, ops);
+            adminApi({
+              token: adminToken, redis, prefix: KEY_PREFIX, store, limiter, lastErrors, disconnect: disconnectEverywhere, now: clock,
+              queues: { persist: queues.persist, others: [queues.fanout, queues.events, queues.maintenance, queues.media, queues.push] },
+              log: log.child({ role: 'admin' }),
+            })(app);
+          },
         },
         {
           maxDevices: cfg.maxDevices, linkHistory: cfg.linkHistory, linkCodeTtlMs: cfg.linkCodeTtlMs, codeTtlMs: cfg.codeTtlMs, codeMaxAttempts: cfg.codeMaxAttempts,
@@ -348,6 +372,7 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
       urls.http = `http://${shownHost}:${(a.server.address() as AddressInfo).port}`;
       // The embedded media store signs URLs to this API (its port is known only now when it is 0).
       fsBlobs?.setPublicUrl(cfg.publicUrl ?? urls.http);
+      dashboard = { url: `${urls.http}/admin`, tokenFile: adminToken.file };
     }
 
     if (cfg.metricsPort !== undefined) {
@@ -356,8 +381,18 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
       closers.push(() => srv.close());
       urls.metrics = `http://${shownHost}:${srv.port}`;
     }
+    // Every process, whatever its roles, reports itself for the dashboard (services/src/admin/node-report.ts).
+    const reporter = startNodeReporter({
+      redis, prefix: KEY_PREFIX, registry: metrics.registry, log,
+      identity: {
+        nodeId: broker?.id ?? `${hostname()}:${process.pid}`, roles: [...cfg.roles], host: hostname(), pid: process.pid,
+        startedAt, version: parleyVersion(),
+      },
+    });
+    closers.push(() => reporter.close());
+    await reporter.reportNow();
     started = true;
-    return { urls, broker, redis: redisServer, metrics, close };
+    return { urls, broker, redis: redisServer, metrics, dashboard, close };
   } catch (err) {
     await close();
     throw err;

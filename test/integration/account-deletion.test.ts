@@ -7,7 +7,8 @@
  * wrong code is refused; with a fresh code everything goes: her connected device is disconnected
  * and cannot come back, the group's members get her `left` message and Bob becomes admin, and then
  * no row of hers is found through any port, no object of hers is in the BlobStore, and no Redis
- * key (a SCAN of the whole keyspace) names her userId, a deviceId of hers or her phone. Her delivered message stays with Bob (his copy); the undelivered one to Carol is gone.
+ * key (a SCAN of the whole keyspace) names her userId, a deviceId of hers or her phone (the
+ * dashboard's note of her last error included). Her delivered message stays with Bob (his copy); the undelivered one to Carol is gone.
  * The same phone then registers again, as a new user.
  */
 import { createECDH, randomBytes } from 'node:crypto';
@@ -117,6 +118,14 @@ describe('account deletion', () => {
     const wakeKey = `parley:wake:${alice2.deviceId}`;
     await until(async () => (await redis.exists(wakeKey)) === 1, 10_000, 'a wake-up claimed for the offline device');
 
+    // A login of hers with a wrong token: the dashboard notes it as her device's last error
+    // (services/src/admin/last-error.ts), a key naming the device.
+    const wrongLogin = new ParleyClient({ url: p.mqttUrl, deviceId: alice2.deviceId, token: `${alice2.deviceId}.not-her-token-at-all`, userId: alice.userId, reconnectPeriodMs: 0, connectTimeoutMs: 5000 });
+    await expect(wrongLogin.connect()).rejects.toMatchObject({ code: 'E_AUTH_TOKEN' });
+    await wrongLogin.close();
+    const lastErrorKey = `parley:lasterr:${alice2.deviceId}`;
+    await until(async () => (await redis.exists(lastErrorKey)) === 1, 10_000, 'the refused login noted');
+
     // What the offline device's session queue holds: the shared packet copies must go with it.
     const queued = await redis.lrange(`outgoing:${alice2.deviceId}`, 0, -1);
     expect(queued.length).toBeGreaterThan(0);
@@ -201,6 +210,7 @@ describe('account deletion', () => {
     const leftover = (await allKeys()).filter(named);
     expect(leftover).toEqual([]);
     expect(await redis.exists(wakeKey)).toBe(0);
+    expect(await redis.exists(lastErrorKey)).toBe(0);
     // Nor any value outside BullMQ's job data (a job still waiting may name him: docs/ARCHITECTURE.md):
     // presence sets, aedes-persistence-redis' `clients` set, will list and queued packets included.
     const queues = new Set(Object.values(QUEUE).map((q) => `parley:${q}`));

@@ -2,10 +2,11 @@
  * The compiled build (what the Docker image runs) behaves like the sources the other tests run:
  * the SDK and the server are compiled with the same tsconfigs as `npm run build` (into a private
  * directory, so other tests' builds are not disturbed), `node dist/services/src/main.js` starts
- * with no TypeScript loader, and two users register and chat through it with the SDK.
+ * with no TypeScript loader, and two users register and chat through it with the SDK; its
+ * dashboard (compiled module, copied page files, uPlot from node_modules) is served.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { cpSync, mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, describe, expect, it } from 'vitest';
@@ -35,7 +36,19 @@ describe('the compiled build', () => {
     const sdk = join(dir, 'node_modules', '@parley', 'client-sdk');
     await run(tsc, ['-p', join(ROOT, 'client-sdk', 'tsconfig.build.json'), '--outDir', join(sdk, 'dist')], { cwd: ROOT, timeout: 120_000 });
     cpSync(join(ROOT, 'client-sdk', 'package.json'), join(sdk, 'package.json'));
-    await run(tsc, ['-p', join(ROOT, 'tsconfig.build.json'), '--outDir', join(dir, 'dist')], { cwd: ROOT, timeout: 120_000 });
+    // The server is type-checked against that SDK build, not against client-sdk/dist (absent in a
+    // fresh clone, and rebuilt by test/sdk/pack.test.ts, maybe at this very moment).
+    const sdkTypes = join(sdk, 'dist');
+    writeFileSync(join(dir, 'tsconfig.json'), JSON.stringify({
+      extends: join(ROOT, 'tsconfig.build.json'),
+      compilerOptions: {
+        outDir: join(dir, 'dist'),
+        paths: { '@parley/client-sdk': [join(sdkTypes, 'index.d.ts')], '@parley/client-sdk/*': [join(sdkTypes, '*.d.ts')] },
+      },
+    }));
+    await run(tsc, ['-p', join(dir, 'tsconfig.json')], { cwd: ROOT, timeout: 120_000 });
+    // The rest of `npm run build`: the dashboard page's HTML and CSS.
+    await run(process.execPath, [join(ROOT, 'scripts', 'copy-assets.mjs'), join(dir, 'dist')], { cwd: ROOT, timeout: 30_000 });
     writeFileSync(join(dir, 'package.json'), JSON.stringify({ type: 'module', private: true }));
 
     const [mqtt, ws, http] = await Promise.all([freePort(), freePort(), freePort()]);
@@ -73,5 +86,20 @@ describe('the compiled build', () => {
     const sent = await a.sendMessage(bob.userId, 'hello from the build');
     await until(() => got.length > 0, 15_000, 'delivery through the compiled build');
     expect(got[0]).toMatchObject({ msgId: sent.msgId, text: 'hello from the build', from: alice.userId });
+
+    // The dashboard: where its token is was printed (never the token), the page and its assets are served.
+    const tokenFile = join(dataDir, 'admin-token');
+    const adminToken = readFileSync(tokenFile, 'utf8').trim();
+    expect(out).toContain(`Dashboard            http://127.0.0.1:${http}/admin   (admin token: ${tokenFile})`);
+    expect(out).not.toContain(adminToken);
+    for (const [path, type] of [['/admin', 'text/html'], ['/admin/dashboard.js', 'text/javascript'], ['/admin/dashboard.css', 'text/css'], ['/admin/assets/uPlot.iife.min.js', 'text/javascript']] as const) {
+      const res = await fetch(`http://127.0.0.1:${http}${path}`);
+      expect(res.status, path).toBe(200);
+      expect(res.headers.get('content-type'), path).toContain(type);
+      expect((await res.text()).length, path).toBeGreaterThan(500);
+    }
+    const overview = await fetch(`http://127.0.0.1:${http}/admin/api/overview`, { headers: { authorization: `Bearer ${adminToken}` } });
+    expect(overview.status).toBe(200);
+    expect(((await overview.json()) as { nodes: Array<{ report: { roles: string[] } }> }).nodes[0]?.report.roles).toEqual(['broker', 'api', 'workers']);
   });
 });

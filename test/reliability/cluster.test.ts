@@ -4,7 +4,8 @@
  * connect to any node: delivery, offline queueing, session takeover and receipts work across
  * nodes; killing the node a sender is on, with messages in flight, loses nothing acknowledged
  * once the sender's reconnection (through a balancer, as in a deployment) lands on the other node;
- * a draining node (SIGTERM) closes its clients, which reconnect to the other node.
+ * a draining node (SIGTERM) closes its clients, which reconnect to the other node; presence and a
+ * revocation reach across nodes.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import mqtt from 'mqtt';
@@ -111,6 +112,41 @@ describe('two broker processes', () => {
     } finally {
       await lb.close();
     }
+  });
+
+  it('presence and revocation work across nodes', async () => {
+    const [n1, n2] = [await startNode(), await startNode()];
+    const [alice, bob] = await Promise.all([p.register(), p.register()]);
+    const a = device(url(n1.port), alice, { apiUrl: p.httpUrl });
+    const b = device(url(n2.port), bob, { apiUrl: p.httpUrl });
+    const seen: Array<{ userId: string; online: boolean }> = [];
+    a.client.on('presence', (x) => seen.push(x));
+    await Promise.all([a.client.connect(), b.client.connect()]);
+    const { chatId } = await a.client.sendMessage(bob.userId, 'hello');
+    const lastOf = (): boolean | undefined => seen.filter((x) => x.userId === bob.userId).at(-1)?.online;
+
+    // Alice on node 1 watches the chat; bob is on node 2.
+    a.client.watchChats([chatId]);
+    await until(() => lastOf() === true, 15_000, 'bob online, seen from the other node');
+    await b.client.close();
+    await until(() => lastOf() === false, 15_000, 'bob offline, seen from the other node');
+
+    // Bob's second device on node 1 is revoked by his first device on node 2: its connection on
+    // node 1 is closed and its token refused from then on, on either node.
+    const laptop = await p.linkDevice(bob.token, 'laptop');
+    const raw = await mqtt.connectAsync(url(n1.port), { clientId: laptop.deviceId, username: laptop.deviceId, password: laptop.token, reconnectPeriod: 0 });
+    let closed = false;
+    raw.on('close', () => { closed = true; });
+    const b2 = device(url(n2.port), bob, { apiUrl: p.httpUrl });
+    await b2.client.connect();
+    await until(() => lastOf() === true, 15_000, 'bob online again');
+    await b2.client.revokeDevice(laptop.deviceId);
+    await until(() => closed, 15_000, 'the revoked device disconnected on the other node');
+    for (const port of [n1.port, n2.port]) {
+      await expect(mqtt.connectAsync(url(port), { clientId: laptop.deviceId, username: laptop.deviceId, password: laptop.token, reconnectPeriod: 0 }))
+        .rejects.toThrow(/Not authorized|Bad username or password/i);
+    }
+    raw.end(true);
   });
 
   it('a draining node (SIGTERM) closes its clients, which reconnect to the other node and miss nothing', async () => {

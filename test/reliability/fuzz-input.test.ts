@@ -11,7 +11,7 @@ import { connect as netConnect } from 'node:net';
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import { Encoder } from 'cbor-x';
 import { ERRORS, ParleyError, isErrorCode } from '@parley/client-sdk';
-import { decode, encode, peekPosition, type Envelope } from '@parley/client-sdk/protocol';
+import { decode, encode, peekPosition, peekTs, type Envelope } from '@parley/client-sdk/protocol';
 import { startTestPlatform, type Registered, type TestPlatform } from '../helpers/platform.js';
 import { prng } from './helpers.js';
 
@@ -36,6 +36,9 @@ describe('envelope decoder fuzz', () => {
     // The broker's shortcut reads the same chat and seq as the decoder, or nothing.
     const pos = peekPosition(payload);
     if (pos) expect(env.kind === 'msg' ? { chatId: env.chatId, seq: env.seq } : null, label).toEqual(pos);
+    // And the same ts (the PUBACK's latency), when it finds one.
+    const ts = peekTs(payload);
+    if (ts !== null) expect(env.kind === 'msg' ? env.ts : null, label).toBe(ts);
     return 'ok';
   }
 
@@ -149,13 +152,17 @@ let chatId: string;
 let groupId: string;
 /** A status post of alice's, for the status routes. */
 let statusId: string;
+/** The dashboard's admin credential, and a device of its own for the admin routes to disconnect and revoke. */
+const ADMIN_TOKEN = `fuzz-admin-${'x'.repeat(32)}`;
+let dave: Registered;
 
 beforeAll(async () => {
   // Behind a "proxy": every fuzz request comes from its own address, so the per-address limits
   // do not turn every authenticated case into E_RATE_LIMITED (they are tested in security.test.ts).
-  tp = await startTestPlatform({ PARLEY_TRUST_PROXY: 'true', PARLEY_CODE_RATE_PER_IP: '100000', PARLEY_CODE_RATE_PER_PHONE: '100000' });
+  tp = await startTestPlatform({ PARLEY_TRUST_PROXY: 'true', PARLEY_CODE_RATE_PER_IP: '100000', PARLEY_CODE_RATE_PER_PHONE: '100000', PARLEY_ADMIN_TOKEN: ADMIN_TOKEN });
   alice = await tp.register();
   bob = await tp.register();
+  dave = await tp.register();
   // A chat with a message, so that history and status have something to find.
   const { ParleyClient } = await import('@parley/client-sdk');
   const c = new ParleyClient({ url: tp.mqttUrl, deviceId: alice.deviceId, token: alice.token, userId: alice.userId });
@@ -240,7 +247,8 @@ function rawHttp(bytes: Buffer | string): Promise<Answer> {
 describe('HTTP fuzz: every answer is a catalogue error, never a 5xx', () => {
   beforeEach(() => { problems.length = 0; });
 
-  const ROUTES: Array<{ method: string; path: () => string; auth: boolean; body?: () => Record<string, unknown> }> = [
+  /** `admin`: the route takes the admin token (device tokens are among the wrong ones tried). */
+  const ROUTES: Array<{ method: string; path: () => string; auth: boolean; admin?: boolean; body?: () => Record<string, unknown> }> = [
     { method: 'POST', path: () => '/v1/register', auth: false, body: () => ({ phone: '+15550001234' }) },
     { method: 'POST', path: () => '/v1/verify', auth: false, body: () => ({ phone: '+15550001234', code: '123456', deviceName: 'x' }) },
     { method: 'POST', path: () => '/v1/devices', auth: true, body: () => ({ deviceName: 'web' }) },
@@ -306,6 +314,14 @@ describe('HTTP fuzz: every answer is a catalogue error, never a 5xx', () => {
     // A wrong code: five of them lock the pending code (one right guess in a million would delete the caller).
     { method: 'POST', path: () => '/v1/account/delete', auth: true, body: () => ({ code: '123456' }) },
     { method: 'GET', path: () => '/v1/account/export', auth: true },
+    // the dashboard (services/src/admin/)
+    { method: 'GET', path: () => '/admin', auth: false },
+    { method: 'GET', path: () => '/admin/dashboard.js', auth: false },
+    { method: 'GET', path: () => '/admin/assets/uPlot.min.css', auth: false },
+    { method: 'GET', path: () => '/admin/api/overview', auth: true, admin: true },
+    { method: 'GET', path: () => `/admin/api/clients/${dave.deviceId}`, auth: true, admin: true },
+    { method: 'POST', path: () => `/admin/api/clients/${dave.deviceId}/disconnect`, auth: true, admin: true, body: () => ({}) },
+    { method: 'POST', path: () => `/admin/api/clients/${dave.deviceId}/revoke`, auth: true, admin: true, body: () => ({}) },
   ];
 
   it('random and boundary JSON bodies on every route (seed 4, 1,500 requests)', async () => {
@@ -336,7 +352,7 @@ describe('HTTP fuzz: every answer is a catalogue error, never a 5xx', () => {
         default: break; // the valid template
       }
       const headers: Record<string, string> = { 'content-type': 'application/json' };
-      if (r.auth && rnd.next() < 0.8) headers.authorization = `Bearer ${rnd.pick([alice.token, bob.token])}`;
+      if (r.auth && rnd.next() < 0.8) headers.authorization = `Bearer ${r.admin ? rnd.pick([ADMIN_TOKEN, ADMIN_TOKEN, alice.token]) : rnd.pick([alice.token, bob.token])}`;
       const label = `seed 4 #${i} ${r.method} ${r.path()} ${JSON.stringify(body)?.slice(0, 80)}`;
       judge(label, await request(r.method, r.path(), { ...(r.method === 'GET' || r.method === 'DELETE' ? {} : { body: JSON.stringify(body) ?? '' }), headers }), r.method);
     }
@@ -352,9 +368,11 @@ describe('HTTP fuzz: every answer is a catalogue error, never a 5xx', () => {
       const p = rnd.pick(params);
       const path = rnd.pick([`/v1/messages/${p}/status`, `/v1/chats/${p}/messages${rnd.pick(queries)}`, `/v1/devices/${p}`, `/v1/${p}`,
         `/v1/chats/${p}`, `/v1/chats/${p}/invites/${rnd.pick(params)}`, `/v1/invites/${p}`, `/v1/attachments/${p}`,
-        `/v1/attachments/${p}/download${rnd.pick(queries)}`, `/v1/blobs/${p}${rnd.pick(queries)}`, `/v1/status/${p}/viewers`, `/v1/blobs/media/${p}?op=get&exp=99999999999&sig=${p}`, `/v1/account/export${rnd.pick(queries)}`]);
+        `/v1/attachments/${p}/download${rnd.pick(queries)}`, `/v1/blobs/${p}${rnd.pick(queries)}`, `/v1/status/${p}/viewers`, `/v1/blobs/media/${p}?op=get&exp=99999999999&sig=${p}`, `/v1/account/export${rnd.pick(queries)}`,
+        `/admin/api/clients/${p}`, `/admin/api/overview${rnd.pick(queries)}`, `/admin/${p}`]);
       const method = path.startsWith('/v1/devices/') || path.includes('/invites/') ? 'DELETE' : 'GET';
-      judge(`seed 5 #${i} ${method} ${path.slice(0, 100)}`, await request(method, path, { headers: { authorization: `Bearer ${rnd.pick([alice.token, bob.token])}` } }), method);
+      const bearer = path.startsWith('/admin/') ? rnd.pick([ADMIN_TOKEN, alice.token]) : rnd.pick([alice.token, bob.token]);
+      judge(`seed 5 #${i} ${method} ${path.slice(0, 100)}`, await request(method, path, { headers: { authorization: `Bearer ${bearer}` } }), method);
     }
     if (problems.length) console.log('FUZZ PROBLEMS', problems.slice(0, 12));
     expect(problems).toEqual([]);
@@ -372,12 +390,14 @@ describe('HTTP fuzz: every answer is a catalogue error, never a 5xx', () => {
       ['multipart/form-data; boundary=x', '--x\r\n\r\n--x--'], ['application/octet-stream', Buffer.from([1, 2, 3])], [undefined, '{"phone":"+15550001234"}'], ['', '{}'],
     ];
     for (const r of ROUTES) {
-      for (const method of methods) judge(`${method} ${r.path()}`, await request(method, r.path(), { headers: { authorization: `Bearer ${alice.token}` } }), method);
-      if (r.auth) for (const a of auths) judge(`auth "${a.slice(0, 30)}" ${r.path()}`, await request(r.method, r.path(), { headers: a ? { authorization: a } : {} }), r.method);
+      const right = r.admin ? ADMIN_TOKEN : alice.token;
+      for (const method of methods) judge(`${method} ${r.path()}`, await request(method, r.path(), { headers: { authorization: `Bearer ${right}` } }), method);
+      const routeAuths = r.admin ? [...auths, `Bearer ${alice.token}`, `Bearer ${ADMIN_TOKEN} extra`, `Bearer ${ADMIN_TOKEN.slice(0, -1)}`, `bearer ${ADMIN_TOKEN}`] : auths;
+      if (r.auth) for (const a of routeAuths) judge(`auth "${a.slice(0, 30)}" ${r.path()}`, await request(r.method, r.path(), { headers: a ? { authorization: a } : {} }), r.method);
       if (r.method === 'POST') {
         for (const [type, body] of bodies) {
           judge(`${type} ${String(body).slice(0, 30)} ${r.path()}`, await request('POST', r.path(), {
-            body, headers: { ...(type !== undefined ? { 'content-type': type } : {}), authorization: `Bearer ${alice.token}` },
+            body, headers: { ...(type !== undefined ? { 'content-type': type } : {}), authorization: `Bearer ${right}` },
           }), 'POST');
         }
       }

@@ -113,6 +113,26 @@ describe('peekPosition', () => {
   });
 });
 
+describe('peekTs', () => {
+  it('reads the ts of a msg without decoding it, whatever the widths before it and the size of ts', async () => {
+    const { peekTs } = await import('@parley/client-sdk/protocol');
+    for (const seq of [1, 24, 256, 65_536]) {
+      for (const ts of [5, 70_000, 1_700_000_000_000, Date.now()]) {
+        const env = { kind: 'msg' as const, chatId: CHAT, seq, from: 'uAAAAAAAAAAAA', ts, body: 'x'.repeat(300), fromDevice: 'dAAAAAAAAAAAA' };
+        expect(peekTs(encode(env)), `${seq} ${ts}`).toBe(ts);
+        expect(peekTs(encode({ ...env, fromDevice: '', event: { type: 'joined' } }))).toBe(ts);
+      }
+    }
+  });
+  it('is null for anything else and for truncated payloads', async () => {
+    const { peekTs } = await import('@parley/client-sdk/protocol');
+    expect(peekTs(encode({ kind: 'stored', clientMsgId: 'k', chatId: CHAT, seq: 1, ts: 1 }))).toBeNull();
+    const bytes = encode({ kind: 'msg', chatId: CHAT, seq: 1, from: 'uAAAAAAAAAAAA', ts: 1_700_000_000_000, body: 'x', fromDevice: 'dAAAAAAAAAAAA' });
+    for (let n = 0; n < 40; n++) expect(peekTs(bytes.subarray(0, n)), String(n)).toBeNull();
+    expect(peekTs(new Uint8Array(cbor.encode([KIND.msg, CHAT, 1, 42, 1, 'x'])))).toBeNull();
+  });
+});
+
 describe('codec: group events in msg envelopes', () => {
   const base = { kind: 'msg' as const, chatId: 'gAAAAAAAAAAAA', seq: 3, from: 'uAAAAAAAAAAAA', ts: 5, body: '', fromDevice: '' };
   const users = ['uBBBBBBBBBBBB', 'uCCCCCCCCCCCC'];

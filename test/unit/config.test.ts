@@ -23,6 +23,7 @@ describe('config', () => {
     [{ PARLEY_STORE: 'mongo' }, 'MONGO_URL'],
     [{ PARLEY_SMS: 'webhook' }, 'PARLEY_SMS_WEBHOOK_URL'],
     [{ PARLEY_SECRET: 'short' }, 'PARLEY_SECRET'],
+    [{ PARLEY_ADMIN_TOKEN: 'short' }, 'PARLEY_ADMIN_TOKEN'],
     [{ PARLEY_REDIS_URL: 'not a url' }, 'PARLEY_REDIS_URL'],
     [{ PARLEY_LOG_LEVEL: 'loud' }, 'PARLEY_LOG_LEVEL'],
     [{ PARLEY_MAX_DEVICES: '0' }, 'PARLEY_MAX_DEVICES'],

@@ -18,11 +18,13 @@
  *   updated by aedes-persistence's broadcast on the cluster bus): the removal is broadcast the
  *   same way (`$SYS/sub/rm`), so no node queues a packet for those devices again;
  * - rate-limit counters keyed by him (`<prefix>:rl:<key>`: rateLimitKeys below), and his devices'
- *   push wake-up limits (`<prefix>:wake:<deviceId>`, services/src/workers/push.ts), plus any key
- *   the caller names (`extraKeys`).
+ *   push wake-up limits (`<prefix>:wake:<deviceId>`, services/src/workers/push.ts), the last error
+ *   each device was sent (`<prefix>:lasterr:<deviceId>`, services/src/admin/last-error.ts), plus
+ *   any key the caller names (`extraKeys`).
  */
 import type { Redis } from 'ioredis';
 import { wakeKey } from '../workers/push.js';
+import { lastErrorKey } from '../admin/last-error.js';
 
 /** What deletion forgets: the user, his phone and every device he ever had. */
 export interface ForgetTarget {
@@ -149,6 +151,7 @@ export function redisAccount(redis: Redis, prefix: string, bus: () => BusEmitter
       for (const d of target.deviceIds) await forgetSession(d);
       await redis.del(
         codeKey(target.userId), ...target.deviceIds.map(routeKey), ...target.deviceIds.map((d) => wakeKey(prefix, d)),
+        ...target.deviceIds.map((d) => lastErrorKey(prefix, d)),
         ...rateLimitKeys(prefix, target), ...extraKeys,
       );
     },

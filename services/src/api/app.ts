@@ -14,6 +14,7 @@ import { StoreError, type Device, type Store } from '../store/types.js';
 import type { TokenVerifier } from '../auth/device-auth.js';
 import type { RateLimiter } from '../auth/rate-limit.js';
 import { hashCode, hashGrant, newCode, newDeviceToken, newGrantCode } from '../auth/secrets.js';
+import { revokeDevice } from '../auth/revoke-device.js';
 import type { SmsSender } from '../sms/sms.js';
 import type { Groups } from '../groups/groups.js';
 import { registerChatRoutes } from './chats.js';
@@ -206,12 +207,7 @@ export function createApi(deps: ApiDeps, opts: ApiOptions): FastifyInstance {
     await store.deletePendingRegistration(body.phone);
     const t = now();
     const { user } = await store.getOrCreateUserByPhone(body.phone, newId('user'), t);
-    for (const d of await store.listDevices(user.userId)) {
-      await store.revokeDevice(d.deviceId, t);
-      // A revoked device is woken no more.
-      await store.deletePushRegistration(d.deviceId);
-      await deps.revoke(d.deviceId);
-    }
+    for (const d of await store.listDevices(user.userId)) await revokeDevice({ store, disconnect: deps.revoke }, d.deviceId, t);
     const deviceId = newId('device');
     const { token, tokenHash } = newDeviceToken(deviceId);
     await store.addDevice({ deviceId, userId: user.userId, tokenHash, name: body.deviceName ?? 'primary', createdAt: t }, { maxActive: opts.maxDevices, historyDepth: opts.linkHistory });
@@ -291,9 +287,7 @@ export function createApi(deps: ApiDeps, opts: ApiOptions): FastifyInstance {
     const caller = await authDevice(req);
     const target = await store.getDevice(req.params.deviceId);
     if (!target || target.userId !== caller.userId || target.revokedAt !== null) throw new ParleyError('E_NOT_FOUND', 'no such device');
-    await store.revokeDevice(target.deviceId, now());
-    await store.deletePushRegistration(target.deviceId);
-    await deps.revoke(target.deviceId);
+    await revokeDevice({ store, disconnect: deps.revoke }, target.deviceId, now());
     return { revoked: target.deviceId };
   });
 

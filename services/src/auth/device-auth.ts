@@ -1,5 +1,5 @@
 /** Verifies device tokens for the broker (MQTT CONNECT) and the HTTP API. */
-import type { AuthResult, DeviceAuthenticator } from '../../../broker/src/index.js';
+import type { AuthResult, ClientErrors, DeviceAuthenticator } from '../../../broker/src/index.js';
 import type { Store, Device } from '../store/types.js';
 import type { RateLimiter } from './rate-limit.js';
 import { parseToken, sameHash, sha256 } from './secrets.js';
@@ -7,6 +7,8 @@ import { parseToken, sameHash, sha256 } from './secrets.js';
 export interface DeviceAuthOptions {
   /** Failed logins allowed per minute per source address and per device id. */
   failuresPerMin: number;
+  /** Notes a refused login (E_AUTH_TOKEN) of an existing device: the dashboard's last error. */
+  errors?: ClientErrors;
 }
 
 export interface TokenVerifier extends DeviceAuthenticator {
@@ -34,6 +36,7 @@ export function createDeviceAuth(store: Store, limiter: RateLimiter, opts: Devic
         // guess: its failures count against the address only, and leave no key naming it.
         const known = device?.deviceId === deviceId || (await store.getDevice(deviceId)) !== null;
         for (const k of known ? keys : keys.slice(1)) await limiter.hit(k, opts.failuresPerMin, 60);
+        if (known) opts.errors?.sent(deviceId, 'E_AUTH_TOKEN');
         return { ok: false, reason: 'bad' };
       } catch {
         return { ok: false, reason: 'unavailable' };

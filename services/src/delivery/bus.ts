@@ -126,6 +126,14 @@ export async function connectedDevices(redis: Redis, prefix: string, deviceIds: 
   return routes.map((r) => r !== null);
 }
 
+/** Where the device is connected now (its node and that connection's token), or null: the dashboard's client look-up. */
+export async function deviceRoute(redis: Redis, prefix: string, deviceId: string): Promise<{ nodeId: string; connection: string } | null> {
+  const route = await redis.get(routeKey(prefix, deviceId));
+  if (!route) return null;
+  const sp = route.indexOf(' ');
+  return sp < 0 ? { nodeId: route, connection: '' } : { nodeId: route.slice(0, sp), connection: route.slice(sp + 1) };
+}
+
 /** The workers' side: look up where the devices are, one publish per node. */
 export function redisBusSender(redis: Redis, prefix: string): BusSender {
   return {

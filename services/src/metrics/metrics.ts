@@ -42,6 +42,8 @@ export interface Metrics {
   watchQueues(queues: readonly Queue[]): void;
   /** Connected MQTT clients, read on each scrape. */
   watchConnections(count: () => number): void;
+  /** Chat messages handed to connections and not acknowledged yet, read on each scrape. */
+  watchInFlight(count: () => number): void;
   /** Redis round-trip time, measured by a PING on each scrape. */
   watchRedis(ping: () => Promise<unknown>): void;
   /** The Prometheus text exposition. */
@@ -61,12 +63,17 @@ export function createMetrics(options: Partial<MetricsOptions> = {}): Metrics {
   const registers = [registry];
 
   let connections: (() => number) | null = null;
+  let inFlight: (() => number) | null = null;
   let queues: readonly Queue[] = [];
   let ping: (() => Promise<unknown>) | null = null;
 
   new Gauge({
     name: 'parley_mqtt_connections', help: 'Authenticated MQTT connections on this broker node', registers,
     collect() { this.set(connections ? connections() : 0); },
+  });
+  new Gauge({
+    name: 'parley_mqtt_inflight_messages', help: 'Chat messages handed to device connections on this node and not acknowledged yet', registers,
+    collect() { this.set(inFlight ? inFlight() : 0); },
   });
   const published = new Counter({
     name: 'parley_mqtt_publishes_total', help: 'PUBLISHes received from devices, by envelope kind (invalid: refused before one was known)',
@@ -195,6 +202,7 @@ export function createMetrics(options: Partial<MetricsOptions> = {}): Metrics {
     },
     watchQueues(list) { queues = list; },
     watchConnections(count) { connections = count; },
+    watchInFlight(count) { inFlight = count; },
     watchRedis(fn) { ping = fn; },
     async scrape() {
       return { contentType: registry.contentType, body: await registry.metrics() };

@@ -6,6 +6,7 @@
  * order: each device's delivery agent puts its messages in seq order (and fills any gap from the
  * store), so order and exactly-once hold per device.
  */
+import { msgIdOf } from '@parley/client-sdk/protocol';
 import { toMsgEnvelope } from '../../../broker/src/index.js';
 import type { FanoutJob } from '../queues.js';
 import { receives } from '../store/types.js';
@@ -50,6 +51,8 @@ export async function processFanout(ctx: WorkerContext, job: FanoutJob): Promise
   const away = await ctx.publisher.publishAll(out);
   ctx.observer?.fanout('chunk', devices.length);
   await queueWakeUps(ctx, away, [{ chatId: job.chatId, devices, messages }]);
-  ctx.log.debug({ chatId: job.chatId, devices: devices.length, messages: messages.length }, 'fan-out chunk delivered');
+  if (ctx.log.isLevelEnabled('debug')) {
+    ctx.log.debug({ msgIds: messages.map((m) => msgIdOf(m.chatId, m.seq)), devices: devices.length }, 'fan-out chunk handed to delivery');
+  }
   return { devices: devices.length, messages: messages.length, by: ctx.workerId };
 }

@@ -7,7 +7,7 @@
  * agents drop the repeats by seq.
  */
 import {
-  MAX_STORED_MORE, decode, isChatId, isUserId, newId, type ErrorCode, type Envelope, type MediaRef, type SendEnvelope, type StoredEnvelope,
+  MAX_STORED_MORE, decode, isChatId, isUserId, msgIdOf, newId, type ErrorCode, type Envelope, type MediaRef, type SendEnvelope, type StoredEnvelope,
 } from '@parley/client-sdk/protocol';
 import type { IngestMessage } from '../../../broker/src/index.js';
 import { toMsgEnvelope } from '../../../broker/src/index.js';
@@ -243,12 +243,16 @@ export async function processPersist(ctx: WorkerContext, items: IngestMessage[])
     }
   }
   storedNotices(messages, out);
+  if (ctx.log.isLevelEnabled('debug')) {
+    // Follow one message: the broker logged its clientMsgId; from here on it is its msgId
+    // (chatId.seq), which the delivered lines of every recipient device carry.
+    for (const m of messages) ctx.log.debug({ clientId: m.senderDeviceId, clientMsgId: m.clientMsgId, msgId: msgIdOf(m.chatId, m.seq) }, 'message stored');
+    for (const c of inline) {
+      ctx.log.debug({ msgIds: c.messages.map((m) => msgIdOf(m.chatId, m.seq)), devices: c.devices.length }, 'messages handed to delivery');
+    }
+  }
   const away = await publisher.publishAll(out);
   ctx.observer?.ingested(resolved.map((r) => r.item.t));
-  if (ctx.log.isLevelEnabled('debug')) {
-    // Follow one message: the broker logged its clientMsgId; from here on it is chatId.seq.
-    for (const m of messages) ctx.log.debug({ clientId: m.senderDeviceId, clientMsgId: m.clientMsgId, chatId: m.chatId, seq: m.seq }, 'message stored');
-  }
   await queueWakeUps(ctx, away, inline);
   return { messages: messages.length, by: ctx.workerId };
 }
