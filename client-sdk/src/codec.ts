@@ -306,9 +306,11 @@ export function peekPosition(payload: Uint8Array): { chatId: string; seq: number
  * integer or a float). Null when the payload is not laid out so.
  */
 export function peekTs(payload: Uint8Array): number | null {
-  if (peekPosition(payload) === null) return null;
+  // The same layout peekPosition reads (not its chatId check: the broker calls both on a PUBACK).
+  if (payload.length < 17 || peekKind(payload) !== 'msg' || payload[2] !== 0x6d) return null;
   // After the 13-character chatId, the seq's head and its extra bytes.
   const seqHead = payload[16]!;
+  if (seqHead > 0x1a) return null;
   let i = 17 + (seqHead <= 0x17 ? 0 : seqHead === 0x18 ? 1 : seqHead === 0x19 ? 2 : 4);
   const textHead = payload[i];
   if (textHead === undefined) return null;

@@ -110,8 +110,10 @@ const PersistenceRedis = createRequire(createRequire(import.meta.url).resolve('a
 
 const KEY_PREFIX = 'parley';
 const REVOKE_CHANNEL = `${KEY_PREFIX}:revoke`;
-/** Longest a shutdown step waits (workers finishing their active jobs, a broker draining); main.ts ends the process at 20 s. */
+/** Shutdown (see `close` below): all steps, one step, and what the last step keeps. main.ts ends the process at 20 s. */
+const SHUTDOWN_BUDGET_MS = 14_000;
 const SHUTDOWN_STEP_MS = 8_000;
+const LAST_STEP_MS = 5_000;
 
 export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = {}): Promise<Platform> {
   const log = deps.logger ?? createLogger(cfg.logLevel);
@@ -123,24 +125,31 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
   const metrics = createMetrics();
   // Readiness: false until every role is up, and again from the start of shutdown.
   let started = false;
+  /** Set once a shutdown step was late: Redis is taken to be away, its clients are dropped, not quit. */
+  let redisAway = false;
   /**
-   * Runs the shutdown steps in reverse order of start. A step may never end: BullMQ's close() and
-   * ioredis' quit() wait forever while Redis is unreachable (taskforcesh/bullmq#4656). So each step
-   * gets SHUTDOWN_STEP_MS, and once one was late (Redis is away) the next ones get a second each;
-   * a step left behind has its connections closed by the process exit. The private Redis's own
-   * SHUTDOWN (its AOF flush) is the last step and still runs.
+   * Runs the shutdown steps in reverse order of start, within SHUTDOWN_BUDGET_MS in all (main.ts
+   * ends the process at 20 s). A step may never end: BullMQ's close() and ioredis' quit() wait
+   * forever while Redis is unreachable (taskforcesh/bullmq#4656). So each step gets at most
+   * SHUTDOWN_STEP_MS (workers finishing their jobs, a broker draining), and once one was late the
+   * next ones get a second each; a step left behind is ended by the process exit. The last step
+   * (the private Redis's SHUTDOWN, its AOF flush, when it is ours) always keeps LAST_STEP_MS.
    */
   const close = async (): Promise<void> => {
     started = false;
-    let stepMs = SHUTDOWN_STEP_MS;
-    for (const c of closers.reverse()) {
+    const deadline = Date.now() + SHUTDOWN_BUDGET_MS;
+    const steps = closers.reverse();
+    for (const [i, c] of steps.entries()) {
+      const last = i === steps.length - 1;
+      const left = deadline - Date.now();
+      const ms = last ? Math.max(LAST_STEP_MS, left) : Math.max(100, Math.min(redisAway ? 1000 : SHUTDOWN_STEP_MS, left - LAST_STEP_MS));
       let timer: NodeJS.Timeout | undefined;
-      const late = new Promise<'late'>((r) => { timer = setTimeout(() => r('late'), stepMs); });
+      const late = new Promise<'late'>((r) => { timer = setTimeout(() => r('late'), ms); });
       const outcome = await Promise.race([c().catch((err: unknown) => log.warn({ err }, 'error during shutdown')), late]);
       clearTimeout(timer);
       if (outcome === 'late') {
-        log.warn({ ms: stepMs }, 'a shutdown step did not finish in time (Redis unreachable?); going on without it');
-        stepMs = 1000;
+        log.warn({ ms }, 'a shutdown step did not finish in time (Redis unreachable?); going on without it');
+        redisAway = true;
       }
     }
     closers.length = 0;
@@ -171,7 +180,7 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
     const redis = new Redis({ ...conn, maxRetriesPerRequest: 3 });
     // A command during an outage fails and its caller handles that.
     redis.on('error', redisError('commands'));
-    closers.push(() => redis.quit());
+    closers.push(async () => { if (redisAway) redis.disconnect(); else await redis.quit(); });
 
     // Timed and counted per operation (parley_store_*), for every role that uses it.
     const store: Store = metrics.instrumentStore(await openStore(
@@ -294,7 +303,7 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
       metrics.watchInFlight(() => b.inFlight());
       const sub = new Redis({ ...conn });
       sub.on('error', redisError('revocations'));
-      closers.push(() => sub.quit());
+      closers.push(async () => { if (redisAway) sub.disconnect(); else await sub.quit(); });
       await sub.subscribe(REVOKE_CHANNEL);
       // One message for a revocation and for the dashboard's disconnect: either way the device's
       // connection here closes (revocation is the store's part, done before publishing).

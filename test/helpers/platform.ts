@@ -128,5 +128,11 @@ export async function until(predicate: () => boolean | Promise<boolean>, timeout
  * running at the same time takes it while it is free.
  */
 export function restartablePort(): Promise<number> {
-  return freePort('127.0.0.1', { from: 32_000, to: 32_767 });
+  // A slice per vitest worker: files in one worker run one after another, so none of them
+  // collides with a file running in another worker at the same time.
+  const workers = 4;
+  const slice = Math.floor(768 / workers);
+  const id = (Number(process.env.VITEST_POOL_ID ?? '1') - 1) % workers;
+  const from = 32_000 + Math.max(0, id) * slice;
+  return freePort('127.0.0.1', { from, to: from + slice - 1 });
 }

@@ -282,7 +282,9 @@ async function waitForPing(url: string, timeoutMs: number, pid?: number): Promis
       // The answer must come from the server just started: if the port was taken in between (by
       // another process's server), this one fails to bind and exits, and the platform must not
       // quietly use someone else's Redis.
-      if (pid !== undefined) answeredBy = Number(/process_id:(\d+)/.exec(await c.info('server'))?.[1]);
+      // A Redis-compatible server that does not say its pid is taken to be ours (undefined).
+      const said = pid !== undefined ? /process_id:(\d+)/.exec(await c.info('server'))?.[1] : undefined;
+      answeredBy = said !== undefined ? Number(said) : undefined;
       c.disconnect();
       if (pong === 'PONG' && (answeredBy === undefined || answeredBy === pid)) return;
     } catch {
