@@ -9,10 +9,13 @@ export function newConnectionToken(seq: number, connectedAt: number): string {
   return `${seq.toString(36)}-${Math.floor(connectedAt).toString(36)}`;
 }
 
-/** When the connection was made (epoch ms), or null for a token without it (an older node's). */
+/** Both parts base 36, nothing else (parseInt alone would read `zz!` as `zz`). */
+const TOKEN_RE = /^[0-9a-z]+-([0-9a-z]+)$/;
+
+/** When the connection was made (epoch ms), or null for a token without it (an older node's) or not of this format. */
 export function connectedAt(token: string): number | null {
-  const dash = token.indexOf('-');
-  if (dash < 0) return null;
-  const at = parseInt(token.slice(dash + 1), 36);
+  const m = TOKEN_RE.exec(token);
+  if (!m) return null;
+  const at = parseInt(m[1]!, 36);
   return Number.isSafeInteger(at) && at > 0 ? at : null;
 }

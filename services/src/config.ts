@@ -5,7 +5,9 @@
  */
 import { z } from 'zod';
 import { ParleyError } from '@parley/client-sdk/protocol';
-import { ADMIN_TOKEN_RE } from './admin/admin-token.js';
+
+/** What the dashboard's admin token must look like (PARLEY_ADMIN_TOKEN, or the generated file: services/src/admin/admin-token.ts): long, and safe in an HTTP header. */
+export const ADMIN_TOKEN_RE = /^[\x21-\x7e]{32,512}$/;
 
 const bool = z.enum(['true', 'false', '1', '0']).transform((v) => v === 'true' || v === '1');
 const port = z.coerce.number().int().min(0).max(65535);

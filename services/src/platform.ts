@@ -50,6 +50,7 @@ import { createRedisWatchers } from './live/watchers.js';
 import { once, redisAccount, type BusEmitter } from './account/redis-account.js';
 import { loadAdminToken } from './admin/admin-token.js';
 import { adminApi } from './admin/admin-api.js';
+import { clusterQueues } from './admin/cluster-view.js';
 import { notingErrors, redisLastErrors } from './admin/last-error.js';
 import { startNodeReporter } from './admin/node-report.js';
 import { parleyVersion } from './admin/version.js';
@@ -363,7 +364,7 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
             opsRoutes(app, ops);
             adminApi({
               token: adminToken, redis, prefix: KEY_PREFIX, store, limiter, lastErrors, disconnect: disconnectEverywhere, now: clock,
-              queues: { persist: queues.persist, others: [queues.fanout, queues.events, queues.maintenance, queues.media, queues.push] },
+              queues: clusterQueues(queues),
               log: log.child({ role: 'admin' }),
             })(app);
           },
@@ -394,7 +395,7 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
     const reporter = startNodeReporter({
       redis, prefix: KEY_PREFIX, registry: metrics.registry, log,
       identity: {
-        nodeId: broker?.id ?? `${hostname()}:${process.pid}`, roles: [...cfg.roles], host: hostname(), pid: process.pid,
+        nodeId: broker?.id ?? `${hostname()}:${process.pid}:${randomBytes(3).toString('hex')}`, roles: [...cfg.roles], host: hostname(), pid: process.pid,
         startedAt, version: parleyVersion(),
       },
     });

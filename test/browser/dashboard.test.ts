@@ -176,6 +176,64 @@ describe('admin dashboard in Chromium', () => {
     expect(await page.getByRole('button', { name: 'Revoke…' }).isDisabled()).toBe(true);
   });
 
+  it('stops polling while the tab is hidden, and polls again once it is shown', async () => {
+    const p2 = await browser.newPage({ viewport: { width: 1366, height: 768 } });
+    try {
+      // The page's timers on a clock of the test's: 2-second steps taken when told, not waited for.
+      await p2.clock.install();
+      let polls = 0;
+      p2.on('request', (r) => { if (new URL(r.url()).pathname === '/admin/api/overview') polls++; });
+      await p2.goto(`${tp.httpUrl}/admin`);
+      await p2.getByLabel('Admin token').fill(ADMIN_TOKEN);
+      await p2.getByRole('button', { name: 'Sign in' }).click();
+      await p2.locator('#dash').waitFor({ state: 'visible' });
+      await p2.clock.pauseAt(Date.now() + 60_000);
+      // The next poll is timed once the last answer is in: the clock is moved on until it comes.
+      const step = async (): Promise<void> => { await p2.clock.runFor(2100); };
+      const visible = polls;
+      await until(async () => { await step(); return polls > visible; }, 10_000, 'a poll every 2 s while visible');
+      const setHidden = (hidden: boolean) => p2.evaluate((h) => {
+        Object.defineProperty(document, 'hidden', { configurable: true, get: () => h });
+        Object.defineProperty(document, 'visibilityState', { configurable: true, get: () => (h ? 'hidden' : 'visible') });
+        document.dispatchEvent(new Event('visibilitychange'));
+      }, hidden);
+      await setHidden(true);
+      // The poll in flight (if any) is answered: it must not time another one.
+      await p2.waitForLoadState('networkidle');
+      const hiddenAt = polls;
+      await p2.clock.runFor(30_000);
+      expect(polls).toBe(hiddenAt);
+      // Shown again: a poll at once, then every 2 s.
+      await setHidden(false);
+      await until(() => polls === hiddenAt + 1, 10_000, 'a poll as soon as the tab is shown');
+      await until(async () => { await step(); return polls >= hiddenAt + 2; }, 10_000, 'polling again');
+    } finally {
+      await p2.close();
+    }
+  });
+
+  it('shows "—", not 0, for figures Redis did not give (the queues unreadable)', async () => {
+    const p3 = await browser.newPage({ viewport: { width: 1366, height: 768 } });
+    try {
+      // The server's own answer, as it is while the queues' Redis connection is down.
+      await p3.route('**/admin/api/overview', async (route) => {
+        const res = await route.fetch();
+        const o = (await res.json()) as Record<string, unknown> & { cluster: Record<string, unknown> };
+        await route.fulfill({ response: res, json: { ...o, cluster: { ...o.cluster, persistBacklog: null }, queues: null, failedJobs: null } });
+      });
+      await p3.goto(`${tp.httpUrl}/admin`);
+      await p3.getByLabel('Admin token').fill(ADMIN_TOKEN);
+      await p3.getByRole('button', { name: 'Sign in' }).click();
+      await p3.locator('#dash').waitFor({ state: 'visible' });
+      await until(async () => (await p3.locator('#k-backlog').innerText()) === '—', 10_000, 'the persist backlog shown unknown');
+      expect(await p3.locator('#k-failed').innerText()).toBe('—');
+      expect(await p3.locator('#queues-body').innerText()).toContain('Redis did not answer');
+      expect(await p3.locator('#c-queues-now').innerText()).toContain('persist backlog —');
+    } finally {
+      await p3.close();
+    }
+  });
+
   it('labels its controls, has table headers, fits 1366 px, and ran without script errors or CSP violations', async () => {
     const a11y = await page.evaluate(() => ({
       unlabelled: Array.from(document.querySelectorAll('input, select, textarea')).filter((i) => (i as HTMLInputElement).labels?.length === 0).map((i) => i.id),

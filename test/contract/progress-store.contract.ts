@@ -6,7 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { newId } from '@parley/client-sdk/protocol';
 import type { ChatCursor, NewMessage, StoredMessage } from '../../services/src/store/types.js';
 import {
-  byDevice, fromA, newGroup, fromB, keyOf, newDevice, newMessage, newPair, newUser, seqsOf, useStore, type StoreFactory,
+  byDevice, fromA, newClientMsgId, newGroup, fromB, keyOf, newDevice, newMessage, newPair, newUser, seqsOf, useStore, type StoreFactory,
 } from './helpers.js';
 
 export function progressStoreContract(factory: StoreFactory): void {
@@ -102,6 +102,51 @@ export function progressStoreContract(factory: StoreFactory): void {
 
         await store.appendMessages([fromA(p, '4')]);
         expect(seqsOf(await store.pending(p.db1, null, 100))).toEqual([4]);
+      });
+    });
+
+    describe('pendingCount', () => {
+      it("counts what pending lists (own messages, watermarks, a closed window left out), capped at the limit", async () => {
+        const { store } = ctx;
+        const p = await newPair(store);
+        const c = await newUser(store);
+        const dc = await newDevice(store, c);
+        const other = (await store.getOrCreateDirectChat(p.b, c, newId('chat'), 2_100)).chatId;
+        await store.appendMessages([fromA(p, 'a1'), fromB(p, 'b2'), fromA(p, 'a3'), fromA(p, 'a4')]);
+        await store.appendMessages([newMessage(other, c, dc, 'c1'), newMessage(other, c, dc, 'c2'), newMessage(other, c, dc, 'c3')]);
+        await store.markDelivered([{ chatId: other, seq: 1, deviceId: p.db1, at: 6_000 }]);
+        const agrees = async (deviceId: string): Promise<number> => {
+          const all = (await store.pending(deviceId, null, 1_000)).length;
+          expect(await store.pendingCount(deviceId, 1_000)).toBe(all);
+          for (const limit of [0, 1, 2, all, all + 1]) {
+            expect(await store.pendingCount(deviceId, limit)).toBe(Math.min(all, limit));
+            expect(await store.pendingCount(deviceId, limit)).toBe((await store.pending(deviceId, null, limit)).length);
+          }
+          return all;
+        };
+        // db1: a1, a3, a4 (not its own b2), and c2, c3 after its watermark in the other chat.
+        expect(await agrees(p.db1)).toBe(5);
+        expect(await agrees(p.db2)).toBe(7);
+        expect(await agrees(p.da)).toBe(1);
+        expect(await agrees(dc)).toBe(0);
+        expect(await store.pendingCount(newId('device'), 10)).toBe(0);
+        await store.markDelivered([{ chatId: p.chatId, seq: 4, deviceId: p.db1, at: 6_001 }]);
+        expect(await agrees(p.db1)).toBe(2);
+        // A device whose window ended (its user was removed from a group) counts nothing after it.
+        const [owner, m] = [await newUser(store), await newUser(store)];
+        const [dOwner, dm] = [await newDevice(store, owner), await newDevice(store, m)];
+        const group = newId('group');
+        await newGroup(store, group, [{ userId: owner, role: 'admin' }, { userId: m, role: 'member' }], 1_000);
+        await store.appendMessages([newMessage(group, owner, dOwner, 'g1')]);
+        await store.commitGroupChange({
+          chatId: group, version: 1, remove: [m],
+          message: { senderUserId: owner, clientMsgId: newClientMsgId(), event: { type: 'removed', users: [m] }, ts: 2_000 },
+        });
+        await store.appendMessages([newMessage(group, owner, dOwner, 'g after'), newMessage(group, owner, dOwner, 'g after 2')]);
+        // created, g1, the removal: not what came after.
+        expect(await agrees(dm)).toBe(3);
+        // The owner: the events (no sender device), not its own messages.
+        expect(await agrees(dOwner)).toBe(2);
       });
     });
 

@@ -16,7 +16,11 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest';
 import mqtt from 'mqtt';
 import { Queue } from 'bullmq';
 import { ParleyClient, type ConnectionState } from '@parley/client-sdk';
-import { encode, inboxTopic, outboxTopic } from '@parley/client-sdk/protocol';
+import { encode, inboxTopic, newId, outboxTopic } from '@parley/client-sdk/protocol';
+import { Redis } from 'ioredis';
+import { pino } from 'pino';
+import { redisLastErrors } from '../../services/src/admin/last-error.js';
+import { redisAccount } from '../../services/src/account/redis-account.js';
 import { clientView, overview, type NodeView, type Overview } from '../../services/src/admin/admin-types.js';
 import { startTestPlatform, until, type Registered, type TestPlatform } from '../helpers/platform.js';
 import { closeAll, device } from '../helpers/sdk.js';
@@ -36,7 +40,13 @@ beforeAll(async () => {
   token = readFileSync(join(tp.dataDir, 'admin-token'), 'utf8').trim();
 }, 60_000);
 
-afterEach(async () => { await closeAll(); });
+/** Raw MQTT clients of the running test: closed after it even when an assertion failed. */
+const rawClients: mqtt.MqttClient[] = [];
+
+afterEach(async () => {
+  await Promise.all(rawClients.splice(0).map((c) => c.endAsync(true).catch(() => undefined)));
+  await closeAll();
+});
 
 afterAll(async () => {
   await workers?.kill();
@@ -70,6 +80,9 @@ async function getOverview(): Promise<Overview> {
 }
 
 const nodeOf = (o: Overview, nodeId: string): NodeView | undefined => o.nodes.find((n) => n.nodeId === nodeId);
+/** A process without the broker role, by its pid and roles (its node id is `<host>:<pid>:<random>`). */
+const processNode = (o: Overview, pid: number, roles: string): NodeView | undefined =>
+  o.nodes.find((n) => n.nodeId.startsWith(`${hostname()}:${pid}:`) && (!n.report || n.report.roles.join() === roles));
 const brokerId = (): string => tp.platform.broker!.id;
 
 /** Polls the overview until `check` finds what it wants in it; returns that overview. */
@@ -89,6 +102,7 @@ async function lookUp(deviceId: string): Promise<ReturnType<typeof clientView.pa
 async function holdingClient(r: Registered): Promise<{ client: mqtt.MqttClient; release(): void; held(): number }> {
   const client = await new Promise<mqtt.MqttClient>((res, rej) => {
     const c = mqtt.connect(tp.mqttUrl, { clientId: r.deviceId, username: r.deviceId, password: r.token, clean: false, reconnectPeriod: 0, protocolVersion: 4 });
+    rawClients.push(c);
     c.once('connect', () => res(c));
     c.once('error', rej);
   });
@@ -149,6 +163,65 @@ describe('admin token', () => {
     expect(await call('/admin/api/overview', { ip, base: api2.httpUrl })).toMatchObject({ status: 429, json: { error: { code: 'E_RATE_LIMITED' } } });
     expect((await call('/admin/api/overview', { base: api2.httpUrl })).status).toBe(200);
   });
+
+  it('counts failures atomically: of 30 wrong tokens at once, only 10 are told "wrong", the rest E_RATE_LIMITED with Retry-After', async () => {
+    const ip = freshIp();
+    const answers = await Promise.all(Array.from({ length: 30 }, async (_, i) => {
+      const res = await fetch(`${tp.httpUrl}/admin/api/overview`, {
+        headers: { 'x-forwarded-for': ip, authorization: `Bearer wrong-admin-token-guess-number-${i}-padding` },
+      });
+      return { status: res.status, retryAfter: res.headers.get('retry-after'), code: ((await res.json()) as { error: { code: string } }).error.code };
+    }));
+    const wrong = answers.filter((a) => a.code === 'E_AUTH_REQUIRED');
+    const limited = answers.filter((a) => a.code === 'E_RATE_LIMITED');
+    expect(wrong.length).toBe(10);
+    expect(limited.length).toBe(20);
+    for (const a of limited) {
+      expect(a.status).toBe(429);
+      expect(Number(a.retryAfter)).toBeGreaterThanOrEqual(1);
+      expect(Number(a.retryAfter)).toBeLessThanOrEqual(600);
+    }
+    // The right token from there: refused too, with the same header.
+    const right = await fetch(`${tp.httpUrl}/admin/api/overview`, { headers: { 'x-forwarded-for': ip, authorization: `Bearer ${token}` } });
+    expect(right.status).toBe(429);
+    expect(Number(right.headers.get('retry-after'))).toBeGreaterThanOrEqual(1);
+  });
+
+  it('does not count successful sign-ins against the limit', async () => {
+    const ip = freshIp();
+    for (let i = 0; i < 9; i++) expect((await call('/admin/api/overview', { token: 'not-the-admin-token-but-long-enough-5678', ip })).status).toBe(401);
+    const ok = await Promise.all(Array.from({ length: 20 }, () => call('/admin/api/overview', { ip })));
+    expect(ok.map((a) => a.status)).toEqual(Array.from({ length: 20 }, () => 200));
+    // The tenth failure is still told "wrong"; only then is the address over the limit.
+    expect(await call('/admin/api/overview', { token: 'not-the-admin-token-but-long-enough-5678', ip })).toMatchObject({ status: 401, json: { error: { code: 'E_AUTH_REQUIRED' } } });
+    expect(await call('/admin/api/overview', { ip })).toMatchObject({ status: 429, json: { error: { code: 'E_RATE_LIMITED' } } });
+  });
+});
+
+describe('no CORS on the dashboard', () => {
+  const evil = 'https://evil.example';
+
+  it('an Origin request and a preflight to /admin/api/overview get no access-control-allow-origin; the device API keeps CORS', async () => {
+    const withOrigin = await fetch(`${tp.httpUrl}/admin/api/overview`, { headers: { origin: evil, authorization: `Bearer ${token}`, 'x-forwarded-for': freshIp() } });
+    expect(withOrigin.status).toBe(200);
+    expect(withOrigin.headers.get('access-control-allow-origin')).toBeNull();
+    const preflightHeaders = { origin: evil, 'access-control-request-method': 'GET', 'access-control-request-headers': 'authorization' };
+    // The API, the page, and other spellings of the same route: refused, no CORS header.
+    for (const path of ['/admin/api/overview', '/admin/api/clients/dAAAAAAAAAAAA/revoke', '/admin', '/admin/dashboard.js', '/%61dmin/api/overview']) {
+      const preflight = await fetch(`${tp.httpUrl}${path}`, { method: 'OPTIONS', headers: { ...preflightHeaders, 'x-forwarded-for': freshIp() } });
+      expect(preflight.status, path).toBe(404);
+      expect(preflight.headers.get('access-control-allow-origin'), path).toBeNull();
+      expect(preflight.headers.get('access-control-allow-headers'), path).toBeNull();
+      expect(preflight.headers.get('access-control-allow-methods'), path).toBeNull();
+    }
+    const page = await fetch(`${tp.httpUrl}/admin`, { headers: { origin: evil } });
+    expect(page.headers.get('access-control-allow-origin')).toBeNull();
+    // The device API (the SDK in a web app) is still open to other origins.
+    const api = await fetch(`${tp.httpUrl}/v1/users/me`, { method: 'OPTIONS', headers: preflightHeaders });
+    expect(api.status).toBe(204);
+    expect(api.headers.get('access-control-allow-origin')).toBe('*');
+    expect(api.headers.get('access-control-allow-headers')).toContain('authorization');
+  });
 });
 
 describe('overview', () => {
@@ -178,7 +251,9 @@ describe('overview', () => {
     expect(after.cluster.connections).toBeGreaterThanOrEqual(2);
     expect(after.cluster.totals.accepted).toBeGreaterThanOrEqual(r.totals.accepted);
     // The queues, every persist shard among them.
-    expect(after.queues!.map((q) => q.name)).toEqual(expect.arrayContaining(['persist-0', 'persist-7', 'fanout', 'events', 'maintenance', 'media', 'push']));
+    expect(after.queues!.persist.map((q) => q.name)).toEqual(Array.from({ length: 8 }, (_, i) => `persist-${i}`));
+    expect(after.queues!.others.map((q) => q.name).sort()).toEqual(['events', 'fanout', 'maintenance', 'media', 'push']);
+    expect(after.cluster.persistBacklog).toBe(after.queues!.persist.reduce((s, q) => s + q.waiting + q.active + q.delayed + q.prioritized, 0));
   });
 
   it('counts as pending the messages a device was handed and has not acknowledged', async () => {
@@ -202,8 +277,9 @@ describe('overview', () => {
 
   it('lists a workers process of its own on the same Redis, then shows it stale and gone once it is killed', async () => {
     workers = await spawnRole('workers', { PARLEY_REDIS_URL: tp.platform.urls.redis, PARLEY_DATA_DIR: tp.dataDir, PARLEY_LOG_LEVEL: 'warn' }, 'admin-workers');
-    const id = `${hostname()}:${workers.pid}`;
-    const both = await overviewUntil((o) => nodeOf(o, id)?.state === 'live', 'the workers process listed');
+    const pid = workers.pid!;
+    const both = await overviewUntil((o) => processNode(o, pid, 'workers')?.state === 'live', 'the workers process listed');
+    const id = processNode(both, pid, 'workers')!.nodeId;
     expect(nodeOf(both, id)!.report).toMatchObject({ roles: ['workers'], pid: workers.pid, connections: 0 });
     expect(nodeOf(both, brokerId())!.state).toBe('live');
     expect(both.cluster.nodes).toBeGreaterThanOrEqual(2);
@@ -217,11 +293,14 @@ describe('overview', () => {
 
   it('drops a process that shuts down cleanly at once', async () => {
     const other = api2 ?? (api2 = await startTestPlatform({ PARLEY_ROLES: 'api', PARLEY_TRUST_PROXY: 'true', PARLEY_REDIS_URL: tp.platform.urls.redis }, { dataDir: tp.dataDir }));
-    const id = `${hostname()}:${process.pid}`;
-    await overviewUntil((o) => nodeOf(o, id)?.report?.roles.join() === 'api', 'the API process listed');
+    const listed = await overviewUntil((o) => processNode(o, process.pid, 'api')?.state === 'live', 'the API process listed');
+    const id = processNode(listed, process.pid, 'api')!.nodeId;
+    // Two platforms in one process: their ids differ (a random suffix after host and pid).
+    expect(id).not.toBe(brokerId());
     await other.close();
     api2 = undefined;
-    expect(nodeOf(await getOverview(), id)).toBeUndefined();
+    // Within the overview's 1 s reuse, long before its report would have expired (10 s).
+    await overviewUntil((o) => nodeOf(o, id) === undefined, 'the API process dropped', 3000);
   });
 
   it('lists failed jobs by name, reason and time, never their data', async () => {
@@ -234,7 +313,7 @@ describe('overview', () => {
     expect(job).toMatchObject({ queue: 'events', reason: 'no processor for job bogus', attempts: 1 });
     expect(job.at).toBeGreaterThan(o.now - 60_000);
     expect(o.failedJobs!.total).toBeGreaterThanOrEqual(1);
-    expect(o.queues!.find((q) => q.name === 'events')!.failed).toBeGreaterThanOrEqual(1);
+    expect(o.queues!.others.find((q) => q.name === 'events')!.failed).toBeGreaterThanOrEqual(1);
     expect(JSON.stringify(o)).not.toContain('SECRET');
   });
 
@@ -249,6 +328,33 @@ describe('overview', () => {
 });
 
 describe('clients', () => {
+  it('a last error noted after its account was deleted does not come back', async () => {
+    const redis = new Redis(tp.platform.urls.redis);
+    try {
+      const errors = redisLastErrors(redis, 'parley', pino({ level: 'silent' }));
+      // Fresh device ids: no MQTT session, so no broadcast on the cluster bus.
+      const account = redisAccount(redis, 'parley', () => { throw new Error('no session to broadcast'); });
+      const [gone, kept] = [newId('device'), newId('device')];
+      errors.sent(gone, 'E_BEFORE');
+      await until(async () => (await errors.get(gone)) !== null, 5000, 'noted before the deletion');
+      await account.forget({ userId: newId('user'), phone: '+15550001234', deviceIds: [gone] });
+      expect(await redis.exists(`parley:lasterr:${gone}`)).toBe(0);
+      // A note still in flight when the deletion ran lands after it: dropped. The other device's,
+      // in the same script call, is written (so the call has run once it is there).
+      errors.sentAll([{ deviceId: gone, code: 'E_LATE' }, { deviceId: kept, code: 'E_LATE' }]);
+      await until(async () => (await errors.get(kept))?.code === 'E_LATE', 5000, 'the other device noted');
+      expect(await redis.exists(`parley:lasterr:${gone}`)).toBe(0);
+      // What remembers the deletion names no device, and is forgotten within 10 minutes.
+      expect((await redis.zrange('parley:lasterr-deleted', '0', '-1')).join()).not.toContain(gone);
+      const ttl = await redis.pttl('parley:lasterr-deleted');
+      expect(ttl).toBeGreaterThan(0);
+      expect(ttl).toBeLessThanOrEqual(600_000);
+      await redis.del(`parley:lasterr:${kept}`);
+    } finally {
+      await redis.quit();
+    }
+  });
+
   it('look-up: a connected device (node, since) and an offline one with queued messages', async () => {
     const [alice, bob, dave] = [await tp.register(), await tp.register(), await tp.register()];
     const beforeConnect = Date.now();
@@ -276,6 +382,7 @@ describe('clients', () => {
     const eve = await tp.register();
     const raw = await new Promise<mqtt.MqttClient>((res, rej) => {
       const c = mqtt.connect(tp.mqttUrl, { clientId: eve.deviceId, username: eve.deviceId, password: eve.token, clean: true, reconnectPeriod: 0, protocolVersion: 4 });
+      rawClients.push(c);
       c.once('connect', () => res(c));
       c.once('error', rej);
     });

@@ -1,22 +1,23 @@
 /**
  * The dashboard's pure parts: histogram intervals, merges and quantiles (as Prometheus'
  * histogram_quantile estimates them), node states, failed-job reasons as shown, the connection
- * token's time, the bounded count of queued messages, and the admin token's file.
+ * token's time, the bounded count of queued messages, the shared overview computation, and the
+ * admin token's file (processes racing to generate it too).
  */
-import { mkdtempSync, rmSync, statSync, writeFileSync, chmodSync, readFileSync } from 'node:fs';
+import { execFile } from 'node:child_process';
+import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync, chmodSync, readFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { pino } from 'pino';
 import { ParleyError } from '@parley/client-sdk';
 import { intervalBuckets, mergeBuckets, percentiles, quantile } from '../../services/src/admin/histogram.js';
-import { nodeState, safeReason } from '../../services/src/admin/cluster-view.js';
+import { nodeState, safeReason, sharedOverview } from '../../services/src/admin/cluster-view.js';
 import { readClient } from '../../services/src/admin/client-view.js';
 import { loadAdminToken } from '../../services/src/admin/admin-token.js';
 import { connectedAt, newConnectionToken } from '../../broker/src/connection-token.js';
 import { parseConfig } from '../../services/src/config.js';
-import type { NodeReport } from '../../services/src/admin/admin-types.js';
-import type { StoredMessage } from '../../services/src/store/types.js';
+import type { NodeReport, Overview } from '../../services/src/admin/admin-types.js';
 
 const silent = pino({ level: 'silent' });
 
@@ -71,50 +72,80 @@ describe('cluster view', () => {
 });
 
 describe('connection tokens', () => {
-  it('carry the time of the connection; an older node\'s token has none', () => {
+  it('carry the time of the connection; an older node\'s token, or one with junk, has none', () => {
     const t = newConnectionToken(42, 1_796_000_000_123);
     expect(t).not.toContain(' ');
     expect(connectedAt(t)).toBe(1_796_000_000_123);
     expect(connectedAt('1a')).toBeNull();
-    expect(connectedAt('1a-zz!')).toBe(parseInt('zz', 36));
     expect(connectedAt('1a-')).toBeNull();
+    // Trailing or leading junk, upper case, a third part: not a token of this format.
+    for (const bad of ['1a-zz!', '1a-zz ', '-zz', '1a-ZZ', '1a-zz-1', '1A-zz', ' 1a-zz']) expect(connectedAt(bad), bad).toBeNull();
   });
 });
 
 describe('client look-up', () => {
-  /** A store whose device has `n` pending messages, in pages as the real one answers them. */
+  /** A store whose device has `n` pending messages; only counted, never read. */
   const storeWith = (n: number) => {
-    let reads = 0;
+    const asked: number[] = [];
     return {
-      reads: () => reads,
+      asked,
       store: {
         getDevice: async (deviceId: string) => ({ deviceId, userId: 'uAAAAAAAAAAAA', tokenHash: 'h', name: 'phone', createdAt: 1, revokedAt: null }),
-        pending: async (_d: string, after: { chatId: string; seq: number } | null, limit: number) => {
-          reads++;
-          const from = after ? after.seq : 0;
-          const count = Math.max(0, Math.min(limit, n - from));
-          return Array.from({ length: count }, (_, i) => ({ chatId: 'cAAAAAAAAAAAA', seq: from + i + 1 }) as StoredMessage);
-        },
+        pendingCount: async (_d: string, limit: number) => { asked.push(limit); return Math.min(n, limit); },
       },
     };
   };
   const redis = { get: async () => null } as never;
   const lastErrors = { sent: () => undefined, sentAll: () => undefined, get: async () => null };
 
-  it('counts queued messages up to the bound, and says when there are more', async () => {
+  it('counts queued messages up to the bound with the store\'s count, and says when there are more', async () => {
     const few = storeWith(2500);
     expect((await readClient({ store: few.store, redis, prefix: 'p', lastErrors, queuedLimit: 10_000 }, 'dAAAAAAAAAAAA'))!.queued).toEqual({ count: 2500, more: false });
     const many = storeWith(50_000);
     expect((await readClient({ store: many.store, redis, prefix: 'p', lastErrors, queuedLimit: 10_000 }, 'dAAAAAAAAAAAA'))!.queued).toEqual({ count: 10_000, more: true });
-    // Bounded reads: eleven pages of at most 1,000, not fifty.
-    expect(many.reads()).toBe(11);
+    // One bounded count: the bound and one more, to know there are more.
+    expect(many.asked).toEqual([10_001]);
     const exact = storeWith(10_000);
     expect((await readClient({ store: exact.store, redis, prefix: 'p', lastErrors, queuedLimit: 10_000 }, 'dAAAAAAAAAAAA'))!.queued).toEqual({ count: 10_000, more: false });
   });
 
   it('is null for a device that does not exist', async () => {
-    const store = { getDevice: async () => null, pending: async () => [] };
+    const store = { getDevice: async () => null, pendingCount: async () => 0 };
     expect(await readClient({ store, redis, prefix: 'p', lastErrors }, 'dAAAAAAAAAAAA')).toBeNull();
+  });
+});
+
+describe('shared overview', () => {
+  const fake = (n: number) => ({ now: n }) as unknown as Overview;
+
+  it('one computation for concurrent requests, reused for its lifetime; a failure is not kept', async () => {
+    let t = 0;
+    let calls = 0;
+    let fail = false;
+    const release: Array<() => void> = [];
+    const read = () => new Promise<Overview>((res, rej) => {
+      calls++;
+      release.push(() => (fail ? rej(new Error('redis away')) : res(fake(calls))));
+    });
+    const get = sharedOverview(read, 1000, () => t);
+    const concurrent = [get(), get(), get()];
+    expect(calls).toBe(1);
+    release.shift()!();
+    expect((await Promise.all(concurrent)).map((o) => o.now)).toEqual([1, 1, 1]);
+    t = 999;
+    expect((await get()).now).toBe(1);
+    t = 1000;
+    const next = get();
+    expect(calls).toBe(2);
+    fail = true;
+    release.shift()!();
+    await expect(next).rejects.toThrow('redis away');
+    // Not kept: the next request computes again.
+    fail = false;
+    const again = get();
+    expect(calls).toBe(3);
+    release.shift()!();
+    expect((await again).now).toBe(3);
   });
 });
 
@@ -135,6 +166,31 @@ describe('admin token', () => {
     const again = loadAdminToken(undefined, dir, silent);
     expect(again.verify(token)).toBe(true);
   });
+
+  it('processes starting together on one data dir end up with one token, each reading it whole', async () => {
+    const shared = mkdtempSync(join(tmpdir(), 'parley-admin-race-'));
+    const moduleUrl = new URL('../../services/src/admin/admin-token.ts', import.meta.url).href;
+    const script = [
+      `import { loadAdminToken } from ${JSON.stringify(moduleUrl)};`,
+      "import { pino } from 'pino';",
+      "import { readFileSync } from 'node:fs';",
+      "const t = loadAdminToken(undefined, process.argv[1], pino({ level: 'silent' }));",
+      "console.log(JSON.stringify({ same: t.verify(readFileSync(t.file, 'utf8').trim()) }));",
+    ].join('\n');
+    const run = () => new Promise<string>((resolve, reject) => {
+      execFile(process.execPath, ['--conditions=parley-source', '--import', 'tsx', '--input-type=module', '-e', script, shared],
+        { timeout: 30_000 }, (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(stdout.trim())));
+    });
+    try {
+      const outs = await Promise.all(Array.from({ length: 8 }, run));
+      expect(outs.map((o) => JSON.parse(o) as unknown)).toEqual(Array.from({ length: 8 }, () => ({ same: true })));
+      // Only the token file: every temporary file was removed.
+      expect(readdirSync(shared)).toEqual(['admin-token']);
+      expect(statSync(join(shared, 'admin-token')).mode & 0o777).toBe(0o600);
+    } finally {
+      rmSync(shared, { recursive: true, force: true });
+    }
+  }, 60_000);
 
   it('PARLEY_ADMIN_TOKEN wins over the file; a damaged file stops the start', () => {
     const configured = 'c'.repeat(40);

@@ -51,6 +51,33 @@ function imageEnv(lines: string[]): Record<string, string> {
 
 const parleyServices = Object.entries(services).filter(([, s]) => s.image === 'parley:latest');
 
+/**
+ * Compose's variable interpolation, as `docker compose` does it from the shell or `.env`: `$$` is a
+ * dollar; `${VAR}` / `$VAR` (empty when unset), `${VAR:-default}` / `${VAR-default}`, and
+ * `${VAR:?message}` / `${VAR?message}`, which stop compose with the message when VAR is unset (or
+ * empty, with the colon).
+ */
+function interpolate(value: string, shell: Record<string, string | undefined>): string {
+  return value.replace(/\$\$|\$\{(\w+)(?:(:?)([-?])([^}]*))?\}|\$(\w+)/g, (all, name?: string, colon?: string, op?: string, arg?: string, bare?: string) => {
+    if (all === '$$') return '$';
+    const v = shell[(name ?? bare)!];
+    const missing = v === undefined || (colon === ':' && v === '');
+    if (op === '-') return missing ? arg! : v!;
+    if (op === '?') {
+      if (missing) throw new Error(`required variable ${name} is missing a value: ${arg}`);
+      return v!;
+    }
+    return v ?? '';
+  });
+}
+
+/** What an operator exports before `docker compose up` (docs/OPERATIONS.md). */
+const SHELL = { PARLEY_ADMIN_TOKEN: 'an-operator-chosen-admin-token-of-40-chars' };
+
+/** A service's environment as its container gets it: the image's ENV, then compose's, interpolated. */
+const envOf = (base: Record<string, string>, s: Service, shell: Record<string, string | undefined> = SHELL): Record<string, string> =>
+  Object.fromEntries(Object.entries({ ...base, ...s.environment }).map(([k, v]) => [k, interpolate(String(v), shell)]));
+
 describe('Dockerfile', () => {
   const all = stages(dockerfile);
   const runtime = all.at(-1)!;
@@ -96,7 +123,7 @@ describe('docker-compose.yml', () => {
   });
 
   it.each(parleyServices)('%s: its environment passes the config schema, its build target is a Dockerfile stage, it has a health check that can answer', (_name, s) => {
-    const env = Object.fromEntries(Object.entries({ ...baseEnv, ...s.environment }).map(([k, v]) => [k, String(v)]));
+    const env = envOf(baseEnv, s);
     const cfg = parseConfig(env);
     expect(cfg.roles.length).toBeGreaterThan(0);
     expect(all.map((x) => x.name)).toContain(s.build?.target);
@@ -107,6 +134,19 @@ describe('docker-compose.yml', () => {
     expect(env.PARLEY_REDIS_URL).toMatch(/^redis:\/\/redis:/);
     expect(cfg.store.kind).toBe('mongo');
     for (const dep of Object.keys(s.depends_on ?? {})) expect(services[dep], dep).toBeDefined();
+  });
+
+  it('the API takes the admin token from the environment: every replica has the same one, and compose refuses to start without it', () => {
+    const api = services.api!;
+    expect(String(api.environment?.PARLEY_ADMIN_TOKEN)).toMatch(/^\$\{PARLEY_ADMIN_TOKEN:\?[^}]+\}$/);
+    expect(parseConfig(envOf(baseEnv, api)).adminToken).toBe(SHELL.PARLEY_ADMIN_TOKEN);
+    for (const shell of [{}, { PARLEY_ADMIN_TOKEN: '' }]) {
+      expect(() => envOf(baseEnv, api, shell)).toThrow(/PARLEY_ADMIN_TOKEN.*32\+ characters/);
+    }
+    // A token too short for the schema is refused by the API itself.
+    expect(() => parseConfig(envOf(baseEnv, api, { PARLEY_ADMIN_TOKEN: 'short' }))).toThrow(/PARLEY_ADMIN_TOKEN/);
+    // The interpolation itself, as compose does it.
+    expect(interpolate('a$$b ${X:-d} ${Y-e} $X', { X: '', Y: '' })).toBe('a$b d  ');
   });
 
   it('every long-running service has a health check, and every dependency exists', () => {
@@ -121,7 +161,7 @@ describe('docker-compose.yml', () => {
     const mount = lb.volumes!.find((v) => v.includes('haproxy.cfg'))!;
     const cfgText = read(mount.split(':')[0]!.replace(/^\.\//, ''));
     const brokers = parleyServices.filter(([, s]) => s.environment?.PARLEY_ROLES === 'broker').map(([n]) => n);
-    const env = (n: string): Record<string, string> => Object.fromEntries(Object.entries({ ...baseEnv, ...services[n]!.environment }).map(([k, v]) => [k, String(v)]));
+    const env = (n: string): Record<string, string> => envOf(baseEnv, services[n]!);
     for (const b of brokers) {
       const cfg = parseConfig(env(b));
       expect(cfgText).toContain(`server ${b} ${b}:${cfg.mqttPort}`);

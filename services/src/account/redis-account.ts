@@ -19,12 +19,14 @@
  *   same way (`$SYS/sub/rm`), so no node queues a packet for those devices again;
  * - rate-limit counters keyed by him (`<prefix>:rl:<key>`: rateLimitKeys below), and his devices'
  *   push wake-up limits (`<prefix>:wake:<deviceId>`, services/src/workers/push.ts), the last error
- *   each device was sent (`<prefix>:lasterr:<deviceId>`, services/src/admin/last-error.ts), plus
- *   any key the caller names (`extraKeys`).
+ *   each device was sent (`<prefix>:lasterr:<deviceId>`, services/src/admin/last-error.ts; its
+ *   devices are remembered, hashed, for 10 minutes in `<prefix>:lasterr-deleted` so that a note
+ *   written in the background after this does not re-create the key), plus any key the caller
+ *   names (`extraKeys`).
  */
 import type { Redis } from 'ioredis';
 import { wakeKey } from '../workers/push.js';
-import { lastErrorKey } from '../admin/last-error.js';
+import { DELETED_DEVICES_MS, deletedDeviceMember, deletedDevicesKey, lastErrorKey } from '../admin/last-error.js';
 
 /** What deletion forgets: the user, his phone and every device he ever had. */
 export interface ForgetTarget {
@@ -149,11 +151,22 @@ export function redisAccount(redis: Redis, prefix: string, bus: () => BusEmitter
     },
     async forget(target, extraKeys = []) {
       for (const d of target.deviceIds) await forgetSession(d);
-      await redis.del(
+      const m = redis.multi();
+      if (target.deviceIds.length > 0) {
+        // With the DEL, atomically: a last error noted after it is dropped (admin/last-error.ts).
+        const deleted = deletedDevicesKey(prefix);
+        const now = Date.now();
+        m.zadd(deleted, ...target.deviceIds.flatMap((d) => [now, deletedDeviceMember(d)]))
+          .zremrangebyscore(deleted, '-inf', now - DELETED_DEVICES_MS)
+          .pexpire(deleted, DELETED_DEVICES_MS);
+      }
+      m.del(
         codeKey(target.userId), ...target.deviceIds.map(routeKey), ...target.deviceIds.map((d) => wakeKey(prefix, d)),
         ...target.deviceIds.map((d) => lastErrorKey(prefix, d)),
         ...rateLimitKeys(prefix, target), ...extraKeys,
       );
+      const failed = ((await m.exec()) ?? []).find(([err]) => err);
+      if (failed) throw failed[0];
     },
   };
 }

@@ -4,14 +4,13 @@
  * the revocation channel.
  */
 import type { FastifyInstance } from 'fastify';
-import type { Queue } from 'bullmq';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { Store } from '../store/types.js';
 import type { RateLimiter } from '../auth/rate-limit.js';
 import { connectedDevices } from '../delivery/bus.js';
 import type { AdminToken } from './admin-token.js';
-import { readOverview } from './cluster-view.js';
+import { readOverview, sharedOverview, type ClusterQueues } from './cluster-view.js';
 import { readClient } from './client-view.js';
 import type { LastErrors } from './last-error.js';
 import { registerDashboardPage } from './page-routes.js';
@@ -21,7 +20,7 @@ export interface AdminApiDeps {
   token: AdminToken;
   redis: Redis;
   prefix: string;
-  queues: { persist: readonly Queue[]; others: readonly Queue[] };
+  queues: ClusterQueues;
   store: Store;
   limiter: RateLimiter;
   lastErrors: LastErrors;
@@ -34,13 +33,15 @@ export interface AdminApiDeps {
 /** Registers `GET /admin` (the page, its module and styles) and `/admin/api/*`. */
 export function adminApi(deps: AdminApiDeps): (app: FastifyInstance) => void {
   const { redis, prefix, store } = deps;
+  // One computation at a time per API process, reused for a second: however many pages poll.
+  const overview = sharedOverview(() => readOverview({ redis, prefix, queues: deps.queues }));
   return (app) => {
     registerDashboardPage(app);
     registerAdminRoutes(app, {
       token: deps.token,
       limiter: deps.limiter,
       store,
-      overview: () => readOverview({ redis, prefix, queues: deps.queues }),
+      overview,
       client: (deviceId) => readClient({ store, redis, prefix, lastErrors: deps.lastErrors }, deviceId),
       connected: async (deviceId) => (await connectedDevices(redis, prefix, [deviceId]))[0] ?? false,
       disconnect: deps.disconnect,

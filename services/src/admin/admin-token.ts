@@ -5,13 +5,12 @@
  * SHA-256 digest with timingSafeEqual: equal lengths whatever was sent, and no early exit.
  */
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
-import { readFileSync, statSync, writeFileSync } from 'node:fs';
+import { linkSync, readFileSync, statSync, unlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Logger } from 'pino';
 import { ParleyError } from '@parley/client-sdk/protocol';
+import { ADMIN_TOKEN_RE } from '../config.js';
 
-/** What PARLEY_ADMIN_TOKEN must look like too (services/src/config.ts): long, and safe in an HTTP header. */
-export const ADMIN_TOKEN_RE = /^[\x21-\x7e]{32,512}$/;
 export const ADMIN_TOKEN_FILE = 'admin-token';
 
 export interface AdminToken {
@@ -36,25 +35,37 @@ function fromFile(file: string, log: Logger): string | null {
   return text;
 }
 
+/**
+ * Generates the token into `file`, or reads the one another process sharing the data dir put
+ * there first. Written whole to a temporary file beside it, then hard-linked to its name: the name
+ * appears only with the complete token behind it (a reader never sees a half-written file), and
+ * the link fails with EEXIST for all but one process, which then read the winner's file.
+ */
+function generate(file: string, log: Logger): string {
+  const fresh = `parley-admin-${randomBytes(32).toString('base64url')}`;
+  const temp = `${file}.${process.pid}.${randomBytes(6).toString('hex')}.tmp`;
+  writeFileSync(temp, fresh + '\n', { mode: 0o600, flag: 'wx' });
+  try {
+    linkSync(temp, file);
+    log.info({ file }, 'generated the admin token of the dashboard');
+    return fresh;
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+    const winner = fromFile(file, log);
+    if (winner === null) throw new ParleyError('E_CONFIG', `${file}: could not be read`);
+    return winner;
+  } finally {
+    try { unlinkSync(temp); } catch { /* already gone: nothing to clean */ }
+  }
+}
+
 export function loadAdminToken(configured: string | undefined, dataDir: string, log: Logger): AdminToken {
   let token = configured;
   let file: string | null = null;
   if (token === undefined) {
     file = join(dataDir, ADMIN_TOKEN_FILE);
     token = fromFile(file, log) ?? undefined;
-    if (token === undefined) {
-      const fresh = `parley-admin-${randomBytes(32).toString('base64url')}`;
-      try {
-        // `wx`: two processes sharing the data dir must end up with one token, not two.
-        writeFileSync(file, fresh + '\n', { mode: 0o600, flag: 'wx' });
-        token = fresh;
-        log.info({ file }, 'generated the admin token of the dashboard');
-      } catch (err) {
-        if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
-        token = fromFile(file, log) ?? undefined;
-        if (token === undefined) throw new ParleyError('E_CONFIG', `${file}: could not be read`);
-      }
-    }
+    token ??= generate(file, log);
   }
   const expected = digest(token);
   return {

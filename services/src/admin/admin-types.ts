@@ -114,11 +114,18 @@ export const overview = z.object({
     totals: nodeTotals,
     rates: z.object({ publishes: rate, deliveries: rate, accepted: rate, delivered: rate }),
     latency: z.object({ p50: seconds, p95: seconds, p99: seconds }),
-    /** Accepted and not stored yet: jobs of the persist queues not finished (waiting, active, delayed, prioritized). */
-    persistBacklog: count,
+    /**
+     * Accepted and not stored yet: jobs of the persist queues not finished (waiting, active,
+     * delayed, prioritized). Null when the queues could not be read (Redis away or slow), never 0.
+     */
+    persistBacklog: count.nullable(),
   }),
-  /** Null when Redis did not answer the queue counts in time. */
-  queues: z.array(queueView).nullable(),
+  /**
+   * BullMQ job counts: the ordered persist shards (in shard order) and the other queues. Null when
+   * the queues' Redis connection was down or did not answer in time.
+   */
+  queues: z.object({ persist: z.array(queueView), others: z.array(queueView) }).nullable(),
+  /** Null as `queues`. */
   failedJobs: z.object({ total: count, recent: z.array(failedJob) }).nullable(),
 });
 export type Overview = z.infer<typeof overview>;

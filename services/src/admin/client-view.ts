@@ -1,8 +1,9 @@
 /**
  * The dashboard's client look-up: a device as ops need it when a user reports a problem. Its
  * account row (store), where it is connected (its delivery route: node and connection time), how
- * many chat messages wait for it (the store's `pending`, counted page by page up to a bound: a
- * device away for weeks may have a great many), and the last error it was sent (last-error.ts).
+ * many chat messages wait for it (the store's `pendingCount`, which counts what `pending` would list
+ * without reading a message, up to a bound: a device away for weeks may have a great many), and the
+ * last error it was sent (last-error.ts).
  */
 import type { Redis } from 'ioredis';
 import { connectedAt } from '../../../broker/src/index.js';
@@ -12,7 +13,7 @@ import type { ClientView } from './admin-types.js';
 import type { LastErrors } from './last-error.js';
 
 export interface ClientViewDeps {
-  store: Pick<Store, 'getDevice' | 'pending'>;
+  store: Pick<Store, 'getDevice' | 'pendingCount'>;
   redis: Redis;
   prefix: string;
   lastErrors: LastErrors;
@@ -20,21 +21,10 @@ export interface ClientViewDeps {
   queuedLimit?: number;
 }
 
-const PAGE = 1000;
-
 /** Messages stored for the device and not acknowledged by it, up to `limit` (and whether there are more). */
 async function countQueued(store: ClientViewDeps['store'], deviceId: string, limit: number): Promise<ClientView['queued']> {
-  let n = 0;
-  let after: { chatId: string; seq: number } | null = null;
-  // limit + 1: enough to know there are more.
-  while (n <= limit) {
-    const want = Math.min(PAGE, limit + 1 - n);
-    const page = await store.pending(deviceId, after, want);
-    n += page.length;
-    const last = page.at(-1);
-    if (page.length < want || !last) break;
-    after = { chatId: last.chatId, seq: last.seq };
-  }
+  // limit + 1: enough to know there are more. Counted by the store, no message read.
+  const n = await store.pendingCount(deviceId, limit + 1);
   return { count: Math.min(n, limit), more: n > limit };
 }
 

@@ -2,10 +2,13 @@
  * The dashboard's overview, read from Redis by any API process: the nodes' reports (node-report.ts),
  * the BullMQ queue counts and the most recent failed jobs. Ages are measured on Redis' clock (the
  * report key's remaining TTL, the node set's scores), so a node whose clock is off is not shown as
- * stale. Queue counts wait at most `timeoutMs` (BullMQ commands wait for Redis forever): null then.
+ * stale. Queue counts and failed jobs are read only while the queues' Redis connection is up, and
+ * waited for at most `timeoutMs` (BullMQ commands wait for Redis forever): null then, never 0.
+ * The API shares one computation between concurrent requests and reuses it for a second
+ * (`sharedOverview`).
  */
 import type { Redis } from 'ioredis';
-import type { Queue } from 'bullmq';
+import { Queue, type RedisClient } from 'bullmq';
 import { nodeReport, type FailedJob, type NodeReport, type NodeView, type Overview, type QueueView } from './admin-types.js';
 import { mergeBuckets, percentiles } from './histogram.js';
 import { nodesKey, reportKey } from './node-report.js';
@@ -14,6 +17,14 @@ export interface ClusterQueues {
   /** The ordered persist shards: their unfinished jobs are the messages accepted and not stored yet. */
   persist: readonly Queue[];
   others: readonly Queue[];
+}
+
+/** The queues as the dashboard lists them, from the platform's `Queues` (every queue it opens, persist shards first). */
+export function clusterQueues(q: { persist: readonly Queue[] }): ClusterQueues {
+  const others = Object.entries(q)
+    .filter(([k, v]) => k !== 'persist' && v instanceof Queue)
+    .map(([, v]) => v as unknown as Queue);
+  return { persist: q.persist, others };
 }
 
 export interface ClusterViewDeps {
@@ -85,26 +96,79 @@ async function readNodes(redis: Redis, prefix: string): Promise<{ now: number; n
   return { now, nodes };
 }
 
+/**
+ * The queues' own Redis connection when it is up, else null. BullMQ's connection retries every
+ * command forever (maxRetriesPerRequest null): a command sent while Redis is away waits in the
+ * client's offline queue, so every overview polled during an outage would add its commands to a
+ * pile that floods Redis on reconnect. Those reads are skipped instead (shown as "—").
+ */
+async function readyClients(queues: readonly Queue[]): Promise<RedisClient[] | null> {
+  const clients = await Promise.all(queues.map((q) => q.getBackend().client));
+  return clients.every((c) => c.status === 'ready') ? clients : null;
+}
+
 async function readQueues(queues: ClusterQueues, timeoutMs: number): Promise<{ persist: QueueView[]; others: QueueView[] } | null> {
   const count = async (q: Queue): Promise<QueueView> => {
     const c = await q.getJobCounts('waiting', 'active', 'delayed', 'prioritized', 'failed');
     return { name: q.name, waiting: c.waiting ?? 0, active: c.active ?? 0, delayed: c.delayed ?? 0, prioritized: c.prioritized ?? 0, failed: c.failed ?? 0 };
   };
-  return withTimeout((async () => ({
-    persist: await Promise.all(queues.persist.map(count)),
-    others: await Promise.all(queues.others.map(count)),
-  }))(), timeoutMs);
+  return withTimeout((async () => {
+    if (!(await readyClients([...queues.persist, ...queues.others]))) return null;
+    return {
+      persist: await Promise.all(queues.persist.map(count)),
+      others: await Promise.all(queues.others.map(count)),
+    };
+  })(), timeoutMs);
 }
 
+/**
+ * The most recent failed jobs of each queue, newest first: their ids from the queue's failed set,
+ * then only the fields shown (HMGET), never the job's data (device ids, message bodies, push
+ * endpoints), which is not even read.
+ */
 async function readFailed(queues: readonly Queue[], limit: number, timeoutMs: number): Promise<FailedJob[] | null> {
   return withTimeout((async () => {
-    const perQueue = await Promise.all(queues.map(async (q) => (await q.getFailed(0, limit - 1)).map((job): FailedJob => ({
-      // Never job.data: it holds device ids, message bodies and push endpoints.
-      queue: q.name, name: job.name, id: String(job.id ?? ''), reason: safeReason(job.failedReason),
-      at: job.finishedOn ?? null, attempts: job.attemptsMade,
-    }))));
+    const clients = await readyClients(queues);
+    if (!clients) return null;
+    const perQueue = await Promise.all(queues.map(async (q, i) => {
+      const ids = await q.getRanges(['failed'], 0, limit - 1, false);
+      if (ids.length === 0) return [];
+      const client = clients[i]!;
+      // Sent together (one write), each answered with the four fields only.
+      // Attempts are `atm` in the job's hash (older BullMQ: `attemptsMade`), as BullMQ reads them.
+      const replies = await Promise.all(ids.map((id) => client.hmget(q.toKey(id), 'name', 'failedReason', 'finishedOn', 'atm', 'attemptsMade')));
+      return ids.flatMap((id, j): FailedJob[] => {
+        const [name, reason, finishedOn, atm, attemptsMade] = replies[j] ?? [];
+        const attempts = atm ?? attemptsMade;
+        // Removed meanwhile (its 7 days were up): not listed.
+        if (name === null || name === undefined) return [];
+        const at = Number(finishedOn);
+        return [{
+          queue: q.name, name, id, reason: safeReason(reason ?? undefined),
+          at: finishedOn && Number.isFinite(at) ? at : null, attempts: Math.max(0, Math.floor(Number(attempts) || 0)),
+        }];
+      });
+    }));
     return perQueue.flat().sort((a, b) => (b.at ?? 0) - (a.at ?? 0)).slice(0, limit);
   })(), timeoutMs);
+}
+
+/**
+ * One overview computation shared by the requests that come while it runs, and its result reused
+ * for `ttlMs` (every open dashboard polls every 2 s, and each computation reads every node report
+ * and every queue). A failure is not kept: the next request tries again.
+ */
+export function sharedOverview(read: () => Promise<Overview>, ttlMs = 1000, now: () => number = Date.now): () => Promise<Overview> {
+  let running: Promise<Overview> | null = null;
+  let last: { at: number; value: Overview } | null = null;
+  return () => {
+    if (last && now() - last.at < ttlMs) return Promise.resolve(last.value);
+    running ??= read().then(
+      (value) => { last = { at: now(), value }; running = null; return value; },
+      (err: unknown) => { running = null; throw err; },
+    );
+    return running;
+  };
 }
 
 export async function readOverview(deps: ClusterViewDeps): Promise<Overview> {
@@ -120,6 +184,7 @@ export async function readOverview(deps: ClusterViewDeps): Promise<Overview> {
   const sum = (f: (r: NodeReport) => number, list = reporting): number => list.reduce((s, n) => s + f(n.report!), 0);
   const latency = percentiles(mergeBuckets(live.map((n) => n.report!.latency)));
   const queueList = queues ? [...queues.persist, ...queues.others] : null;
+  const unfinished = (q: QueueView): number => q.waiting + q.active + q.delayed + q.prioritized;
   return {
     now,
     nodes,
@@ -136,9 +201,10 @@ export async function readOverview(deps: ClusterViewDeps): Promise<Overview> {
         accepted: sum((r) => r.rates.accepted, live), delivered: sum((r) => r.rates.delivered, live),
       },
       latency,
-      persistBacklog: queues ? queues.persist.reduce((s, q) => s + q.waiting + q.active + q.delayed + q.prioritized, 0) : 0,
+      // Null, never 0, when the queues could not be read: "—" on the page.
+      persistBacklog: queues ? queues.persist.reduce((s, q) => s + unfinished(q), 0) : null,
     },
-    queues: queueList,
+    queues,
     failedJobs: queueList && recent ? { total: queueList.reduce((s, q) => s + q.failed, 0), recent } : null,
   };
 }

@@ -6,8 +6,10 @@
  * unknown recipient, a blocked chat: the publisher is wrapped below), and refused MQTT logins of
  * existing devices (services/src/auth/device-auth.ts). Only the code and the time: an error's
  * detail may name another user's chat or device, which must not outlive that user's deletion.
- * Account deletion removes the key (services/src/account/redis-account.ts).
+ * Account deletion removes the key (services/src/account/redis-account.ts), and a note written
+ * after that is dropped (deletedDevicesKey below).
  */
+import { createHash } from 'node:crypto';
 import type { Redis } from 'ioredis';
 import type { Logger } from 'pino';
 import type { InboxPublisher } from '../delivery/publisher.js';
@@ -15,6 +17,30 @@ import type { InboxPublisher } from '../delivery/publisher.js';
 export const LAST_ERROR_TTL_SEC = 7 * 86_400;
 
 export const lastErrorKey = (prefix: string, deviceId: string): string => `${prefix}:lasterr:${deviceId}`;
+
+/**
+ * Devices of deleted accounts, remembered for DELETED_DEVICES_MS: a sorted set of the SHA-1 of
+ * their ids (not the ids: no key or member names a deleted user's device), scored by the deletion
+ * time. Notes are written in the background and one may land after the deletion's DEL; the
+ * writer's script skips a device found here, so none re-creates the key. Account deletion adds its
+ * devices in the same transaction as that DEL (services/src/account/redis-account.ts), trims
+ * entries older than DELETED_DEVICES_MS and sets the key to expire that long after the last one.
+ */
+export const deletedDevicesKey = (prefix: string): string => `${prefix}:lasterr-deleted`;
+export const DELETED_DEVICES_MS = 10 * 60_000;
+export const deletedDeviceMember = (deviceId: string): string => createHash('sha1').update(deviceId, 'utf8').digest('hex');
+
+/** KEYS[1] the deleted devices; KEYS[2..] the last-error keys; ARGV[1] the TTL (s), then per key its device id and value. */
+const NOTE_UNLESS_DELETED = `
+local written = 0
+for i = 2, #KEYS do
+  local id = ARGV[2 * (i - 1)]
+  if not redis.call('ZSCORE', KEYS[1], redis.sha1hex(id)) then
+    redis.call('SET', KEYS[i], ARGV[2 * (i - 1) + 1], 'EX', ARGV[1])
+    written = written + 1
+  end
+end
+return written`;
 
 export interface LastError {
   code: string;
@@ -36,9 +62,14 @@ export function redisLastErrors(redis: Redis, prefix: string, log: Logger, now: 
     const at = now();
     const last = new Map<string, string>();
     for (const i of items) last.set(i.deviceId, i.code);
-    const p = redis.pipeline();
-    for (const [deviceId, code] of last) p.set(lastErrorKey(prefix, deviceId), JSON.stringify({ code, at }), 'EX', LAST_ERROR_TTL_SEC);
-    p.exec().then(() => { warned = false; }, (err: unknown) => {
+    const keys = [deletedDevicesKey(prefix)];
+    const args: Array<string | number> = [LAST_ERROR_TTL_SEC];
+    for (const [deviceId, code] of last) {
+      keys.push(lastErrorKey(prefix, deviceId));
+      args.push(deviceId, JSON.stringify({ code, at }));
+    }
+    // One script: a device of a deleted account is not noted (see deletedDevicesKey).
+    redis.eval(NOTE_UNLESS_DELETED, keys.length, ...keys, ...args).then(() => { warned = false; }, (err: unknown) => {
       // Once per outage: the Redis clients log the outage itself.
       if (warned) return;
       warned = true;

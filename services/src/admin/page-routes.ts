@@ -6,7 +6,8 @@
  * The module is TypeScript (page/dashboard.ts, type-checked with the rest): the build compiles it
  * beside this file (tsc) and `scripts/copy-assets.mjs` copies the HTML and CSS next to it. Run
  * from the sources (tsx: this file is a `.ts`), it is transpiled once with esbuild, a development
- * dependency.
+ * dependency (tried again on the next request if that failed). The compiled module is served
+ * without its source map comment (the map is not served).
  *
  * The page runs under a strict Content-Security-Policy: its own scripts, styles and API only, no
  * inline script or style, no framing.
@@ -29,10 +30,20 @@ interface Asset {
   body: () => Promise<string | Buffer>;
 }
 
+/** `make()` once it succeeds; a failure is not kept (the next call tries again). */
 const once = <T>(make: () => Promise<T>): () => Promise<T> => {
   let p: Promise<T> | null = null;
-  return () => (p ??= make());
+  return () => (p ??= make().catch((err: unknown) => { p = null; throw err; }));
 };
+
+/**
+ * The compiled module without its `//# sourceMappingURL=` line: tsc writes one (tsconfig.build.json
+ * has sourceMap for the server's stack traces), but the map and the sources it names are not
+ * served, and a browser's developer tools would ask for them.
+ */
+export function withoutSourceMap(js: string): string {
+  return js.replace(/\n\/\/# sourceMappingURL=[^\n]*\s*$/, '\n');
+}
 
 function pageFile(name: string): Buffer {
   const url = new URL(name, PAGE_DIR);
@@ -45,7 +56,7 @@ function pageFile(name: string): Buffer {
 
 function dashboardScript(): Asset['body'] {
   if (!FROM_SOURCES) {
-    const js = pageFile('dashboard.js');
+    const js = withoutSourceMap(pageFile('dashboard.js').toString('utf8'));
     return async () => js;
   }
   const ts = pageFile('dashboard.ts').toString('utf8');

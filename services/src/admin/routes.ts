@@ -3,9 +3,11 @@
  * look-up, and disconnecting or revoking it. Authenticated by the admin token only (admin-token.ts):
  * a device token is refused here, and the admin token is no device token (device tokens name their
  * device and are checked against the store). Failed admin authentications are limited per client
- * address across the cluster (Redis); every action is logged with the caller's address.
+ * address across the cluster (Redis; `req.ip`, which trusts X-Forwarded-For only with
+ * PARLEY_TRUST_PROXY); every action is logged with the caller's address. No CORS here
+ * (services/src/api/app.ts leaves /admin out of it): only the dashboard's own page calls this API.
  */
-import type { FastifyInstance, FastifyRequest } from 'fastify';
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify';
 import type { Logger } from 'pino';
 import { ParleyError } from '@parley/client-sdk/protocol';
 import type { Store } from '../store/types.js';
@@ -48,18 +50,29 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
   const { token, limiter, store } = deps;
   const log = deps.log;
 
-  const authAdmin = async (req: FastifyRequest): Promise<void> => {
+  const refused = (reply: FastifyReply, retryAfterSec: number): ParleyError => {
+    void reply.header('retry-after', String(Math.max(1, retryAfterSec)));
+    return new ParleyError('E_RATE_LIMITED', 'too many failed admin authentications from this address; retry later');
+  };
+
+  // Before the body is read (an onRequest hook). The token is checked here, in this process; a
+  // failure is counted with one atomic INCR whose own result decides the answer, so of concurrent
+  // wrong tokens at most ADMIN_FAILURES get "wrong token", the others E_RATE_LIMITED. The right
+  // token is never counted, and is refused too while the address is over the limit: there, right
+  // and wrong tokens get the same answer.
+  const authAdmin = async (req: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const h = req.headers.authorization;
     if (!h || !h.startsWith('Bearer ')) throw new ParleyError('E_AUTH_REQUIRED', 'the admin token is required');
     const key = `admin:ip:${req.ip}`;
-    if (await available(log, 'authentication', () => limiter.over(key, ADMIN_FAILURES))) {
-      throw new ParleyError('E_RATE_LIMITED', 'too many failed admin authentications from this address; retry later');
+    if (token.verify(h.slice(7).trim())) {
+      const w = await available(log, 'authentication', () => limiter.peek(key));
+      if (w.count >= ADMIN_FAILURES) throw refused(reply, w.resetSec);
+      return;
     }
-    if (!token.verify(h.slice(7).trim())) {
-      await available(log, 'authentication', () => limiter.hit(key, ADMIN_FAILURES, ADMIN_FAILURE_WINDOW_SEC));
-      log.warn({ ip: req.ip }, 'bad admin token');
-      throw new ParleyError('E_AUTH_REQUIRED', 'the admin token is wrong');
-    }
+    const w = await available(log, 'authentication', () => limiter.take(key, ADMIN_FAILURE_WINDOW_SEC));
+    if (w.count > ADMIN_FAILURES) throw refused(reply, w.resetSec);
+    log.warn({ ip: req.ip }, 'bad admin token');
+    throw new ParleyError('E_AUTH_REQUIRED', 'the admin token is wrong');
   };
 
   const deviceOf = async (req: FastifyRequest) => {
@@ -74,7 +87,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
       // Live figures and personal data: never cached, never taken for another content type.
       void reply.header('cache-control', 'no-store').header('x-content-type-options', 'nosniff');
     });
-    admin.addHook('preHandler', authAdmin);
+    admin.addHook('onRequest', authAdmin);
 
     admin.get('/overview', async (req) => {
       parse(adminSchemas.noQuery, req.query);

@@ -85,6 +85,20 @@ export interface ApiDeps {
   extend?: (app: FastifyInstance) => void;
 }
 
+/**
+ * Whether a request path is the dashboard's (its page, assets and API), decoded as the router
+ * decodes it (`/%61dmin` is `/admin` to it) so that no spelling of it gets CORS headers.
+ */
+export function isAdminPath(url: string): boolean {
+  const raw = url.split('?', 1)[0] ?? '';
+  let path: string;
+  try {
+    path = decodeURIComponent(raw);
+  } catch {
+    path = raw;
+  }
+  return /^\/+admin(?:[/?#]|$)/i.test(path);
+}
 
 export function createApi(deps: ApiDeps, opts: ApiOptions): FastifyInstance {
   const now = deps.now ?? Date.now;
@@ -117,8 +131,10 @@ export function createApi(deps: ApiDeps, opts: ApiOptions): FastifyInstance {
   // JSON only: a text/plain body would otherwise reach the handlers as a string.
   app.removeContentTypeParser('text/plain');
   // Browsers: the SDK calls the API and the embedded media URLs from a web app's origin, and reads
-  // the ETag of each uploaded part.
-  void app.register(cors, {
+  // the ETag of each uploaded part. Never the dashboard (/admin, /admin/api/*): no other site's page
+  // may make an operator's browser call it (a preflight there is refused, answers carry no CORS
+  // header), or it could send wrong admin tokens from his address and lock him out.
+  const corsOptions = {
     origin: opts.corsOrigins.includes('*') ? '*' : opts.corsOrigins,
     methods: ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE'],
     allowedHeaders: ['authorization', 'content-type', 'range'],
@@ -127,6 +143,9 @@ export function createApi(deps: ApiDeps, opts: ApiOptions): FastifyInstance {
     // An OPTIONS that is not a proper preflight gets 204, not @fastify/cors' plain-text 400
     // (found by the HTTP fuzzer: every error body is a catalogue one).
     strictPreflight: false,
+  };
+  void app.register(cors, {
+    delegator: (req, cb) => cb(null, isAdminPath(req.url) ? { origin: false } : corsOptions),
   });
 
   app.setErrorHandler((err, req, reply) => {

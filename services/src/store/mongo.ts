@@ -1272,6 +1272,40 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
     return out;
   }
 
+  /** pending's messages counted, not read: the same chats, windows and filter, up to `limit`. */
+  async function pendingCount(deviceId: string, limit: number): Promise<number> {
+    if (limit <= 0) return 0;
+    let n = 0;
+    const cursor = deviceChats.find({ deviceId }, {
+      sort: { chatId: 1 }, projection: { chatId: 1, deliveredSeq: 1, untilSeq: 1 }, batchSize: PAGE,
+    });
+    let page: Array<{ chatId: string; from: number; until: number | null }> = [];
+    /** Counts the page's chats; true once `limit` is reached. */
+    const countPage = async (): Promise<boolean> => {
+      const last = await lastSeqs(page.map((c) => c.chatId));
+      for (const { chatId, from, until } of page) {
+        if ((last.get(chatId) ?? 0) <= from || (until !== null && until <= from)) continue;
+        n += await messages.countDocuments(
+          { chatId, seq: until === null ? { $gt: from } : { $gt: from, $lte: until }, senderDeviceId: { $ne: deviceId } },
+          { limit: limit - n },
+        );
+        if (n >= limit) return true;
+      }
+      page = [];
+      return false;
+    };
+    try {
+      for await (const dc of cursor) {
+        page.push({ chatId: dc.chatId, from: dc.deliveredSeq, until: dc.untilSeq ?? null });
+        if (page.length >= PAGE && (await countPage())) return n;
+      }
+      if (page.length > 0) await countPage();
+    } finally {
+      await cursor.close();
+    }
+    return n;
+  }
+
   return {
     ...social.store,
     ...push.store,
@@ -1665,6 +1699,7 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
       return d ? toProgress(d) : null;
     },
     pending,
+    pendingCount,
     async pendingInChat(deviceId, chatId, afterSeq, beforeSeq, limit) {
       if (limit <= 0) return [];
       const dc = await deviceChats.findOne({ _id: deviceChatId(deviceId, chatId) }, { projection: { sinceSeq: 1, untilSeq: 1 } });

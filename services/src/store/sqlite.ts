@@ -634,6 +634,14 @@ export function createSqliteStore(opts: { file: string }): Store {
             AND (dc.until_seq IS NULL OR m.seq <= dc.until_seq)
             AND (dc.chat_id > ? OR (dc.chat_id = ? AND m.seq > ?))
           ORDER BY dc.chat_id, m.seq LIMIT ?`),
+      // pending's conditions, counted over a LIMITed subquery: stops at the limit.
+      pendingCount: db.prepare<[string, string, number], { n: number }>(
+        `SELECT COUNT(*) AS n FROM (
+           SELECT 1 FROM device_chats dc
+             JOIN messages m ON m.chat_id = dc.chat_id AND m.seq > dc.delivered_seq
+            WHERE dc.device_id = ? AND m.sender_device_id <> ?
+              AND (dc.until_seq IS NULL OR m.seq <= dc.until_seq)
+            LIMIT ?)`),
       pendingInChat: db.prepare<[string, string, number, number, string, number], MessageRow>(
         `SELECT m.* FROM device_chats dc JOIN messages m ON m.chat_id = dc.chat_id
           WHERE dc.device_id = ? AND dc.chat_id = ? AND m.seq > ? AND m.seq < ? AND m.sender_device_id <> ?
@@ -1137,6 +1145,10 @@ export function createSqliteStore(opts: { file: string }): Store {
     async pending(deviceId, after, limit) {
       const c = after?.chatId ?? '';
       return st().pending.all(deviceId, deviceId, c, c, after?.seq ?? 0, limit).map(toMessage);
+    },
+    async pendingCount(deviceId, limit) {
+      if (limit <= 0) return 0;
+      return st().pendingCount.get(deviceId, deviceId, limit)?.n ?? 0;
     },
     async pendingInChat(deviceId, chatId, afterSeq, beforeSeq, limit) {
       return st().pendingInChat.all(deviceId, chatId, afterSeq, beforeSeq, deviceId, limit).map(toMessage);

@@ -389,6 +389,11 @@ export interface ProgressStore {
    * after its delivered watermark, not sent by the device itself. `after` pages.
    */
   pending(deviceId: string, after: ChatCursor | null, limit: number): Promise<StoredMessage[]>;
+  /**
+   * How many messages `pending(deviceId, null, limit)` would list, without reading them: the same
+   * messages counted, up to `limit` (min(count, limit)).
+   */
+  pendingCount(deviceId: string, limit: number): Promise<number>;
   /** The messages of one chat in (afterSeq, beforeSeq) for that device (not sent by it, not before it joined). */
   pendingInChat(deviceId: string, chatId: string, afterSeq: number, beforeSeq: number, limit: number): Promise<StoredMessage[]>;
   /**

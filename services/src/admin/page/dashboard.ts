@@ -1,6 +1,7 @@
 /**
  * The dashboard page's module (browser, no framework): sign-in with the admin token (kept in this
- * tab's sessionStorage, sent as a bearer token), the overview polled every 2 s without reloading,
+ * tab's sessionStorage, sent as a bearer token), the overview polled every 2 s without reloading
+ * (not while the tab is hidden),
  * ten minutes of history kept here for the uPlot charts, and the client look-up with its actions.
  * Everything shown is set as text (never HTML): node ids, job names and errors come from Redis.
  * Its types are the admin API's own (../admin-types.ts), imported as types only.
@@ -150,8 +151,9 @@ interface ChartSpec {
 
 const WHOLE_STEPS = [1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000, 20_000, 50_000, 100_000, 1_000_000];
 
-const sumQueues = (qs: QueueView[] | null, f: (q: QueueView) => number, persist: boolean): number | null =>
-  qs ? qs.filter((q) => q.name.startsWith('persist-') === persist).reduce((s, q) => s + f(q), 0) : null;
+/** A sum over the persist shards or the other queues; null (a gap, "—") when they could not be read. */
+const sumQueues = (qs: Overview['queues'], f: (q: QueueView) => number, which: 'persist' | 'others'): number | null =>
+  qs ? qs[which].reduce((s, q) => s + f(q), 0) : null;
 
 const CHARTS: ChartSpec[] = [
   {
@@ -179,7 +181,7 @@ const CHARTS: ChartSpec[] = [
     series: [
       { label: 'persist backlog', stroke: '#0b57d0', pick: (o) => o.cluster.persistBacklog },
       // Delayed jobs are not a backlog there: the cleanup job always waits for its next hour.
-      { label: 'other queues waiting', stroke: '#b06000', dash: [6, 3], pick: (o) => sumQueues(o.queues, (q) => q.waiting + q.prioritized, false) },
+      { label: 'other queues waiting', stroke: '#b06000', dash: [6, 3], pick: (o) => sumQueues(o.queues, (q) => q.waiting + q.prioritized, 'others') },
       { label: 'pending (in flight)', stroke: '#137333', dash: [2, 3], pick: (o) => o.cluster.pending },
     ],
   },
@@ -304,7 +306,7 @@ function renderQueues(o: Overview): void {
     body.replaceChildren(el('tr', {}, el('td', { colSpan: 5, class: 'empty', text: 'Redis did not answer in time.' })));
     return;
   }
-  const persist = o.queues.filter((q) => q.name.startsWith('persist-'));
+  const { persist, others } = o.queues;
   const sum = (f: (q: QueueView) => number): number => persist.reduce((s, q) => s + f(q), 0);
   const rows: Array<[string, QueueView]> = [];
   if (persist.length) {
@@ -312,7 +314,7 @@ function renderQueues(o: Overview): void {
       name: 'persist', waiting: sum((q) => q.waiting + q.prioritized), active: sum((q) => q.active), delayed: sum((q) => q.delayed), prioritized: 0, failed: sum((q) => q.failed),
     }]);
   }
-  for (const q of o.queues) if (!q.name.startsWith('persist-')) rows.push([q.name, { ...q, waiting: q.waiting + q.prioritized }]);
+  for (const q of others) rows.push([q.name, { ...q, waiting: q.waiting + q.prioritized }]);
   body.replaceChildren(...rows.map(([name, q]) => el('tr', {}, td(name), td(count(q.waiting), 'num'), td(count(q.active), 'num'), td(count(q.delayed), 'num'), td(count(q.failed), 'num'))));
 }
 
@@ -335,7 +337,8 @@ function render(o: Overview): void {
   setText('k-accepted', perSec(c.rates.accepted));
   setText('k-delivered', perSec(c.rates.delivered));
   setText('k-pending', count(c.pending));
-  setText('k-backlog', count(c.persistBacklog));
+  // Null when the queues could not be read: unknown, not zero.
+  setText('k-backlog', c.persistBacklog === null ? '—' : count(c.persistBacklog));
   setText('k-p99', latency(c.latency.p99));
   setText('k-failed', o.failedJobs ? count(o.failedJobs.total) : '—');
   renderNodes(o);
@@ -346,7 +349,8 @@ function render(o: Overview): void {
 }
 
 async function poll(): Promise<void> {
-  if (!signedIn) return;
+  // A hidden tab does not poll (no requests, no load on Redis); it polls again once shown.
+  if (!signedIn || document.hidden) return;
   try {
     render(await api<Overview>('/admin/api/overview'));
     if (status.textContent?.startsWith('Could not')) say('Updating again.');
@@ -354,9 +358,15 @@ async function poll(): Promise<void> {
     failed(err, 'update the figures');
   } finally {
     window.clearTimeout(pollTimer);
-    if (signedIn) pollTimer = window.setTimeout(() => void poll(), POLL_MS);
+    if (signedIn && !document.hidden) pollTimer = window.setTimeout(() => void poll(), POLL_MS);
   }
 }
+
+document.addEventListener('visibilitychange', () => {
+  window.clearTimeout(pollTimer);
+  // Shown again: at once, then every 2 s.
+  if (signedIn && !document.hidden) void poll();
+});
 
 // --- sign-in -----------------------------------------------------------------------------------
 
@@ -379,7 +389,8 @@ async function signIn(): Promise<void> {
     const first = await api<Overview>('/admin/api/overview');
     showDashboard();
     render(first);
-    pollTimer = window.setTimeout(() => void poll(), POLL_MS);
+    window.clearTimeout(pollTimer);
+    if (!document.hidden) pollTimer = window.setTimeout(() => void poll(), POLL_MS);
   } catch (err) {
     if (err instanceof ApiError && err.status === 401) showLogin('That is not the admin token.');
     else if (err instanceof ApiError && err.status === 429) showLogin('Too many failed sign-ins from this address: wait a few minutes and try again.');
