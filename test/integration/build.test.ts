@@ -26,9 +26,18 @@ const clients: ParleyClient[] = [];
 
 afterAll(async () => {
   await Promise.all(clients.map((c) => c.close()));
-  child?.kill('SIGKILL');
+  // A clean stop: the server stops its private redis-server (its own process group, which a
+  // SIGKILL of the server would leave running).
+  const c = child;
+  if (c && c.exitCode === null && c.signalCode === null) {
+    const exited = new Promise<void>((r) => c.once('exit', () => r()));
+    c.kill('SIGTERM');
+    const timer = setTimeout(() => c.kill('SIGKILL'), 25_000);
+    await exited;
+    clearTimeout(timer);
+  }
   rmSync(dir, { recursive: true, force: true });
-});
+}, 30_000);
 
 describe('the compiled build', () => {
   it('compiles, starts without tsx, and two users chat through it', { timeout: 180_000 }, async () => {
