@@ -151,7 +151,7 @@ describe('SQLite store: migrating a v1 database', () => {
     await expectMigrated(store);
 
     const raw = snapshot(file) as { userVersion: number; tables: Record<string, unknown> };
-    expect(raw.userVersion).toBe(5);
+    expect(raw.userVersion).toBe(6);
     expect(Object.keys(raw.tables)).not.toContain('deliveries');
   });
 

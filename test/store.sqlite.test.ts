@@ -70,7 +70,7 @@ describe('SQLite store', () => {
     const raw = new Database(file, { readonly: true });
     try {
       expect(raw.pragma('journal_mode', { simple: true })).toBe('wal');
-      expect(raw.pragma('user_version', { simple: true })).toBe(5);
+      expect(raw.pragma('user_version', { simple: true })).toBe(6);
     } finally {
       raw.close();
     }
@@ -161,6 +161,85 @@ describe('SQLite store', () => {
     expect(r1.chatId).toBe(r2.chatId);
     expect((await s1.getOrCreateDirectChat(ctx.a, c, newId('chat'), 9)).chatId).toBe(r1.chatId);
     expect((await s1.getMembers(r1.chatId)).map((m) => m.userId).sort()).toEqual([ctx.a, c].sort());
+  });
+
+  it('separate processes claiming key packages concurrently never get the same one', async () => {
+    const file = tmp();
+    const s1 = open(file);
+    await s1.init();
+    const u = (await s1.getOrCreateUserByPhone('+447700900009', newId('user'), 1)).user.userId;
+    const devices = [newId('device'), newId('device')];
+    for (const d of devices) {
+      await s1.addDevice({ deviceId: d, userId: u, tokenHash: 'x', name: 'k', createdAt: 1 }, { maxActive: 5, historyDepth: 0 });
+      const packages = Array.from({ length: 60 }, (_, i) => ({ ref: `${d}-${i}`, data: new Uint8Array([i]) }));
+      await s1.addKeyPackages({ deviceId: d, userId: u }, packages, { ref: `${d}-last`, data: new Uint8Array([255]) }, 1, 200);
+    }
+
+    const { execFile } = await import('node:child_process');
+    const { fileURLToPath, pathToFileURL } = await import('node:url');
+    const storeUrl = pathToFileURL(fileURLToPath(new URL('../services/src/store/sqlite.ts', import.meta.url))).href;
+    const root = fileURLToPath(new URL('..', import.meta.url));
+    // Each child is its own process with its own connection: 40 claims of both devices each.
+    const child = () => new Promise<string[]>((resolve, reject) => {
+      const code = `
+        import { createSqliteStore } from ${JSON.stringify(storeUrl)};
+        const [file, ...devices] = process.argv.slice(1);
+        const s = createSqliteStore({ file });
+        await s.init();
+        const refs = [];
+        for (let i = 0; i < 40; i++) for (const c of await s.claimKeyPackages(devices)) refs.push(c.ref);
+        await s.close();
+        process.stdout.write(JSON.stringify(refs));
+      `;
+      execFile(
+        process.execPath,
+        ['--conditions=parley-source', '--import', 'tsx', '--input-type=module', '-e', code, file, ...devices],
+        { cwd: root, timeout: 30_000 },
+        (err, stdout, stderr) => (err ? reject(new Error(`${err.message}\n${stderr}`)) : resolve(JSON.parse(stdout))),
+      );
+    });
+    // Meanwhile this process claims too (through a second connection of its own).
+    const s2 = open(file);
+    await s2.init();
+    const mine = (async () => {
+      const out: string[] = [];
+      for (let i = 0; i < 20; i++) for (const c of await s2.claimKeyPackages(devices)) out.push(c.ref);
+      return out;
+    })();
+    const all = (await Promise.all([child(), child(), mine])).flat();
+    // 100 claims of each device: its 60 packages once each, then its last resort 40 times.
+    expect(all).toHaveLength(200);
+    const pool = all.filter((r) => !r.endsWith('-last'));
+    expect(pool).toHaveLength(120);
+    expect(new Set(pool).size).toBe(120);
+    for (const d of devices) expect(all.filter((r) => r === `${d}-last`)).toHaveLength(40);
+    expect(await s1.countKeyPackages(devices[0]!)).toEqual({ count: 0, lastResort: true });
+  });
+
+  it('migrates a v5 database to v6 (the key directory\'s tables), keeping its data', async () => {
+    const file = tmp();
+    const s1 = open(file);
+    await s1.init();
+    const ctx = await setup(s1);
+    await s1.close();
+    // Back to what release v5 had: no key tables, user_version 5.
+    const Database = (await import('better-sqlite3')).default;
+    const raw = new Database(file);
+    raw.exec('DROP TABLE key_identities; DROP TABLE key_packages; DROP TABLE key_last_resort;');
+    raw.pragma('user_version = 5');
+    raw.close();
+
+    const s2 = open(file);
+    await s2.init();
+    expect((await s2.getChat(ctx.chatId))?.chatId).toBe(ctx.chatId);
+    await s2.putIdentity({ deviceId: ctx.da, userId: ctx.a, credential: new Uint8Array([1]), signatureKey: new Uint8Array([2]) }, 5);
+    expect(await s2.addKeyPackages({ deviceId: ctx.da, userId: ctx.a }, [{ ref: 'r', data: new Uint8Array([3]) }], null, 5, 10)).toEqual({ added: ['r'], count: 1 });
+    const check = new Database(file, { readonly: true });
+    try {
+      expect(check.pragma('user_version', { simple: true })).toBe(6);
+    } finally {
+      check.close();
+    }
   });
 
   it('appends a batch of 2,000 messages in order', async () => {

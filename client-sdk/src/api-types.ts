@@ -24,6 +24,31 @@ const MAX_USERS_PER_REQUEST = 4096;
 const users = z.array(userId).min(1).max(MAX_USERS_PER_REQUEST);
 const seq = z.coerce.number().int().min(0);
 
+/**
+ * The key directory's limits (bytes are decoded sizes). MLS key packages of the chosen
+ * ciphersuite are about 324 bytes; the bounds leave room for other credentials and ciphersuites.
+ */
+export const KEY_LIMITS = Object.freeze({
+  credentialBytes: 4096,
+  /** Up to an ML-DSA-87 public key (2,592 bytes). */
+  signatureKeyBytes: 2592,
+  keyPackageBytes: 8192,
+  /** A KeyPackageRef (a hash) in base64url. */
+  refChars: 64,
+  packagesPerUpload: 100,
+  usersPerClaim: 1024,
+});
+
+/** Base64url (RFC 4648 §5, without padding) of 1 to `max` bytes: at most ceil(4·max/3) characters. */
+const base64url = (max: number) => z.string()
+  .min(2).max(Math.ceil((max * 4) / 3))
+  .regex(/^[A-Za-z0-9_-]+$/, 'base64url without padding')
+  .refine((v) => v.length % 4 !== 1, 'base64url of whole bytes');
+const keyPackage = z.object({
+  ref: z.string().regex(new RegExp(`^[A-Za-z0-9_-]{1,${KEY_LIMITS.refChars}}$`), `a KeyPackageRef, base64url, at most ${KEY_LIMITS.refChars} characters`),
+  data: base64url(KEY_LIMITS.keyPackageBytes),
+}).strict();
+
 export const schemas = {
   register: z.object({ phone }).strict(),
   verify: z.object({ phone, code: z.string().regex(/^[0-9]{6}$/, '6 digits'), deviceName: deviceName.optional() }).strict(),
@@ -176,6 +201,24 @@ export const schemas = {
   deleteAccount: z.object({ code: z.string().regex(/^[0-9]{6}$/, '6 digits') }).strict(),
   /** GET /v1/account/export: no query parameters. */
   exportAccount: z.object({}).strict(),
+  /** PUT /v1/keys/identity: the calling device's MLS credential and signature public key (opaque to the server). */
+  publishIdentity: z.object({
+    credential: base64url(KEY_LIMITS.credentialBytes),
+    signatureKey: base64url(KEY_LIMITS.signatureKeyBytes),
+  }).strict(),
+  /**
+   * POST /v1/keys/packages: one-time MLS key packages for the calling device's pool (1 to
+   * KEY_LIMITS.packagesPerUpload; none when only `lastResort` is replaced) and optionally its new
+   * last-resort package.
+   */
+  uploadKeyPackages: z.object({
+    packages: z.array(keyPackage).max(KEY_LIMITS.packagesPerUpload),
+    lastResort: keyPackage.optional(),
+  }).strict().refine((b) => b.packages.length > 0 || b.lastResort !== undefined, 'packages: at least one (or a lastResort)'),
+  /** GET /v1/keys/packages/count: no query parameters. */
+  countKeyPackages: z.object({}).strict(),
+  /** POST /v1/keys/claim: one key package of every active device of these users. */
+  claimKeyPackages: z.object({ users: z.array(userId).min(1).max(KEY_LIMITS.usersPerClaim) }).strict(),
 };
 
 /**
@@ -563,4 +606,76 @@ export type ExportRecord =
 export interface AccountExport {
   header: Extract<ExportRecord, { type: 'header' }>;
   records: ExportRecord[];
+}
+
+/**
+ * A device's MLS identity as it published it (`publishIdentity`): its credential and signature
+ * public key, base64url. The server stores and hands them out as they are.
+ * @useDeclaredType
+ */
+export type PublishIdentityInput = z.input<typeof schemas.publishIdentity>;
+/**
+ * Key packages to upload (`uploadKeyPackages`): each with its KeyPackageRef (`ref`, base64url) and
+ * its encoded bytes (`data`, base64url), and optionally a new last-resort package.
+ * @useDeclaredType
+ */
+export type UploadKeyPackagesInput = z.input<typeof schemas.uploadKeyPackages>;
+/** One key package: its KeyPackageRef and its bytes, both base64url. */
+export interface KeyPackageInfo {
+  ref: string;
+  data: string;
+}
+
+/** A device's published identity (base64url bytes). */
+export interface DeviceIdentityInfo {
+  deviceId: string;
+  credential: string;
+  signatureKey: string;
+  /** When these bytes were first published (epoch ms). */
+  changedAt: number;
+  /** The last publication replaced other bytes: the device's identity changed (its security code too). */
+  changed: boolean;
+}
+
+/** `PUT /v1/keys/identity`: whether this publication changed the device's identity. */
+export interface IdentityPublished {
+  changed: boolean;
+  changedAt: number;
+}
+
+/** How many key packages the calling device holds on the server, and whether it should upload more. */
+export interface KeyPackageCount {
+  count: number;
+  /** Fewer than the server's low-water mark remain: upload `target - count` more. */
+  low: boolean;
+  /** How many the device should hold (the server's maximum). */
+  target: number;
+  /** It has a last-resort package (handed out when the pool is empty). */
+  lastResort: boolean;
+}
+
+/** `POST /v1/keys/packages`: the refs stored (a ref already held, or past the maximum, is not), and the pool now. */
+export interface KeyPackagesUploaded extends KeyPackageCount {
+  accepted: string[];
+}
+
+/**
+ * One device of a claimed user (`POST /v1/keys/claim`). `keyPackage` is null when the device has
+ * no identity or no package left (not even a last resort).
+ */
+export interface ClaimedDeviceKeys {
+  userId: string;
+  deviceId: string;
+  identity: DeviceIdentityInfo | null;
+  keyPackage: KeyPackageInfo | null;
+  /** The package is the device's last-resort one (its pool was empty): it may be handed out again. */
+  lastResort: boolean;
+  /** The device's pool is now under the server's low-water mark. */
+  low: boolean;
+}
+
+/** `GET /v1/users/:userId/identities`: the published identity of each of a user's active devices. */
+export interface UserIdentities {
+  userId: string;
+  devices: DeviceIdentityInfo[];
 }

@@ -31,6 +31,9 @@ import { ParleyApi } from './http.js';
 import { normalizePhoneNumber, type CountryCode } from './contacts.js';
 import { CONTACT_LIMITS, hashPhone } from './social.js';
 import type { PushConfigInfo, PushRegistrationInfo, PushRegistrationInput } from './api-types.js';
+import type {
+  ClaimedDeviceKeys, IdentityPublished, KeyPackageCount, KeyPackagesUploaded, PublishIdentityInput, UploadKeyPackagesInput, UserIdentities,
+} from './api-types.js';
 import { base64ToBytes } from './bytes.js';
 import { downloadMedia, uploadMedia, type MediaData, type MediaMeta, type TransferOptions } from './media.js';
 import { ParleyError, type ErrorCode } from './errors.js';
@@ -653,6 +656,47 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
   /** The server's VAPID public key and push kinds (`ParleyApi.getPushConfig`). */
   getPushConfig(): Promise<PushConfigInfo> {
     return this.#http((api) => api.getPushConfig());
+  }
+
+  // --- The MLS key directory (end-to-end encryption). The server stores and hands out these bytes
+  // as they are: private keys never leave the device.
+
+  /**
+   * Publishes this device's MLS identity: its credential and signature public key, each encoded
+   * and then base64url. Publishing other bytes than before is a change of identity
+   * (`changed: true`): the device's contacts see its security code change.
+   */
+  publishIdentity(identity: PublishIdentityInput): Promise<IdentityPublished> {
+    return this.#http((api, t) => api.publishIdentity(identity, t));
+  }
+
+  /**
+   * Uploads MLS key packages (each with its KeyPackageRef) for others to add this device to
+   * groups, and optionally a new last-resort package (handed out when the pool is empty). At most
+   * 100 per call; the answer says which refs were stored, and whether the pool is still `low`.
+   */
+  uploadKeyPackages(upload: UploadKeyPackagesInput): Promise<KeyPackagesUploaded> {
+    return this.#http((api, t) => api.uploadKeyPackages(upload, t));
+  }
+
+  /** How many key packages this device has on the server; upload `target - count` more when `low`. */
+  countKeyPackages(): Promise<KeyPackageCount> {
+    return this.#http((api, t) => api.countKeyPackages(t));
+  }
+
+  /**
+   * Takes one key package of every active device of these users (at most 1,024 users; this
+   * device left out), each with its identity. A device without one has `keyPackage: null`; a user
+   * who blocked this one, or whom it blocked, is left out. Rejects with E_RATE_LIMITED past the
+   * server's claim rate.
+   */
+  claimKeyPackages(userIds: string[]): Promise<ClaimedDeviceKeys[]> {
+    return this.#http((api, t) => api.claimKeyPackages(userIds, t));
+  }
+
+  /** The published identities of a user's active devices (to compute and compare safety numbers). */
+  getIdentities(userId: string): Promise<UserIdentities> {
+    return this.#http((api, t) => api.getIdentities(userId, t));
   }
 
   /**

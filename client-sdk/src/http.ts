@@ -17,6 +17,9 @@ import type {
 import type { AccountDeleted, DeletionCodeSent, ExportRecord } from './api-types.js';
 import type { OwnStatusPost, PostStatusInput, StatusFeed, StatusViewer } from './api-types.js';
 import type { PushConfigInfo, PushRegistrationInfo, PushRegistrationInput } from './api-types.js';
+import type {
+  ClaimedDeviceKeys, IdentityPublished, KeyPackageCount, KeyPackagesUploaded, PublishIdentityInput, UploadKeyPackagesInput, UserIdentities,
+} from './api-types.js';
 
 export interface ParleyApiOptions {
   /** Base URL of the API, e.g. `http://localhost:8080` (paths start with `/v1`). Required. */
@@ -281,6 +284,31 @@ export class ParleyApi {
   /** Removes the calling device's push registration; false when it had none. `DELETE /v1/push`. */
   async unregisterPush(token: string): Promise<boolean> {
     return (await this.#request<{ removed: boolean }>({ method: 'DELETE', path: '/v1/push', token })).removed;
+  }
+
+  /** Publishes (or replaces) the calling device's MLS identity. `PUT /v1/keys/identity`. */
+  publishIdentity(identity: PublishIdentityInput, token: string): Promise<IdentityPublished> {
+    return this.#request({ method: 'PUT', path: '/v1/keys/identity', body: identity, token });
+  }
+
+  /** Adds key packages (and optionally a last-resort one) to the calling device's pool. `POST /v1/keys/packages`. */
+  uploadKeyPackages(upload: UploadKeyPackagesInput, token: string): Promise<KeyPackagesUploaded> {
+    return this.#request({ method: 'POST', path: '/v1/keys/packages', body: upload, token });
+  }
+
+  /** How many key packages the calling device holds, and whether it should upload more. `GET /v1/keys/packages/count`. */
+  countKeyPackages(token: string): Promise<KeyPackageCount> {
+    return this.#request({ method: 'GET', path: '/v1/keys/packages/count', token });
+  }
+
+  /** One key package of every active device of these users. `POST /v1/keys/claim`. */
+  async claimKeyPackages(userIds: string[], token: string): Promise<ClaimedDeviceKeys[]> {
+    return (await this.#request<{ devices: ClaimedDeviceKeys[] }>({ method: 'POST', path: '/v1/keys/claim', body: { users: userIds }, token })).devices;
+  }
+
+  /** The published identities of a user's active devices. `GET /v1/users/:userId/identities`. */
+  getIdentities(userId: string, token: string): Promise<UserIdentities> {
+    return this.#request({ method: 'GET', path: `/v1/users/${enc(userId)}/identities`, token });
   }
 
   /** postStatus: a text or media status post for 24 hours. `POST /v1/status`. */

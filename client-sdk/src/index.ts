@@ -36,3 +36,7 @@ export type { StatusPostEvent } from './status.js';
 export type { PostStatusInput, StatusAudience, StatusPostInfo, FeedStatusPost, OwnStatusPost, StatusAuthor, StatusFeed, StatusViewer } from './api-types.js';
 export { STATUS_TEXT_MAX } from './codec.js';
 export type { DeletionCodeSent, AccountDeleted, AccountExport, ExportRecord } from './api-types.js';
+export type {
+  PublishIdentityInput, UploadKeyPackagesInput, KeyPackageInfo, DeviceIdentityInfo, IdentityPublished, KeyPackageCount, KeyPackagesUploaded,
+  ClaimedDeviceKeys, UserIdentities,
+} from './api-types.js';

@@ -127,6 +127,10 @@ const schema = z.object({
   PARLEY_DELETION_CODE_TTL_SEC: positiveInt.max(3600).default(300),
   /** Account export: archives per user per hour. */
   PARLEY_EXPORTS_PER_HOUR: positiveInt.max(1000).default(4),
+  /** The MLS key directory (services/src/api/keys.ts). */
+  PARLEY_KEY_PACKAGES_MAX: positiveInt.max(10_000).default(200),
+  PARLEY_KEY_PACKAGES_LOW: nonNegativeInt.default(20),
+  PARLEY_KEY_CLAIMS_PER_HOUR: positiveInt.default(5000),
 });
 
 export interface Config {
@@ -236,6 +240,12 @@ export interface Config {
   status: { ttlMs: number; maxLive: number; postsPerHour: number };
   /** Account deletion and export: the confirmation code's lifetime, exports per user per hour. */
   account: { deletionCodeTtlMs: number; exportsPerHour: number };
+  /**
+   * The MLS key directory: key packages a device may hold (and is asked to keep, `target`), the
+   * count under which it is told it runs low, and the users a device may claim key packages of
+   * per hour (against draining others' pools).
+   */
+  keys: { maxPackages: number; lowWater: number; claimsPerHour: number };
 }
 
 const MB = 1024 * 1024;
@@ -265,6 +275,9 @@ export function parseConfig(env: Record<string, string | undefined>): Readonly<C
   const apnsSet = [e.PARLEY_APNS_KEY_FILE, e.PARLEY_APNS_KEY_ID, e.PARLEY_APNS_TEAM_ID].filter(Boolean).length;
   if (apnsSet !== 0 && apnsSet !== 3) {
     throw new ParleyError('E_CONFIG', 'PARLEY_APNS_KEY_FILE, PARLEY_APNS_KEY_ID, PARLEY_APNS_TEAM_ID: set all three or none');
+  }
+  if (e.PARLEY_KEY_PACKAGES_LOW >= e.PARLEY_KEY_PACKAGES_MAX) {
+    throw new ParleyError('E_CONFIG', 'PARLEY_KEY_PACKAGES_LOW: must be below PARLEY_KEY_PACKAGES_MAX');
   }
   if (e.PARLEY_SMS === 'webhook' && !e.PARLEY_SMS_WEBHOOK_URL) {
     throw new ParleyError('E_CONFIG', 'PARLEY_SMS_WEBHOOK_URL: required when PARLEY_SMS=webhook');
@@ -354,6 +367,9 @@ export function parseConfig(env: Record<string, string | undefined>): Readonly<C
       ttlMs: Math.round(e.PARLEY_STATUS_TTL_HOURS * 3_600_000), maxLive: e.PARLEY_STATUS_MAX_LIVE, postsPerHour: e.PARLEY_STATUS_POSTS_PER_HOUR,
     }),
     account: Object.freeze({ deletionCodeTtlMs: e.PARLEY_DELETION_CODE_TTL_SEC * 1000, exportsPerHour: e.PARLEY_EXPORTS_PER_HOUR }),
+    keys: Object.freeze({
+      maxPackages: e.PARLEY_KEY_PACKAGES_MAX, lowWater: e.PARLEY_KEY_PACKAGES_LOW, claimsPerHour: e.PARLEY_KEY_CLAIMS_PER_HOUR,
+    }),
   };
   return Object.freeze(cfg);
 }

@@ -374,6 +374,7 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
           codeRatePerPhone: cfg.codeRatePerPhone, codeRatePerIp: cfg.codeRatePerIp, rateWindowSec: cfg.rateWindowSec,
           trustProxy: cfg.trustProxy, bodyLimit: 65536, corsOrigins: cfg.corsOrigins,
           deletionCodeTtlMs: cfg.account.deletionCodeTtlMs, exportsPerHour: cfg.account.exportsPerHour,
+          keys: cfg.keys,
         },
       );
       const a = api;

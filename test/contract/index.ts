@@ -12,6 +12,7 @@ import { mediaStoreContract } from './media-store.contract.js';
 import { messageStoreContract } from './message-store.contract.js';
 import { progressStoreContract } from './progress-store.contract.js';
 import { pushStoreContract } from './push-store.contract.js';
+import { keyStoreContract } from './key-store.contract.js';
 import { statusStoreContract } from './status-store.contract.js';
 import type { StoreFactory } from './helpers.js';
 import { profileStoreContract } from './profile-store.contract.js';
@@ -33,6 +34,7 @@ export function storeContracts(name: string, factory: StoreFactory): void {
     relationStoreContract(factory);
     pushStoreContract(factory);
     statusStoreContract(factory);
+    keyStoreContract(factory);
     accountDeletionContract(factory);
   });
 }

@@ -310,6 +310,12 @@ describe('HTTP fuzz: every answer is a catalogue error, never a 5xx', () => {
     { method: 'POST', path: () => `/v1/status/${statusId}/views`, auth: true, body: () => ({}) },
     { method: 'GET', path: () => `/v1/status/${statusId}/viewers`, auth: true },
     { method: 'DELETE', path: () => `/v1/status/${statusId}`, auth: true },
+    // the MLS key directory (services/src/api/keys.ts)
+    { method: 'PUT', path: () => '/v1/keys/identity', auth: true, body: () => ({ credential: 'AAECAwQF', signatureKey: 'A'.repeat(43) }) },
+    { method: 'POST', path: () => '/v1/keys/packages', auth: true, body: () => ({ packages: [{ ref: 'cmVm', data: 'AAECAwQF' }, { ref: 'b'.repeat(43), data: 'A'.repeat(432) }], lastResort: { ref: 'last', data: 'AAAA' } }) },
+    { method: 'GET', path: () => '/v1/keys/packages/count', auth: true },
+    { method: 'POST', path: () => '/v1/keys/claim', auth: true, body: () => ({ users: [bob.userId, alice.userId, 'uAAAAAAAAAAAA'] }) },
+    { method: 'GET', path: () => `/v1/users/${bob.userId}/identities`, auth: true },
     { method: 'POST', path: () => '/v1/account/deletion-code', auth: true, body: () => ({}) },
     // A wrong code: five of them lock the pending code (one right guess in a million would delete the caller).
     { method: 'POST', path: () => '/v1/account/delete', auth: true, body: () => ({ code: '123456' }) },
@@ -336,7 +342,7 @@ describe('HTTP fuzz: every answer is a catalogue error, never a 5xx', () => {
         case 4: return rnd.pick(strings) + rnd.pick(strings);
         case 5: return rnd.int(1_000_000);
         case 6: return Array.from({ length: rnd.int(5) }, () => anyValue(depth + 1));
-        case 7: return Object.fromEntries(Array.from({ length: rnd.int(4) }, () => [rnd.pick(['phone', 'code', 'deviceName', 'phones', 'name', 'members', 'add', 'users', 'userId', 'kind', 'size', 'sha256', 'parts', 'x', '__proto__', 'constructor']), anyValue(depth + 1)]));
+        case 7: return Object.fromEntries(Array.from({ length: rnd.int(4) }, () => [rnd.pick(['phone', 'code', 'deviceName', 'phones', 'name', 'members', 'add', 'users', 'userId', 'kind', 'size', 'sha256', 'parts', 'packages', 'ref', 'data', 'lastResort', 'credential', 'x', '__proto__', 'constructor']), anyValue(depth + 1)]));
         default: return rnd.pick(strings).repeat(1 + rnd.int(3));
       }
     };
@@ -368,7 +374,7 @@ describe('HTTP fuzz: every answer is a catalogue error, never a 5xx', () => {
       const p = rnd.pick(params);
       const path = rnd.pick([`/v1/messages/${p}/status`, `/v1/chats/${p}/messages${rnd.pick(queries)}`, `/v1/devices/${p}`, `/v1/${p}`,
         `/v1/chats/${p}`, `/v1/chats/${p}/invites/${rnd.pick(params)}`, `/v1/invites/${p}`, `/v1/attachments/${p}`,
-        `/v1/attachments/${p}/download${rnd.pick(queries)}`, `/v1/blobs/${p}${rnd.pick(queries)}`, `/v1/status/${p}/viewers`, `/v1/blobs/media/${p}?op=get&exp=99999999999&sig=${p}`, `/v1/account/export${rnd.pick(queries)}`,
+        `/v1/attachments/${p}/download${rnd.pick(queries)}`, `/v1/blobs/${p}${rnd.pick(queries)}`, `/v1/status/${p}/viewers`, `/v1/users/${p}/identities`, `/v1/blobs/media/${p}?op=get&exp=99999999999&sig=${p}`, `/v1/account/export${rnd.pick(queries)}`,
         `/admin/api/clients/${p}`, `/admin/api/overview${rnd.pick(queries)}`, `/admin/${p}`]);
       const method = path.startsWith('/v1/devices/') || path.includes('/invites/') ? 'DELETE' : 'GET';
       const bearer = path.startsWith('/admin/') ? rnd.pick([ADMIN_TOKEN, alice.token]) : rnd.pick([alice.token, bob.token]);

@@ -9,7 +9,8 @@
  *    is closed with a `left` message (the other keeps its history, nobody can write to it).
  * 3. Then the data, each port forgetting its part: his status posts, his media (objects in the
  *    BlobStore first, then their rows: an interruption leaves a row to retry, never an orphan
- *    object), profile and privacy, contacts and blocks both ways, push registrations, and the
+ *    object), profile and privacy, contacts and blocks both ways, push registrations, his devices'
+ *    MLS identities and key packages, and the
  *    core (AccountStore.deleteUser: user, devices, pending registration, grants, memberships,
  *    watermarks, and his messages not yet delivered to every recipient).
  * 4. Then Redis: presence and watches (forgetLive), device routes, MQTT sessions, rate-limit
@@ -49,6 +50,8 @@ export interface DeletionReport extends UserDeletion {
   /** Attachments his status posts referenced (removed with his other attachments). */
   statusMedia: number;
   pushRegistrations: number;
+  /** Rows of the key directory (identities, key packages, last-resort packages) of his devices. */
+  keys: number;
   /** Every device was seen disconnected before the data went (false: some broker node was slow to close one). */
   disconnected: boolean;
 }
@@ -97,6 +100,7 @@ export async function deleteAccount(deps: AccountDeletionDeps, userId: string): 
   await store.deleteProfile(userId);
   await store.forgetRelations(userId);
   const pushRegistrations = await store.deletePushRegistrationsOf(userId);
+  const keys = await store.deleteKeysOf(userId);
   const core = await store.deleteUser(userId);
   // Once more: an upload that a request authenticated before the revocation was still creating.
   attachments += await removeMedia(deps, userId);
@@ -107,7 +111,7 @@ export async function deleteAccount(deps: AccountDeletionDeps, userId: string): 
   await deps.redis.forget(target, deps.extraRedisKeys?.(target) ?? []);
 
   const report: DeletionReport = {
-    ...core, groupsLeft, directChatsClosed, attachments, statusMedia: statusMedia.length, pushRegistrations, disconnected,
+    ...core, groupsLeft, directChatsClosed, attachments, statusMedia: statusMedia.length, pushRegistrations, keys, disconnected,
   };
   log.info({ userId, deletion: report }, 'account deleted');
   return report;

@@ -89,8 +89,8 @@ export function rateLimitKeys(prefix: string, t: ForgetTarget): string[] {
     rl(`contacts:user:${t.userId}`),
     // status/status.ts
     rl(`status:post:${t.userId}`),
-    // auth/device-auth.ts and api/push.ts, per device
-    ...t.deviceIds.flatMap((d) => [rl(`login:dev:${d}`), rl(`push:reg:${d}`)]),
+    // auth/device-auth.ts, api/push.ts and api/keys.ts, per device
+    ...t.deviceIds.flatMap((d) => [rl(`login:dev:${d}`), rl(`push:reg:${d}`), rl(`keys:claim:${d}`)]),
   ];
 }
 

@@ -24,7 +24,7 @@ export const ADMIN_FAILURE_WINDOW_SEC = 600;
 export interface AdminRouteDeps {
   token: AdminToken;
   limiter: RateLimiter;
-  store: Pick<Store, 'getDevice' | 'revokeDevice' | 'deletePushRegistration'>;
+  store: Pick<Store, 'getDevice' | 'revokeDevice' | 'deletePushRegistration' | 'deleteDeviceKeys'>;
   overview(): Promise<Overview>;
   client(deviceId: string): Promise<ClientView | null>;
   /** Whether the device is connected to some broker node now. */

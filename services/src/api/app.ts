@@ -1,7 +1,7 @@
 /**
  * The HTTP API (fastify): registration with SMS codes, devices (link codes, listing, revocation);
  * contacts, profile, privacy and blocks are in social.ts; chats, groups, message status and history
- * in chats.ts. Built without listening so tests can use inject() or an ephemeral port. Every error answer is
+ * in chats.ts; the MLS key directory in keys.ts. Built without listening so tests can use inject() or an ephemeral port. Every error answer is
  * `{ error: { code, message, detail? } }` from the catalogue. Request schemas are declared once,
  * in client-sdk/src/api-types.ts, and shared with the SDK.
  */
@@ -29,6 +29,7 @@ import { registerAccountRoutes } from './account.js';
 import type { AccountRedis, ForgetTarget } from '../account/redis-account.js';
 import type { BlobStore } from '../media/blob-store.js';
 import { registerStatusRoutes } from './status.js';
+import { registerKeyRoutes } from './keys.js';
 import type { StatusService } from '../status/status.js';
 
 export interface ApiOptions {
@@ -54,6 +55,8 @@ export interface ApiOptions {
   deletionCodeTtlMs: number;
   /** Account exports per user per hour. */
   exportsPerHour: number;
+  /** The MLS key directory (api/keys.ts): pool maximum (and target), low-water mark, claimed users per device per hour. */
+  keys: { maxPackages: number; lowWater: number; claimsPerHour: number };
 }
 
 export interface ApiDeps {
@@ -322,6 +325,7 @@ export function createApi(deps: ApiDeps, opts: ApiOptions): FastifyInstance {
   registerSocialRoutes({ app, deps, opts, now, authDevice });
   registerPushRoutes({ app, deps, opts, now, authDevice });
   registerStatusRoutes({ app, deps, opts, now, authDevice });
+  registerKeyRoutes({ app, deps, opts, now, authDevice });
   registerAccountRoutes({ app, deps, opts, now, authDevice });
 
   deps.extend?.(app);

@@ -10,10 +10,11 @@ export interface RateLimiter {
   /** Whether the key is already over its limit, without counting. */
   over(key: string, limit: number): Promise<boolean>;
   /**
-   * Counts one hit and answers the count in the window, this hit included, and the seconds until
-   * the window ends, atomically (one round trip): of concurrent hits, each gets its own count.
+   * Counts one hit (or `weight` hits: a request that asks for many things at once) and answers the
+   * count in the window, this hit included, and the seconds until the window ends, atomically (one
+   * round trip): of concurrent hits, each gets its own count.
    */
-  take(key: string, windowSec: number): Promise<Window>;
+  take(key: string, windowSec: number, weight?: number): Promise<Window>;
   /** The count so far and the seconds until its window ends, without counting (0 and 0 when none). */
   peek(key: string): Promise<Window>;
 }
@@ -38,9 +39,9 @@ export function redisRateLimiter(redis: Redis, prefix: string): RateLimiter {
       const v = await redis.get(`${prefix}:rl:${key}`);
       return v !== null && Number(v) >= limit;
     },
-    async take(key, windowSec) {
+    async take(key, windowSec, weight = 1) {
       const k = `${prefix}:rl:${key}`;
-      const r = (await redis.multi().incr(k).expire(k, windowSec, 'NX').ttl(k).exec()) as Array<[unknown, number]>;
+      const r = (await redis.multi().incrby(k, weight).expire(k, windowSec, 'NX').ttl(k).exec()) as Array<[unknown, number]>;
       return windowOf(r[0]?.[1], r[2]?.[1]);
     },
     async peek(key) {

@@ -134,11 +134,14 @@ import { hashPhone } from '@parley/client-sdk/protocol';
 import { createMongoSocial } from './mongo-social.js';
 import { createMongoPushStore } from './mongo-push.js';
 import { createMongoStatusStore } from './mongo-status.js';
+import { createMongoKeyStore } from './mongo-keys.js';
 import { createMongoAccount } from './mongo-account.js';
 
 /**
  * v3 (groups) only adds fields, read with defaults when missing; v4 (media) only adds collections
- * (`attachments`, `attachment_links`) and their indexes: nothing to rewrite.
+ * (`attachments`, `attachment_links`) and their indexes: nothing to rewrite. Later collections
+ * (the social layer's, the key directory's: mongo-keys.ts) are new too, created with their
+ * indexes by init(): no version step.
  */
 const SCHEMA_VERSION = 4;
 
@@ -426,6 +429,7 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
   const social = createMongoSocial(db);
   const push = createMongoPushStore(db);
   const statusPosts = createMongoStatusStore(db);
+  const keys = createMongoKeyStore(db);
   const account = createMongoAccount(db);
 
   async function init(): Promise<void> {
@@ -433,6 +437,7 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
       social.indexes(),
       push.indexes(),
       statusPosts.indexes(),
+      keys.indexes(),
       account.indexes(),
       users.createIndexes([{ key: { phone: 1 }, name: 'phone_unique', unique: true }]),
       devices.createIndexes([{ key: { userId: 1, revokedAt: 1, createdAt: 1 }, name: 'user_active' }]),
@@ -1310,6 +1315,7 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
     ...social.store,
     ...push.store,
     ...statusPosts.store,
+    ...keys.store,
     ...account.store,
     init,
     async close() {

@@ -47,9 +47,10 @@ import { hashPhone } from '@parley/client-sdk/protocol';
 import { backfillPhoneHashes, createSqliteSocialStore } from './sqlite-social.js';
 import { createSqlitePushStore } from './sqlite-push.js';
 import { createSqliteStatusStore } from './sqlite-status.js';
+import { createSqliteKeyStore } from './sqlite-keys.js';
 import { createSqliteAccountStore } from './sqlite-account.js';
 
-const SCHEMA_VERSION = 5;
+const SCHEMA_VERSION = 6;
 
 /** v1 (release 0.1): one delivery row per message per recipient device. Kept to create, then migrate. */
 const SCHEMA_V1 = `
@@ -352,6 +353,42 @@ CREATE INDEX IF NOT EXISTS attachments_owner ON attachments (owner_user_id, atta
 CREATE INDEX IF NOT EXISTS grants_user ON grants (user_id);
 `;
 
+/**
+ * v6: the MLS key directory (sqlite-keys.ts): per device its identity, its pool of one-time key
+ * packages and its last-resort package, all opaque bytes. No foreign keys: device revocation and
+ * account deletion remove them through the port.
+ */
+const SCHEMA_V6 = `
+CREATE TABLE IF NOT EXISTS key_identities (
+  device_id     TEXT PRIMARY KEY,
+  user_id       TEXT NOT NULL,
+  credential    BLOB NOT NULL,
+  signature_key BLOB NOT NULL,
+  changed_at    INTEGER NOT NULL,
+  changed       INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS key_identities_user ON key_identities (user_id);
+-- A rowid table: a device's pool in rowid order (insertion) is what claims take, oldest first.
+CREATE TABLE IF NOT EXISTS key_packages (
+  device_id TEXT NOT NULL,
+  ref       TEXT NOT NULL,
+  user_id   TEXT NOT NULL,
+  data      BLOB NOT NULL,
+  added_at  INTEGER NOT NULL,
+  UNIQUE (device_id, ref)
+);
+CREATE INDEX IF NOT EXISTS key_packages_device ON key_packages (device_id);
+CREATE INDEX IF NOT EXISTS key_packages_user ON key_packages (user_id);
+CREATE TABLE IF NOT EXISTS key_last_resort (
+  device_id TEXT PRIMARY KEY,
+  ref       TEXT NOT NULL,
+  user_id   TEXT NOT NULL,
+  data      BLOB NOT NULL,
+  added_at  INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS key_last_resort_user ON key_last_resort (user_id);
+`;
+
 const MARK = { delivered: 1, read: 2 } as const;
 
 /** Above any seq: the end of a membership that has not ended. */
@@ -482,6 +519,7 @@ export function createSqliteStore(opts: { file: string }): Store {
       db.exec(SCHEMA_V5);
       backfillPhoneHashes(db);
     }
+    if (version < 6) db.exec(SCHEMA_V6);
     if (version < SCHEMA_VERSION) db.pragma(`user_version = ${SCHEMA_VERSION}`);
   });
 
@@ -955,6 +993,7 @@ export function createSqliteStore(opts: { file: string }): Store {
     ...createSqliteSocialStore(db),
     ...createSqlitePushStore(db),
     ...createSqliteStatusStore(db),
+    ...createSqliteKeyStore(db),
     ...createSqliteAccountStore(db),
     async init() {
       if (closed) throw new Error('store is closed');

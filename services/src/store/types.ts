@@ -689,6 +689,73 @@ export interface StatusStore {
   deleteStatusesOf(userId: string): Promise<string[]>;
 }
 
+// KeyStore (the MLS key directory, docs/E2EE-CHOICE.md): the server is MLS's Delivery Service.
+/**
+ * A device's published MLS identity: its credential and signature public key, as the client
+ * encoded them. Opaque to the server (it never parses them, and never sees a private key).
+ */
+export interface DeviceIdentity {
+  deviceId: string;
+  userId: string;
+  credential: Uint8Array;
+  signatureKey: Uint8Array;
+  /** When the current bytes were first published (a repeat of the same bytes keeps it). */
+  changedAt: number;
+  /**
+   * The last publication replaced different bytes: the device's identity changed (what makes a
+   * "security code changed" notice). False after the first publication and after a repeat.
+   */
+  changed: boolean;
+}
+
+/** An MLS KeyPackage: opaque bytes and the client's KeyPackageRef for them (base64url, at most 64 characters). */
+export interface KeyPackage {
+  ref: string;
+  data: Uint8Array;
+}
+
+/** A key package taken by `claimKeyPackages`, with how many of its device's remain. */
+export interface ClaimedKeyPackage extends KeyPackage {
+  deviceId: string;
+  /** The device's pool was empty: this is its last-resort package, handed out and kept. */
+  lastResort: boolean;
+  /** Key packages the device still holds (the last resort not counted). */
+  remaining: number;
+}
+
+/**
+ * Per device: its identity, a pool of one-time key packages (at most `max`, deduplicated by ref)
+ * and one optional last-resort package. Claiming takes a package out of the pool atomically, so
+ * two claimers never get the same one; with the pool empty the last resort is handed out and kept
+ * (MLS, RFC 9420 §16.8). Rows are keyed by device, with the user beside them for deletion.
+ */
+export interface KeyStore {
+  /** Sets (or replaces) the device's identity; returns it as now stored. */
+  putIdentity(identity: Omit<DeviceIdentity, 'changedAt' | 'changed'>, at: number): Promise<DeviceIdentity>;
+  /** The identities of those devices (devices without one are left out), in no particular order. */
+  getIdentities(deviceIds: string[]): Promise<DeviceIdentity[]>;
+  /**
+   * Adds key packages to the device's pool: a ref the device already holds (or repeated in the
+   * batch) is ignored, and so is what would take the pool over `max`. `lastResort` replaces the
+   * device's last-resort package. Returns the refs added (in batch order) and the pool's size.
+   */
+  addKeyPackages(
+    owner: { deviceId: string; userId: string }, packages: KeyPackage[], lastResort: KeyPackage | null, at: number, max: number,
+  ): Promise<{ added: string[]; count: number }>;
+  /** The device's pool size, and whether it has a last-resort package. */
+  countKeyPackages(deviceId: string): Promise<{ count: number; lastResort: boolean }>;
+  /**
+   * Takes one key package of each device (the oldest), atomically per device: of concurrent
+   * claimers, each gets a different one. A device with an empty pool gives its last-resort package
+   * (kept); a device with neither is left out.
+   */
+  claimKeyPackages(deviceIds: string[]): Promise<ClaimedKeyPackage[]>;
+  /** Removes the device's identity and key packages (device revocation); returns how many rows went. */
+  deleteDeviceKeys(deviceId: string): Promise<number>;
+  /** Removes the identities and key packages of every device of the user (account deletion); returns how many rows went. */
+  deleteKeysOf(userId: string): Promise<number>;
+}
+
 /** Everything, as one adapter implements it. Consumers take the narrow port they need. */
 export type Store = StoreLifecycle & AccountStore & ChatStore & MessageStore & ProgressStore & MediaStore
-  & ProfileStore & RelationStore & PushStore & StatusStore;
+  & ProfileStore & RelationStore & PushStore & StatusStore & KeyStore;
