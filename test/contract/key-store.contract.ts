@@ -47,6 +47,21 @@ export function keyStoreContract(factory: StoreFactory): void {
       expect(await store.getIdentities([])).toEqual([]);
     });
 
+    it('drops the device\'s key packages and last resort when its identity changes (they carry the old one)', async () => {
+      const { store } = ctx;
+      const u = await newUser(store);
+      const d = await newDevice(store, u);
+      const id = { deviceId: d, userId: u, credential: bytes(1), signatureKey: bytes(2) };
+      await store.putIdentity(id, 10);
+      await store.addKeyPackages({ deviceId: d, userId: u }, refs('old', 3), kp('old-last', 9), 11, 100);
+      // The same identity again keeps them.
+      await store.putIdentity(id, 12);
+      expect(await store.countKeyPackages(d)).toEqual({ count: 3, lastResort: true });
+      await store.putIdentity({ ...id, signatureKey: bytes(3) }, 13);
+      expect(await store.countKeyPackages(d)).toEqual({ count: 0, lastResort: false });
+      expect(await store.claimKeyPackages([d])).toEqual([]);
+    });
+
     it('adds key packages in batches: duplicate refs ignored, at most `max` held, counted', async () => {
       const { store } = ctx;
       const u = await newUser(store);

@@ -195,7 +195,11 @@ describe('claiming', () => {
     // Nothing was taken from either pool.
     expect((await e.countKeyPackages()).count).toBe(2);
     expect((await f.countKeyPackages()).count).toBe(2);
+    // Nor their identities (as an unknown user).
+    expect(await codeOf(f.getIdentities(erin.userId))).toBe('E_USER_NOT_FOUND');
+    expect(await codeOf(e.getIdentities(frank.userId))).toBe('E_USER_NOT_FOUND');
     await e.unblockUser(frank.userId);
+    expect((await f.getIdentities(erin.userId)).devices).toHaveLength(1);
     expect((await f.claimKeyPackages([erin.userId]))[0]?.keyPackage).not.toBeNull();
   });
 
@@ -205,6 +209,8 @@ describe('claiming', () => {
     const ids = (n: number): string[] => Array.from({ length: n }, () => newId('user'));
     expect(await g.claimKeyPackages(ids(CLAIMS_PER_HOUR - 10))).toEqual([]);
     expect(await codeOf(g.claimKeyPackages(ids(20)))).toBe('E_RATE_LIMITED');
+    // A refused claim used up nothing: what is left of the hour can still be claimed.
+    expect(await g.claimKeyPackages(ids(10))).toEqual([]);
     const res = await fetch(`${tp.httpUrl}/v1/keys/claim`, {
       method: 'POST', headers: { 'content-type': 'application/json', authorization: `Bearer ${greg.token}` }, body: JSON.stringify({ users: ids(1) }),
     });

@@ -100,10 +100,12 @@ export async function deleteAccount(deps: AccountDeletionDeps, userId: string): 
   await store.deleteProfile(userId);
   await store.forgetRelations(userId);
   const pushRegistrations = await store.deletePushRegistrationsOf(userId);
-  const keys = await store.deleteKeysOf(userId);
+  let keys = await store.deleteKeysOf(userId);
   const core = await store.deleteUser(userId);
-  // Once more: an upload that a request authenticated before the revocation was still creating.
+  // Once more: an upload (media, key packages) that a request authenticated before the revocation
+  // was still creating.
   attachments += await removeMedia(deps, userId);
+  keys += await store.deleteKeysOf(userId);
 
   // 4. Redis.
   const target: ForgetTarget = { userId, phone: user?.phone ?? '', deviceIds };

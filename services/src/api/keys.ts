@@ -68,9 +68,11 @@ export function registerKeyRoutes(ctx: RouteContext): void {
   app.post('/v1/keys/claim', async (req, reply): Promise<{ devices: ClaimedDeviceKeys[] }> => {
     const caller = await authDevice(req);
     const users = [...new Set(parse(schemas.claimKeyPackages, req.body).users)];
-    const window = await limiter.take(`keys:claim:${caller.deviceId}`, CLAIM_WINDOW_SEC, users.length);
-    if (window.count > claimsPerHour) {
-      void reply.header('retry-after', String(window.resetSec));
+    // Checked before counting: a refused claim does not use up the rest of the hour's budget.
+    const used = await limiter.peek(`keys:claim:${caller.deviceId}`);
+    const window = used.count + users.length > claimsPerHour ? used : await limiter.take(`keys:claim:${caller.deviceId}`, CLAIM_WINDOW_SEC, users.length);
+    if (window === used || window.count > claimsPerHour) {
+      void reply.header('retry-after', String(Math.max(1, window.resetSec)));
       throw new ParleyError('E_RATE_LIMITED', `key package claims: at most ${claimsPerHour} users per hour; retry after ${window.resetSec} s`);
     }
     // A block either way: the pair gets nothing of each other (as an unknown user: left out).
@@ -97,10 +99,14 @@ export function registerKeyRoutes(ctx: RouteContext): void {
 
   // Every active device's identity, for safety numbers ("security codes").
   app.get('/v1/users/:userId/identities', async (req: FastifyRequest<{ Params: { userId: string } }>): Promise<UserIdentities> => {
-    await authDevice(req);
+    const caller = await authDevice(req);
     const { userId } = req.params;
     if (!isUserId(userId)) throw new ParleyError('E_VALIDATION', 'userId');
     if (!(await store.getUser(userId))) throw new ParleyError('E_USER_NOT_FOUND', userId);
+    // A block either way: as for claims, the pair is unknown to each other here.
+    if (userId !== caller.userId && (await store.blockedPairs([[caller.userId, userId]])).size > 0) {
+      throw new ParleyError('E_USER_NOT_FOUND', userId);
+    }
     const devices = await store.listDevices(userId);
     const found = new Map((await store.getIdentities(devices.map((d) => d.deviceId))).map((i) => [i.deviceId, i]));
     // In device order (oldest first), those that published one.

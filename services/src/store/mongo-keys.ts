@@ -82,7 +82,12 @@ export function createMongoKeyStore(db: Db): { store: KeyStore; indexes(): Promi
         if (same) return toIdentity(same);
         const replaced = await identities.updateOne(
           { _id: i.deviceId }, { $set: { userId: i.userId, credential, signatureKey, changedAt: at, changed: true } });
-        if (replaced.matchedCount > 0) return { ...i, changedAt: at, changed: true };
+        if (replaced.matchedCount > 0) {
+          // Key packages carry the credential they were made with: after a new identity the old
+          // ones would add the device with keys it may no longer hold.
+          await Promise.all([packages.deleteMany({ deviceId: i.deviceId }), lastResorts.deleteOne({ _id: i.deviceId })]);
+          return { ...i, changedAt: at, changed: true };
+        }
         try {
           await identities.insertOne({ _id: i.deviceId, userId: i.userId, credential, signatureKey, changedAt: at, changed: false });
           return { ...i, changedAt: at, changed: false };

@@ -66,6 +66,9 @@ export function createSqliteKeyStore(db: Database.Database): KeyStore {
     const changedAt = same ? before.changed_at : at;
     const changed = before !== undefined && !same;
     s.putIdentity.run(i.deviceId, i.userId, buf(i.credential), buf(i.signatureKey), changedAt, changed ? 1 : 0);
+    // Key packages carry the credential they were made with: after a new identity, the old ones
+    // would add the device with keys it may no longer hold.
+    if (changed) for (const del of s.delDevice.slice(1)) del.run(i.deviceId);
     return { ...i, changedAt, changed };
   });
 
