@@ -1237,29 +1237,27 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
     return message;
   }
 
-  /** What the device has not acknowledged, over its chats in chatId order; see ProgressStore. */
-  async function pending(deviceId: string, after: { chatId: string; seq: number } | null, limit: number): Promise<StoredMessage[]> {
-    if (limit <= 0) return [];
-    const out: StoredMessage[] = [];
+  /**
+   * The walk `pending` and `pendingCount` share: the device's chats in chatId order, from `after`,
+   * each as the filter of its messages past the watermark (inside the device's window, not its
+   * own); `visit` returns true to stop.
+   */
+  async function walkPending(
+    deviceId: string, after: { chatId: string; seq: number } | null, visit: (filter: Filter<MessageDoc>) => Promise<boolean>,
+  ): Promise<void> {
     const filter: Filter<DeviceChatDoc> = after ? { deviceId, chatId: { $gte: after.chatId } } : { deviceId };
     const cursor = deviceChats.find(filter, {
       sort: { chatId: 1 }, projection: { chatId: 1, deliveredSeq: 1, untilSeq: 1 }, batchSize: PAGE,
     });
     // `until`: the device's window ends there (its user left the chat); nothing after it is its to get.
     let page: Array<{ chatId: string; from: number; until: number | null }> = [];
-    /** Reads the page's chats in order; true once `limit` messages are collected. */
+    /** Visits the page's chats in order; true once `visit` says stop. */
     const readPage = async (): Promise<boolean> => {
       // Only the chats with something past the watermark cost a query of the messages.
       const last = await lastSeqs(page.map((c) => c.chatId));
       for (const { chatId, from, until } of page) {
         if ((last.get(chatId) ?? 0) <= from || (until !== null && until <= from)) continue;
-        const docs = await messages
-          .find({ chatId, seq: until === null ? { $gt: from } : { $gt: from, $lte: until }, senderDeviceId: { $ne: deviceId } })
-          .sort({ seq: 1 })
-          .limit(limit - out.length)
-          .toArray();
-        for (const d of docs) out.push(toMessage(d));
-        if (out.length >= limit) return true;
+        if (await visit({ chatId, seq: until === null ? { $gt: from } : { $gt: from, $lte: until }, senderDeviceId: { $ne: deviceId } })) return true;
       }
       page = [];
       return false;
@@ -1268,46 +1266,34 @@ export async function createMongoStore(opts: { url: string; dbName: string }): P
       for await (const dc of cursor) {
         const from = after && dc.chatId === after.chatId ? Math.max(dc.deliveredSeq, after.seq) : dc.deliveredSeq;
         page.push({ chatId: dc.chatId, from, until: dc.untilSeq ?? null });
-        if (page.length >= PAGE && (await readPage())) return out;
+        if (page.length >= PAGE && (await readPage())) return;
       }
       if (page.length > 0) await readPage();
     } finally {
       await cursor.close();
     }
+  }
+
+  /** What the device has not acknowledged, over its chats in chatId order; see ProgressStore. */
+  async function pending(deviceId: string, after: { chatId: string; seq: number } | null, limit: number): Promise<StoredMessage[]> {
+    if (limit <= 0) return [];
+    const out: StoredMessage[] = [];
+    await walkPending(deviceId, after, async (filter) => {
+      const docs = await messages.find(filter).sort({ seq: 1 }).limit(limit - out.length).toArray();
+      for (const d of docs) out.push(toMessage(d));
+      return out.length >= limit;
+    });
     return out;
   }
 
-  /** pending's messages counted, not read: the same chats, windows and filter, up to `limit`. */
+  /** pending's messages counted, not read: the same walk, up to `limit`. */
   async function pendingCount(deviceId: string, limit: number): Promise<number> {
     if (limit <= 0) return 0;
     let n = 0;
-    const cursor = deviceChats.find({ deviceId }, {
-      sort: { chatId: 1 }, projection: { chatId: 1, deliveredSeq: 1, untilSeq: 1 }, batchSize: PAGE,
+    await walkPending(deviceId, null, async (filter) => {
+      n += await messages.countDocuments(filter, { limit: limit - n });
+      return n >= limit;
     });
-    let page: Array<{ chatId: string; from: number; until: number | null }> = [];
-    /** Counts the page's chats; true once `limit` is reached. */
-    const countPage = async (): Promise<boolean> => {
-      const last = await lastSeqs(page.map((c) => c.chatId));
-      for (const { chatId, from, until } of page) {
-        if ((last.get(chatId) ?? 0) <= from || (until !== null && until <= from)) continue;
-        n += await messages.countDocuments(
-          { chatId, seq: until === null ? { $gt: from } : { $gt: from, $lte: until }, senderDeviceId: { $ne: deviceId } },
-          { limit: limit - n },
-        );
-        if (n >= limit) return true;
-      }
-      page = [];
-      return false;
-    };
-    try {
-      for await (const dc of cursor) {
-        page.push({ chatId: dc.chatId, from: dc.deliveredSeq, until: dc.untilSeq ?? null });
-        if (page.length >= PAGE && (await countPage())) return n;
-      }
-      if (page.length > 0) await countPage();
-    } finally {
-      await cursor.close();
-    }
     return n;
   }
 
