@@ -36,7 +36,7 @@ function parseArgs(argv: string[]): Args {
     else if (x.startsWith('--only=')) a.only = x.slice(7).split(',').filter(Boolean);
     else if (x === '--render') a.render = argv[i + 1] ?? null;
     else if (x === '--help' || x === '-h') {
-      console.log('usage: npm run bench [-- --quick] [--write] [--only relay,latency,drain,connections,wire,cost,group,mixed,shards,media,live] [--render results.json]');
+      console.log('usage: npm run bench [-- --quick] [--write] [--only relay,latency,drain,connections,wire,cost,group,mixed,shards,media,live,e2ee] [--render results.json]');
       process.exit(0);
     }
   }

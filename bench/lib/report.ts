@@ -107,7 +107,7 @@ const USAGE = `
 npm run bench                      # full run (about 10-16 minutes on 2 cores): writes docs/BENCHMARKS.md and docs/bench-*.svg
 npm run bench -- --quick           # smoke run (under 2 minutes; CI): writes bench/results/ (gitignored)
 npm run bench -- --quick --write   # quick run that still writes docs/
-npm run bench -- --only relay,wire # some scenarios only (names: relay, latency, drain, connections, wire, cost, group, mixed, shards)
+npm run bench -- --only relay,wire # some scenarios only (names: relay, latency, drain, connections, wire, cost, group, mixed, shards, media, live, e2ee)
 \`\`\`
 
 \`scripts/ensure-deps.sh --bench\` (run by \`npm run bench\`) installs Mosquitto and redis-server with

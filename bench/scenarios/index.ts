@@ -14,5 +14,6 @@ import { mixed } from './mixed.js';
 import { shards } from './shards.js';
 import { media } from './media.js';
 import { live } from './live.js';
+import { e2ee } from './e2ee.js';
 
-export const SCENARIOS: readonly Scenario[] = [relay, latency, drain, connections, wire, cost, group, mixed, shards, media, live];
+export const SCENARIOS: readonly Scenario[] = [relay, latency, drain, connections, wire, cost, group, mixed, shards, media, live, e2ee];

@@ -77,7 +77,7 @@ export const live: Scenario = {
       const [da, db] = reg.devices;
       if (!da || !db) throw new Error(`registration failed: ${reg.firstError ?? 'unknown'}`);
       const url = `mqtt://${t.host}:${t.port}`;
-      const mk = (d: typeof da): ParleyClient => new ParleyClient({ url, deviceId: d.deviceId, token: d.token, userId: d.userId, apiUrl: t.httpUrl });
+      const mk = (d: typeof da): ParleyClient => new ParleyClient({ url, deviceId: d.deviceId, token: d.token, userId: d.userId, apiUrl: t.httpUrl, e2ee: false });
       const a = mk(da);
       const b = mk(db);
       try {

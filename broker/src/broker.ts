@@ -326,7 +326,8 @@ export async function createBrokerNode(deps: BrokerDeps, options: Partial<Broker
       const c = connectedClient(aedes, deviceId);
       if (!c) return;
       const kind = peekKind(payload);
-      if (kind === 'typing' || kind === 'presence') agent.live(c, payload);
+      // Ephemeral kinds go to `live/` (QoS 0): typing, presence, and a device's key pool notice.
+      if (kind === 'typing' || kind === 'presence' || kind === 'keys') agent.live(c, payload);
       else agent.deliver(c, payload);
     },
     () => {

@@ -49,7 +49,7 @@ export interface DeliveryAgent {
   /** A live delivery from the workers for this connected client (an encoded envelope). */
   deliver(client: Client, payload: Uint8Array): void;
   /**
-   * An ephemeral envelope (typing, presence) for the client's `live/` topic: written at QoS 0 at
+   * An ephemeral envelope (typing, presence, keys) for the client's `live/` topic: written at QoS 0 at
    * once, never queued behind a catch-up, dropped when the client is not subscribed there.
    */
   live(client: Client, payload: Uint8Array): void;

@@ -6,7 +6,7 @@
 import { z } from 'zod';
 import type { ChatEvent, MediaRef } from './codec.js';
 import { GROUP_LIMITS, STATUS_TEXT_MAX } from './codec.js';
-import { isAttachmentId, isMsgId, isUserId } from './ids.js';
+import { isAttachmentId, isDeviceId, isMsgId, isUserId } from './ids.js';
 import { CONTACT_LIMITS, PHONE_HASH, PROFILE_LIMITS } from './social.js';
 /** Control characters (newlines allowed where `lines`). */
 const hasControl = (s: string, lines = false): boolean =>
@@ -18,6 +18,7 @@ export const E164 = /^\+[1-9][0-9]{6,14}$/;
 
 const phone = z.string().regex(E164, 'E.164 phone number, e.g. +447700900123');
 const userId = z.string().refine(isUserId, 'a userId');
+const deviceId = z.string().refine(isDeviceId, 'a deviceId');
 const deviceName = z.string().min(1).max(64);
 /** Members named in one request: a whole group of the largest allowed size fits. */
 const MAX_USERS_PER_REQUEST = 4096;
@@ -217,8 +218,17 @@ export const schemas = {
   }).strict().refine((b) => b.packages.length > 0 || b.lastResort !== undefined, 'packages: at least one (or a lastResort)'),
   /** GET /v1/keys/packages/count: no query parameters. */
   countKeyPackages: z.object({}).strict(),
-  /** POST /v1/keys/claim: one key package of every active device of these users. */
-  claimKeyPackages: z.object({ users: z.array(userId).min(1).max(KEY_LIMITS.usersPerClaim) }).strict(),
+  /**
+   * POST /v1/keys/claim: one key package of every active device of these users; with `devices`,
+   * of those devices only (of the users named: a member adding one new device to a group claims
+   * nothing of the others).
+   */
+  claimKeyPackages: z.object({
+    users: z.array(userId).min(1).max(KEY_LIMITS.usersPerClaim),
+    devices: z.array(deviceId).min(1).max(KEY_LIMITS.usersPerClaim).optional(),
+  }).strict(),
+  /** POST /v1/keys/identities: the published identities of these users' active devices (takes nothing). */
+  getIdentities: z.object({ users: z.array(userId).min(1).max(KEY_LIMITS.usersPerClaim) }).strict(),
 };
 
 /**
@@ -574,6 +584,8 @@ export type ExportRecord =
   | ({ type: 'privacy' } & PrivacySettings)
   /** A device of the account (revoked ones too); never its token. */
   | { type: 'device'; deviceId: string; name: string; createdAt: number; revokedAt: number | null }
+  /** The MLS identity a device of his published (base64url, as in `DeviceIdentityInfo`); public keys only. */
+  | { type: 'identity'; deviceId: string; credential: string; signatureKey: string; changedAt: number }
   | { type: 'contact'; userId: string }
   | { type: 'block'; userId: string }
   /**
@@ -674,7 +686,10 @@ export interface ClaimedDeviceKeys {
   low: boolean;
 }
 
-/** `GET /v1/users/:userId/identities`: the published identity of each of a user's active devices. */
+/**
+ * `GET /v1/users/:userId/identities` (and each user of `POST /v1/keys/identities`): the published
+ * identity of each of a user's active devices.
+ */
 export interface UserIdentities {
   userId: string;
   devices: DeviceIdentityInfo[];

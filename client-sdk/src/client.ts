@@ -34,8 +34,8 @@ import type { PushConfigInfo, PushRegistrationInfo, PushRegistrationInput } from
 import type {
   ClaimedDeviceKeys, IdentityPublished, KeyPackageCount, KeyPackagesUploaded, PublishIdentityInput, UploadKeyPackagesInput, UserIdentities,
 } from './api-types.js';
-import { base64ToBytes } from './bytes.js';
-import { downloadMedia, uploadMedia, type MediaData, type MediaMeta, type TransferOptions } from './media.js';
+import { base64ToBytes, bytesToBase64 } from './bytes.js';
+import { downloadMedia, mediaBytes, prepareMediaBytes, uploadMedia, type MediaData, type MediaMeta, type TransferOptions } from './media.js';
 import { ParleyError, type ErrorCode } from './errors.js';
 import { isChatId, isClientMsgId, isId, isMsgId, msgIdOf, newClientMsgId } from './ids.js';
 import { inboxTopic, liveTopic, outboxTopic, receiptTopic } from './topics.js';
@@ -45,6 +45,11 @@ import type { OwnStatusPost, PostStatusInput, StatusFeed, StatusViewer } from '.
 import type { AccountDeleted, AccountExport, DeletionCodeSent, ExportRecord } from './api-types.js';
 import { LiveChannel, type PresenceInfo, type TypingInfo } from './live.js';
 import { MemoryStateStore, OwnStatusTracker, Sequencer, type StateStore, type StatusUpdate } from './sequencer.js';
+import { E2eeEngine, type DecryptedExtra, type OutgoingContent, type UndecryptableInfo } from './e2ee/engine.js';
+import { MemoryKeyStorage, type KeyStorage } from './e2ee/storage.js';
+import { decryptAttachment, decodeAttachmentKey, encodeAttachmentKey, encryptAttachment } from './e2ee/attachment.js';
+import { formatSafetyNumber, safetyNumber, safetyQrPayload, verifySafetyQr, type IdentitySet } from './e2ee/safety.js';
+import { fromB64url as base64UrlToBytes } from './e2ee/engine.js';
 
 export type ConnectionState = 'disconnected' | 'connecting' | 'connected' | 'closed';
 
@@ -90,16 +95,31 @@ export interface ParleyClientOptions {
    * @defaultValue \{\}
    */
   mqttOptions: Partial<IClientOptions>;
+  /**
+   * End-to-end encryption of user-to-user chats (MLS; docs/SECURITY.md): on by default when
+   * `apiUrl` and `userId` are set, with the device's keys in `storage` (memory unless given: pass
+   * `FileKeyStorage` from `@parley/client-sdk/node` or `IndexedDbKeyStorage` to keep them across
+   * restarts; a device that loses its keys asks to be put back and cannot read what came before).
+   * `false`: bodies are sent in the clear (bots, backend services).
+   * @defaultValue `{ storage: new MemoryKeyStorage() }` with apiUrl and userId, else false
+   */
+  e2ee: false | { storage: KeyStorage };
+  /**
+   * The server's largest MQTT payload (`PARLEY_MAX_PAYLOAD_BYTES`): end-to-end handshakes bigger
+   * than that (large groups) go as attachments. @defaultValue 65536
+   */
+  maxPayloadBytes: number;
 }
 
 /** What the constructor takes: the required options, the rest optional. */
 export type ParleyClientInit = Pick<ParleyClientOptions, 'url' | 'deviceId' | 'token'> &
-  Partial<Omit<ParleyClientOptions, 'url' | 'deviceId' | 'token'>>;
+  Partial<Omit<ParleyClientOptions, 'url' | 'deviceId' | 'token' | 'e2ee'>> & { e2ee?: boolean | { storage?: KeyStorage } };
 
 /** The defaults of the optional options (`state` excepted: each client gets its own store). */
 export const DEFAULT_CLIENT_OPTIONS: Readonly<
-  Pick<ParleyClientOptions, 'keepalive' | 'reconnectPeriodMs' | 'maxReconnectPeriodMs' | 'connectTimeoutMs' | 'gapTimeoutMs'>
+  Pick<ParleyClientOptions, 'keepalive' | 'reconnectPeriodMs' | 'maxReconnectPeriodMs' | 'connectTimeoutMs' | 'gapTimeoutMs' | 'maxPayloadBytes'>
 > = Object.freeze({
+  maxPayloadBytes: 65_536,
   keepalive: 30,
   reconnectPeriodMs: 500,
   maxReconnectPeriodMs: 15_000,
@@ -115,7 +135,18 @@ export interface ChatMessage extends MessageFields {
   body: Body;
   /** Sent by this user (from another of the user's devices). */
   own: boolean;
+  /** The body was end-to-end encrypted to this device (false: sent in the clear, or a server event). */
+  encrypted?: boolean | undefined;
+  /** An end-to-end encrypted attachment's key (base64): `downloadMedia(message)` decrypts with it. */
+  mediaKey?: string | undefined;
+  /** The key of its client-made thumbnail (base64): `downloadMedia(message, { thumbnail: true })`. */
+  thumbnailKey?: string | undefined;
+  /** The sender's device resent this message in place of one this device could not decrypt (its msgId). */
+  replaces?: string | undefined;
 }
+
+/** A message this device could not decrypt; the SDK asked for it again (a `replaces` message follows if it can be had). */
+export type UndecryptableMessage = UndecryptableInfo;
 
 /** What `sendMessage` resolves with: where the server stored the message. */
 export type SentMessage = StoredInfo;
@@ -164,6 +195,8 @@ export interface ParleyClientEvents {
   chatList: ChatListItem[];
   /** One of this device's messages got its seq. */
   stored: StoredInfo;
+  /** An end-to-end encrypted message this device could not decrypt (see {@link UndecryptableMessage}). */
+  undecryptable: UndecryptableMessage;
   /** A tick of one of the user's own messages advanced (one event per message). */
   status: StatusUpdate;
   /** The server finished a sync. */
@@ -257,22 +290,31 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
   readonly #inbox: string;
   readonly #live: string;
   readonly #outbox: string;
+  readonly #e2ee: E2eeEngine | null = null;
+  #e2eeStarted = false;
+  /** Contents of end-to-end messages sent and not yet stored (kept once stored, for resend requests). */
+  readonly #sentContent = new Map<string, { content: OutgoingContent; epoch: number; groupId: string }>();
 
   constructor(init: ParleyClientInit) {
     super();
+    const { e2ee: e2eeInit, ...rest } = init;
+    const e2eeWanted = e2eeInit ?? (init.apiUrl !== undefined && init.userId !== undefined);
+    if (e2eeWanted !== false && (!init.apiUrl || !init.userId)) throw new ParleyError('E_CONFIG', 'end-to-end encryption needs apiUrl and userId (or e2ee: false)');
     const options: ParleyClientOptions = {
       ...DEFAULT_CLIENT_OPTIONS,
       state: init.state ?? new MemoryStateStore(),
       mqttOptions: {},
-      ...Object.fromEntries(Object.entries(init).filter(([, v]) => v !== undefined)),
+      ...Object.fromEntries(Object.entries(rest).filter(([, v]) => v !== undefined)),
+      e2ee: e2eeWanted === false ? false : { storage: (typeof e2eeWanted === 'object' ? e2eeWanted.storage : undefined) ?? new MemoryKeyStorage() },
     } as ParleyClientOptions;
     if (typeof options.url !== 'string' || options.url === '') throw new ParleyError('E_CONFIG', 'url is required');
     if (!isId(options.deviceId)) throw new ParleyError('E_CONFIG', 'deviceId is not a valid id');
     if (typeof options.token !== 'string' || options.token === '') throw new ParleyError('E_CONFIG', 'token is required');
-    for (const k of ['keepalive', 'reconnectPeriodMs', 'maxReconnectPeriodMs', 'connectTimeoutMs', 'gapTimeoutMs'] as const) {
+    for (const k of ['keepalive', 'reconnectPeriodMs', 'maxReconnectPeriodMs', 'connectTimeoutMs', 'gapTimeoutMs', 'maxPayloadBytes'] as const) {
       if (!Number.isFinite(options[k]) || options[k] < 0) throw new ParleyError('E_CONFIG', `${k} must be a number >= 0`);
     }
     this.options = Object.freeze(options);
+    if (options.e2ee) this.#e2ee = this.#makeE2ee(options.e2ee.storage);
     this.#inbox = inboxTopic(options.deviceId);
     this.#live = liveTopic(options.deviceId);
     this.#outbox = outboxTopic(options.deviceId);
@@ -348,7 +390,26 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
     if (typeof body !== 'string' && !(body instanceof Uint8Array)) {
       return Promise.reject(new ParleyError('E_VALIDATION', 'body must be a string or Uint8Array'));
     }
-    const payload = encode({ kind: 'send', clientMsgId, to, body, ...(opts.media ? { media: opts.media } : {}) });
+    const e2ee = this.#e2ee;
+    if (e2ee) {
+      const content: OutgoingContent = typeof body === 'string' ? { text: body } : { bytes: body };
+      return this.#sendEncrypted(e2ee, to, content, clientMsgId, opts.media);
+    }
+    return this.#sendClear(to, body, clientMsgId, opts.media);
+  }
+
+  /** Encrypts for the chat's group (setting it up first if needed), then sends the ciphertext. */
+  async #sendEncrypted(e2ee: E2eeEngine, to: string, content: OutgoingContent, clientMsgId: string, media?: string): Promise<{ clientMsgId: string }> {
+    const chatId = await e2ee.chatIdOf(to);
+    const sealed = await e2ee.encrypt(chatId, content);
+    if (!sealed) throw new ParleyError('E_INTERNAL', 'not encrypted');
+    const { body, epoch, groupId } = sealed;
+    remember(this.#sentContent, clientMsgId, { content, epoch, groupId });
+    return this.#sendClear(chatId, body, clientMsgId, media);
+  }
+
+  #sendClear(to: string, body: Body, clientMsgId: string, media?: string): Promise<{ clientMsgId: string }> {
+    const payload = encode({ kind: 'send', clientMsgId, to, body, ...(media ? { media } : {}) });
     return this.#publish(this.#outbox, payload).then(() => {
       if (!this.#stored.has(clientMsgId) && !this.#errorsByRef.has(clientMsgId)) remember(this.#unstored, clientMsgId, payload);
       return { clientMsgId };
@@ -374,10 +435,31 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
    * and made its thumbnail, then sends it to `to` with `caption`. Resolves with the message id.
    * `onProgress` reports bytes sent; `signal` pauses (rejects with E_CLOSED; call again to resume).
    */
-  async sendMedia(to: string, data: MediaData, meta: MediaMeta & { caption?: string }, opts: TransferOptions = {}): Promise<SentMessage> {
-    const { caption, ...rest } = meta;
-    const info = await this.uploadMedia(data, rest, opts);
-    return this.sendMessage(to, caption ?? '', { media: info.attachmentId });
+  async sendMedia(
+    to: string, data: MediaData, meta: MediaMeta & { caption?: string; thumbnail?: Uint8Array }, opts: TransferOptions = {},
+  ): Promise<SentMessage> {
+    const { caption, thumbnail, ...rest } = meta;
+    const e2ee = this.#e2ee;
+    if (!e2ee) {
+      const info = await this.uploadMedia(data, rest, opts);
+      return this.sendMessage(to, caption ?? '', { media: info.attachmentId });
+    }
+    // End-to-end: the bytes are encrypted here with a fresh key that travels inside the MLS
+    // message; the server can neither read nor thumbnail them, so the app's own thumbnail (if
+    // any) goes the same way, as the attachment's poster.
+    const plain = prepareMediaBytes(await mediaBytes(data), rest);
+    let poster: { attachmentId: string; key: Uint8Array } | undefined;
+    if (thumbnail) {
+      const t = await encryptAttachment(thumbnail);
+      const info = await this.uploadMedia(t.ciphertext, { kind: 'image', contentType: 'image/jpeg', encrypted: true }, opts);
+      poster = { attachmentId: info.attachmentId, key: encodeAttachmentKey(t.key) };
+    }
+    const { ciphertext, key } = await encryptAttachment(plain);
+    const info = await this.uploadMedia(ciphertext, { ...rest, encrypted: true, ...(poster ? { poster: poster.attachmentId } : {}) }, opts);
+    const { clientMsgId } = await this.#sendEncrypted(e2ee, to, {
+      text: caption ?? '', attachmentKey: encodeAttachmentKey(key), ...(poster ? { thumbnailKey: poster.key } : {}),
+    }, newClientMsgId(), info.attachmentId);
+    return this.waitStored(clientMsgId, DEFAULT_WAIT_STORED_MS);
   }
 
   /** The upload half of `sendMedia` (e.g. a video's poster, then the video with `poster`). */
@@ -392,6 +474,17 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
   downloadMedia(media: ChatMessage | MediaRef, opts: TransferOptions & { thumbnail?: boolean } = {}): Promise<Uint8Array> {
     const ref = 'attachmentId' in media ? media : media.media;
     if (!ref) return Promise.reject(new ParleyError('E_VALIDATION', 'not a media message'));
+    const msg = 'attachmentId' in media ? undefined : media;
+    const key = opts.thumbnail ? msg?.thumbnailKey : msg?.mediaKey;
+    if (ref.encrypted && key) {
+      // End-to-end encrypted by the SDK: the key came inside the message (the thumbnail is the
+      // poster attachment). Without a key (an app that encrypts by itself) the bytes are returned as stored.
+      const id = opts.thumbnail ? ref.poster : ref.attachmentId;
+      if (!id) return Promise.reject(new ParleyError('E_VALIDATION', 'no thumbnail in this message'));
+      const { thumbnail: _thumb, ...rest } = opts;
+      return this.#http((api, t) => downloadMedia(api, t, opts.thumbnail ? id : ref, rest))
+        .then((bytes) => decryptAttachment(bytes, decodeAttachmentKey(base64ToBytes(key))));
+    }
     return this.#http((api, t) => downloadMedia(api, t, ref, opts));
   }
 
@@ -876,6 +969,7 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
       op.reject(closedErr());
     }
     this.#sequencer.dispose();
+    this.#e2ee?.close();
     this.#setState('closed');
     this.#liveChannel.close();
     const m = this.#mqtt;
@@ -985,6 +1079,7 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
       this.#ready = true;
       this.#setState('connected');
       this.#dispatchQueued();
+      this.#startE2ee();
       this.#liveChannel.connected();
       // The server does not keep `stored` answers for a device that is away: whatever was
       // PUBACKed but not answered is sent again (same clientMsgId, stored once) to be answered now.
@@ -1095,6 +1190,10 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
         // Ephemeral: typing and presence only (anything else there is ignored).
         if (env.kind === 'typing') this.#liveChannel.onTyping(env);
         else if (env.kind === 'presence') this.#liveChannel.onPresence(env);
+        else if (env.kind === 'keys' && env.low && this.#e2ee) {
+          // Others claimed this device's key packages down to the low-water mark: upload more.
+          this.#e2ee.replenish().catch((e: unknown) => this.#error(toParleyError(e, 'E_UNAVAILABLE')));
+        }
         return;
       }
       this.#onEnvelope(env);
@@ -1186,6 +1285,15 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
     const tick = this.#ticks.track(env.chatId, env.seq, env.clientMsgId);
     if (tick) this.emit('status', tick);
     this.#sequencer.onStored(env);
+    const e2ee = this.#e2ee;
+    if (e2ee) {
+      e2ee.onStored(env.chatId);
+      const sent = this.#sentContent.get(env.clientMsgId);
+      if (sent) {
+        this.#sentContent.delete(env.clientMsgId);
+        e2ee.rememberSent(env.chatId, env.seq, sent.content, sent).catch((err: unknown) => this.#error(toParleyError(err, 'E_INTERNAL')));
+      }
+    }
   }
 
   /**
@@ -1201,8 +1309,13 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
     }
   }
 
-  /** Called by the Sequencer, in order. */
+  /** Called by the Sequencer, in order: through the end-to-end layer when it is on. */
   #deliver(m: MsgEnvelope): void {
+    if (this.#e2ee) this.#e2ee.onMessage(m);
+    else this.#emitMessage(m, { encrypted: false });
+  }
+
+  #emitMessage(m: MsgEnvelope, extra: DecryptedExtra): void {
     // A group change is nobody's own message (it has no ticks), even when this user made it.
     const own = !m.event && ((this.options.userId !== undefined && m.from === this.options.userId) || m.fromDevice === this.options.deviceId);
     const msg: ChatMessage = {
@@ -1217,6 +1330,10 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
       own,
       ...(m.event ? { event: m.event } : {}),
       ...(m.media ? { media: m.media } : {}),
+      ...(this.#e2ee && !m.event ? { encrypted: extra.encrypted } : {}),
+      ...(extra.attachmentKey ? { mediaKey: bytesToBase64(extra.attachmentKey) } : {}),
+      ...(extra.thumbnailKey ? { thumbnailKey: bytesToBase64(extra.thumbnailKey) } : {}),
+      ...(extra.replacesSeq !== undefined ? { replaces: msgIdOf(m.chatId, extra.replacesSeq) } : {}),
     };
     this.emit('newMessage', msg);
     if (m.event) this.emit('chatUpdate', { type: 'event', chatId: m.chatId, msgId: msg.msgId, seq: m.seq, by: m.from, ts: m.ts, event: m.event });
@@ -1224,6 +1341,86 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
       const tick = this.#ticks.track(m.chatId, m.seq);
       if (tick) this.emit('status', tick);
     }
+  }
+
+  #makeE2ee(storage: KeyStorage): E2eeEngine {
+    const userId = this.options.userId as string;
+    return new E2eeEngine({
+      userId,
+      deviceId: this.options.deviceId,
+      api: {
+        publishIdentity: (input) => this.publishIdentity(input),
+        uploadKeyPackages: (input) => this.uploadKeyPackages(input),
+        countKeyPackages: () => this.countKeyPackages(),
+        claimKeyPackages: (users, devices) => this.#http((api, t) => api.claimKeyPackages(users, t, devices ? { devices } : {})),
+        listIdentities: (users) => this.#http((api, t) => api.listIdentities(users, t)),
+        getChat: (chatId) => this.getChat(chatId),
+        createChat: (userId) => this.createChat(userId),
+      },
+      sendRaw: async (chatId, body, media) => {
+        const { clientMsgId } = await this.#sendClear(chatId, body, newClientMsgId(), media);
+        const stored = await this.waitStored(clientMsgId, DEFAULT_WAIT_STORED_MS);
+        return { seq: stored.seq, msgId: stored.msgId };
+      },
+      // The envelope around a body: ids, kind, CBOR framing (a few dozen bytes), with room to spare.
+      maxBodyBytes: this.options.maxPayloadBytes - 512,
+      upload: async (bytes) => (await this.uploadMedia(bytes, { kind: 'document', contentType: 'application/octet-stream', encrypted: true })).attachmentId,
+      download: (media) => this.#http((api, t) => downloadMedia(api, t, media)),
+      lastSeq: (chatId) => this.#sequencer.lastSeq(chatId),
+      deliver: (m, extra) => this.#emitMessage(m, extra),
+      undecryptable: (u) => this.emit('undecryptable', u),
+      error: (err) => this.#error(err),
+    }, storage);
+  }
+
+  /**
+   * The safety number of this user and `userId` (60 digits, the same on both sides, shown as 12
+   * groups of 5) over both users' published device keys, and the QR payload the other side scans
+   * (`verifySafetyQr`). Compare them in person or over another channel: a match means the server
+   * handed out the keys the devices really have (docs/SECURITY.md).
+   */
+  async getSafetyNumber(userId: string): Promise<{ safetyNumber: string; formatted: string; qr: Uint8Array }> {
+    const [mine, theirs] = await this.#identitySets(userId);
+    const n = await safetyNumber(mine, theirs);
+    return { safetyNumber: n, formatted: formatSafetyNumber(n), qr: await safetyQrPayload(mine, theirs) };
+  }
+
+  /** Whether a QR payload scanned from `userId`'s screen matches the keys this device sees for both users. */
+  async verifySafetyQr(userId: string, payload: Uint8Array): Promise<boolean> {
+    const [mine, theirs] = await this.#identitySets(userId);
+    return verifySafetyQr(payload, mine, theirs);
+  }
+
+  async #identitySets(userId: string): Promise<[IdentitySet, IdentitySet]> {
+    const me = this.options.userId;
+    if (me === undefined) throw new ParleyError('E_CONFIG', 'userId is not set');
+    if (!isId(userId)) throw new ParleyError('E_VALIDATION', 'userId');
+    const users = await this.#http((api, t) => api.listIdentities([me, userId], t));
+    const set = (u: string): IdentitySet => ({
+      userId: u, signatureKeys: (users.find((x) => x.userId === u)?.devices ?? []).map((d) => base64UrlToBytes(d.signatureKey)),
+    });
+    return [set(me), set(userId)];
+  }
+
+  /**
+   * End-to-end encryption: resolves once this device's identity and key packages are published
+   * (the client does it by itself on its first connection; other devices can add this one to
+   * their chats' groups from then on). Rejects with E_CONFIG when end-to-end encryption is off.
+   */
+  e2eeReady(): Promise<void> {
+    if (!this.#e2ee) return Promise.reject(new ParleyError('E_CONFIG', 'end-to-end encryption is off'));
+    return this.#e2ee.start();
+  }
+
+  /** Publishes this device's identity and key packages once per client (then on the server's request). */
+  #startE2ee(): void {
+    const e2ee = this.#e2ee;
+    if (!e2ee || this.#e2eeStarted) return;
+    this.#e2eeStarted = true;
+    e2ee.start().catch((err: unknown) => {
+      this.#e2eeStarted = false;
+      if (!(err instanceof ParleyError && err.code === 'E_CLOSED')) this.#error(toParleyError(err, 'E_UNAVAILABLE'));
+    });
   }
 
   #setState(state: ConnectionState): void {

@@ -9,7 +9,7 @@
  */
 import { Decoder, Encoder } from 'cbor-x';
 import { ParleyError, isErrorCode, type ErrorCode } from './errors.js';
-import { isAttachmentId, isChatId, isClientMsgId, isId, isStatusId, isUserId } from './ids.js';
+import { isAttachmentId, isChatId, isClientMsgId, isDeviceId, isId, isStatusId, isUserId } from './ids.js';
 import { base64ToBytes, bytesToBase64, bytesToHex, hexToBytes } from './bytes.js';
 
 export const KIND = {
@@ -26,6 +26,7 @@ export const KIND = {
   watch: 11,
   presence: 12,
   status: 13,
+  keys: 14,
 } as const;
 
 export const RECEIPT_STATUS = { delivered: 1, read: 2 } as const;
@@ -92,6 +93,10 @@ export interface MediaRef {
  * - `updated`: the name, description or avatar reference changed (only the changed ones are set;
  *   an empty string clears description or avatar).
  * - `deleted`: the group was deleted; nothing more is delivered in it.
+ * - `identity`: a device of `from` published its MLS identity for the first time (`added`),
+ *   published other bytes (`changed`: its security code changed), or was revoked after publishing
+ *   one (`removed`). Written by the server into every chat `from` is in, direct chats too, so that
+ *   each member device learns it in order with the messages (and re-keys the chat's MLS group).
  */
 export type ChatEvent =
   | { type: 'created'; name: string; members: string[]; admins: string[] }
@@ -102,13 +107,19 @@ export type ChatEvent =
   | { type: 'promoted'; users: string[] }
   | { type: 'demoted'; users: string[] }
   | { type: 'updated'; name?: string | undefined; description?: string | undefined; avatar?: string | undefined }
-  | { type: 'deleted' };
+  | { type: 'deleted' }
+  | { type: 'identity'; device: string; change: IdentityChange };
+
+/** What happened to a device's MLS identity (an `identity` chat event). */
+export type IdentityChange = 'added' | 'changed' | 'removed';
+/** On the wire: the index in this list. */
+const IDENTITY_CHANGES: readonly IdentityChange[] = ['added', 'changed', 'removed'];
 
 export type ChatEventType = ChatEvent['type'];
 
 /** Wire codes of chat events (the first item of the event array). */
 export const CHAT_EVENT = {
-  created: 1, added: 2, removed: 3, joined: 4, left: 5, promoted: 6, demoted: 7, updated: 8, deleted: 9,
+  created: 1, added: 2, removed: 3, joined: 4, left: 5, promoted: 6, demoted: 7, updated: 8, deleted: 9, identity: 10,
 } as const;
 
 /** Longest group name, description and avatar reference (characters). */
@@ -205,10 +216,18 @@ export interface StatusEnvelope {
   media?: MediaRef | undefined;
 }
 
+/**
+ * server -> device on `live/` (QoS 0): the device's pool of MLS key packages is down to `count`
+ * (under the server's low-water mark when `low`) after others claimed from it: upload more. Sent
+ * at once by the claim that took it there; a device that missed it learns the same from
+ * `GET /v1/keys/packages/count` when it connects. Wire: [14, count, low (0/1)].
+ */
+export interface KeysEnvelope { kind: 'keys'; count: number; low: boolean }
+
 export type Envelope =
   | SendEnvelope | MsgEnvelope | StoredEnvelope | ReceiptEnvelope
   | ErrorEnvelope | ReadEnvelope | SyncEnvelope | SyncedEnvelope | TallyEnvelope
-  | TypingEnvelope | WatchEnvelope | PresenceEnvelope | StatusEnvelope;
+  | TypingEnvelope | WatchEnvelope | PresenceEnvelope | StatusEnvelope | KeysEnvelope;
 
 const encoder = new Encoder({ useRecords: false, tagUint8Array: false });
 const decoder = new Decoder({ useRecords: false, mapsAsObjects: true });
@@ -249,6 +268,7 @@ export function encode(env: Envelope): Uint8Array {
         ? [KIND.status, env.statusId, env.from, env.ts, env.expiresAt, 1]
         : [KIND.status, env.statusId, env.from, env.ts, env.expiresAt, 0, env.text, env.background, env.font, env.media ? encodeMedia(env.media) : undefined];
       break;
+    case 'keys': fields = [KIND.keys, env.count, env.low ? 1 : 0]; break;
   }
   return encoder.encode(trim(fields));
 }
@@ -422,6 +442,9 @@ export function decode(payload: Uint8Array): Envelope {
         ...(media != null ? { media: decodeMedia(media) } : {}),
       };
     }
+    case KIND.keys:
+      if (!isCount(a) || (b !== 0 && b !== 1)) throw bad('keys fields');
+      return { kind: 'keys', count: a, low: b === 1 };
     default:
       throw bad('unknown kind');
   }
@@ -437,6 +460,7 @@ function encodeEvent(ev: ChatEvent): unknown[] {
     case 'left': return ev.promoted?.length ? [CHAT_EVENT.left, ev.promoted] : [CHAT_EVENT.left];
     case 'updated': return trim([CHAT_EVENT.updated, ev.name, ev.description, ev.avatar]);
     case 'joined': case 'deleted': return [CHAT_EVENT[ev.type]];
+    case 'identity': return [CHAT_EVENT.identity, ev.device, IDENTITY_CHANGES.indexOf(ev.change)];
   }
 }
 
@@ -496,6 +520,11 @@ export function decodeEvent(raw: unknown): ChatEvent {
     }
     case CHAT_EVENT.joined: return { type: 'joined' };
     case CHAT_EVENT.deleted: return { type: 'deleted' };
+    case CHAT_EVENT.identity: {
+      const change = typeof b === 'number' ? IDENTITY_CHANGES[b] : undefined;
+      if (!isDeviceId(a) || !change) throw bad('identity event');
+      return { type: 'identity', device: a, change };
+    }
     default: throw bad('unknown event');
   }
 }

@@ -301,9 +301,22 @@ export class ParleyApi {
     return this.#request({ method: 'GET', path: '/v1/keys/packages/count', token });
   }
 
-  /** One key package of every active device of these users. `POST /v1/keys/claim`. */
-  async claimKeyPackages(userIds: string[], token: string): Promise<ClaimedDeviceKeys[]> {
-    return (await this.#request<{ devices: ClaimedDeviceKeys[] }>({ method: 'POST', path: '/v1/keys/claim', body: { users: userIds }, token })).devices;
+  /**
+   * One key package of every active device of these users; with `options.devices`, of those
+   * devices only (of these users: the others keep their packages). `POST /v1/keys/claim`.
+   */
+  async claimKeyPackages(userIds: string[], token: string, options: { devices?: string[] } = {}): Promise<ClaimedDeviceKeys[]> {
+    const body = { users: userIds, ...(options.devices ? { devices: options.devices } : {}) };
+    return (await this.#request<{ devices: ClaimedDeviceKeys[] }>({ method: 'POST', path: '/v1/keys/claim', body, token })).devices;
+  }
+
+  /**
+   * The published identities of the active devices of up to 1,024 users in one call, in the order
+   * asked (each once); a user unknown, blocked either way or without identities has an empty
+   * list. Takes nothing from anyone's pool. `POST /v1/keys/identities`.
+   */
+  async listIdentities(userIds: string[], token: string): Promise<UserIdentities[]> {
+    return (await this.#request<{ users: UserIdentities[] }>({ method: 'POST', path: '/v1/keys/identities', body: { users: userIds }, token })).users;
   }
 
   /** The published identities of a user's active devices. `GET /v1/users/:userId/identities`. */

@@ -21,6 +21,11 @@ export function isUserId(value: unknown): value is string {
   return isId(value) && value.startsWith(ID_PREFIX.user);
 }
 
+/** A device id (= its MQTT clientId): `d` + 12 characters. */
+export function isDeviceId(value: unknown): value is string {
+  return isId(value) && value.startsWith(ID_PREFIX.device);
+}
+
 /** An attachment (uploaded media) id: `m` + 12 characters. */
 export function isAttachmentId(value: unknown): value is string {
   return isId(value) && value.startsWith(ID_PREFIX.media);

@@ -7,8 +7,10 @@
 export { ParleyClient, DEFAULT_CLIENT_OPTIONS, DEFAULT_WAIT_STORED_MS } from './client.js';
 export type {
   ParleyClientOptions, ParleyClientInit, ParleyClientEvents, ConnectionState, ChatMessage, ChatUpdate, SentMessage,
-  StoredInfo, SyncedInfo, StatusUpdate,
+  StoredInfo, SyncedInfo, StatusUpdate, UndecryptableMessage,
 } from './client.js';
+export { MemoryKeyStorage, IndexedDbKeyStorage } from './e2ee/storage.js';
+export type { KeyStorage } from './e2ee/storage.js';
 export { ParleyApi, DEFAULT_API_TIMEOUT_MS } from './http.js';
 export type { ParleyApiOptions } from './http.js';
 export type {

@@ -69,6 +69,14 @@ async function toBytes(d: MediaData): Promise<Uint8Array> {
   for (const c of chunks) { out.set(c, at); at += c.length; }
   return out;
 }
+/** A transfer's data as bytes (the whole file in memory). */
+export const mediaBytes = toBytes;
+
+/** Where a photo was taken is nobody else's business: a JPEG's GPS position stays on the phone (before any encryption). */
+export function prepareMediaBytes(raw: Uint8Array, meta: MediaMeta): Uint8Array {
+  return meta.kind === 'image' && !meta.encrypted && !meta.keepLocation && /jpe?g$/i.test(meta.contentType) ? stripJpegGps(raw) : raw;
+}
+
 const sleep = (ms: number, signal?: AbortSignal): Promise<void> => new Promise((resolve, reject) => {
   const t = setTimeout(resolve, ms);
   signal?.addEventListener('abort', () => { clearTimeout(t); reject(new ParleyError('E_CLOSED', 'aborted')); }, { once: true });
@@ -85,9 +93,7 @@ export async function sha256Hex(bytes: Uint8Array): Promise<string> {
 export async function uploadMedia(
   api: ParleyApi, token: string, state: StateStore, data: MediaData, meta: MediaMeta, opts: TransferOptions = {},
 ): Promise<AttachmentInfo> {
-  const raw = await toBytes(data);
-  // Where a photo was taken is nobody else's business: a JPEG's GPS position stays on the phone.
-  const bytes = meta.kind === 'image' && !meta.encrypted && !meta.keepLocation && /jpe?g$/i.test(meta.contentType) ? stripJpegGps(raw) : raw;
+  const bytes = prepareMediaBytes(await toBytes(data), meta);
   const sum = await sha256Hex(bytes);
   const stateKey = `upload:${sum}:${meta.kind}`;
   const savedRaw = await state.get(stateKey);

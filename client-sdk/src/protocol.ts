@@ -11,3 +11,6 @@ export * from './sequencer.js';
 export * from './emitter.js';
 export { stripJpegGps } from './exif.js';
 export { hashPhone, PHONE_HASH, CONTACT_LIMITS, PROFILE_LIMITS } from './social.js';
+export { canDecrypt } from './e2ee/engine.js';
+export { MlsGroup, newIdentity, newKeyPackage, CIPHERSUITE } from './e2ee/mls.js';
+export { isE2eeBody, decodeE2ee, encodeE2ee } from './e2ee/wire.js';

@@ -39,6 +39,7 @@ import { createFsBlobStore, type FsBlobStore } from './media/fs-blob-store.js';
 import { createS3BlobStore } from './media/s3-blob-store.js';
 import { fanoutJobs } from './workers/fanout.js';
 import { enqueueStatusFanout } from './workers/status-fanout.js';
+import { identityEventsQueue } from './workers/identity-events.js';
 import { StatusService } from './status/status.js';
 import { createDeviceAuth } from './auth/device-auth.js';
 import { redisRateLimiter } from './auth/rate-limit.js';
@@ -359,11 +360,16 @@ export async function startPlatform(cfg: Readonly<Config>, deps: PlatformDeps = 
             blobs,
           },
           forgetLive: (userId, deviceIds) => live.forget(userId, deviceIds),
+          // A device's identity changes, as events in its user's chats (a job: one commit per chat).
+          identityEvents: identityEventsQueue(queues),
+          // "Replenish": to the device's live/ topic over the delivery bus, like presence and typing.
+          notifyKeys: (notices) => live.notifyKeys(notices),
           // GET /metrics and /readyz beside the API's /healthz; the dashboard (/admin).
           extend: (app) => {
             opsRoutes(app, ops);
             adminApi({
               token: adminToken, redis, prefix: KEY_PREFIX, store, limiter, lastErrors, disconnect: disconnectEverywhere, now: clock,
+              identityEvents: (job) => identityEventsQueue(queues).enqueue(job),
               queues: clusterQueues(queues),
               log: log.child({ role: 'admin' }),
             })(app);

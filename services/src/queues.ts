@@ -6,7 +6,9 @@
  *   seqs follow the order its messages were accepted in, while different chats are stored by
  *   different workers at once (docs/ARCHITECTURE.md, "Ordering").
  * - `fanout`: deliveries of stored messages to a large chat's devices, one bounded chunk of
- *   devices per job, concurrent; a big group never holds up the ordered queues.
+ *   devices per job, concurrent; a big group never holds up the ordered queues. Also the other
+ *   jobs that fan one change out to many: status posts, and a device's identity change written
+ *   into each of its user's chats.
  * - `events`: delivered acks and read receipts; order-independent, concurrent.
  * - `maintenance`: the repeatable cleanup job.
  * - `media`: thumbnails of uploaded images (sharp), a couple at a time per process.
@@ -14,11 +16,13 @@
 import { Queue, type ConnectionOptions, type JobsOptions } from 'bullmq';
 import type { IngestGate } from './ingest-gate.js';
 import { groupBy } from './group-by.js';
+import type { IdentityChange } from '@parley/client-sdk/protocol';
 import type { IngestAck, IngestMessage, IngestRead, IngestSink } from '../../broker/src/index.js';
 
 export const QUEUE = { persist: 'persist', fanout: 'fanout', events: 'events', maintenance: 'maintenance', media: 'media', push: 'push' } as const;
 export const JOB = {
   persist: 'persist', fanout: 'fanout', acks: 'acks', reads: 'reads', cleanup: 'cleanup', thumbnail: 'thumbnail', push: 'push', statusFanout: 'statusFanout',
+  identityEvents: 'identityEvents',
 } as const;
 
 /** A chunk of a fan-out: messages `fromSeq..toSeq` of a chat to its devices after `afterDevice`. */
@@ -40,6 +44,18 @@ export interface PushJob {
   attempt?: number;
 }
 
+/**
+ * A device's MLS identity was published for the first time, changed, or went with the device's
+ * revocation: an `identity` event goes into every chat of its user (workers/identity-events.ts).
+ * `changedAt`: the identity's (added, changed) or the revocation's (removed) time.
+ */
+export interface IdentityEventsJob {
+  userId: string;
+  deviceId: string;
+  change: IdentityChange;
+  changedAt: number;
+}
+
 export interface JobData {
   persist: { items: IngestMessage[] };
   fanout: FanoutJob;
@@ -49,6 +65,7 @@ export interface JobData {
   thumbnail: { attachmentId: string };
   push: PushJob;
   statusFanout: { statusId: string; removed: boolean; afterUser: string; exceptDevice: string };
+  identityEvents: IdentityEventsJob;
 }
 
 export interface QueueSettings {

@@ -111,7 +111,8 @@ describe('client-sdk in Chromium', () => {
     const mine = await png(64, 64);
     const pagePromise = page.evaluate(async ({ url, apiUrl, alice, bobId, bytes }) => {
       const { ParleyClient } = (window as any).sdk;
-      const c = new ParleyClient({ url, apiUrl, deviceId: alice.deviceId, token: alice.token, userId: alice.userId });
+      // In the clear, to check the server's preview; end-to-end media is tested below.
+      const c = new ParleyClient({ url, apiUrl, deviceId: alice.deviceId, token: alice.token, userId: alice.userId, e2ee: false });
       const got: any[] = [];
       c.on('newMessage', (m: any) => { if (m.media) got.push(m); });
       await c.connect();
@@ -135,6 +136,47 @@ describe('client-sdk in Chromium', () => {
     expect(result.progress.at(-1)).toBe(mine.length);
     expect(result.hex).toBe(sha256(fromBob));
     expect(result.preview.length).toBeGreaterThan(10);
+    await page.close();
+  }, 60_000);
+
+  it('exchanges end-to-end encrypted messages (MLS on WebCrypto, keys in IndexedDB) with a Node device, across a page reload', async () => {
+    const alice = await tp.register();
+    const bob = await tp.register();
+    const b = device(tp.mqttUrl, bob, { apiUrl: tp.httpUrl, e2ee: true });
+    await b.client.connect();
+    await b.client.e2eeReady();
+    b.client.on('newMessage', (m) => { if (m.text?.startsWith('browser says')) void b.client.send(alice.userId, `node read: ${m.text}`); });
+
+    const page = await browser.newPage();
+    await page.goto(pageUrl);
+    await page.waitForFunction(() => (window as unknown as { ready?: boolean }).ready === true);
+    // One page run: connect with keys in IndexedDB, send, wait for the answer, close.
+    const run = (text: string): Promise<{ got: Array<{ text: string; encrypted: boolean }>; undecryptable: number }> => page.evaluate(async ({ url, apiUrl, alice, bobId, text }) => {
+      const { ParleyClient, IndexedDbKeyStorage } = (window as any).sdk;
+      const storage = new IndexedDbKeyStorage(`parley-${alice.deviceId}`);
+      const c = new ParleyClient({ url, apiUrl, deviceId: alice.deviceId, token: alice.token, userId: alice.userId, e2ee: { storage } });
+      const got: Array<{ text: string; encrypted: boolean }> = [];
+      let undecryptable = 0;
+      c.on('newMessage', (m: any) => { if (!m.event) got.push({ text: m.text, encrypted: m.encrypted }); });
+      c.on('undecryptable', () => { undecryptable++; });
+      await c.connect();
+      await c.sendMessage(bobId, text);
+      const deadline = Date.now() + 20_000;
+      while (!got.some((g) => g.text === `node read: ${text}`) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      await c.close();
+      storage.close();
+      return { got, undecryptable };
+    }, { url: tp.wsUrl, apiUrl: tp.httpUrl, alice: { deviceId: alice.deviceId, token: alice.token, userId: alice.userId }, bobId: bob.userId, text });
+
+    const first = await run('browser says hi');
+    expect(first.got).toContainEqual({ text: 'node read: browser says hi', encrypted: true });
+    expect(b.messages.find((m) => m.text === 'browser says hi')).toMatchObject({ encrypted: true, from: alice.userId });
+    // Reloaded: the same device with its keys from IndexedDB goes on in the same group.
+    await page.reload();
+    await page.waitForFunction(() => (window as unknown as { ready?: boolean }).ready === true);
+    const second = await run('browser says again');
+    expect(second.got).toContainEqual({ text: 'node read: browser says again', encrypted: true });
+    expect(second.undecryptable).toBe(0);
     await page.close();
   }, 60_000);
 

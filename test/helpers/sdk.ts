@@ -14,7 +14,8 @@ export interface Recorded {
 const open = new Set<ParleyClient>();
 
 export function device(url: string, r: Pick<Registered, 'deviceId' | 'token' | 'userId'>, extra: Partial<ConstructorParameters<typeof ParleyClient>[0]> = {}): Recorded {
-  const client = new ParleyClient({ url, deviceId: r.deviceId, token: r.token, userId: r.userId, reconnectPeriodMs: 100, maxReconnectPeriodMs: 1000, connectTimeoutMs: 30_000, ...extra });
+  // End-to-end encryption is off unless a test asks for it (extra.e2ee): most tests look at the server's side of the bodies.
+  const client = new ParleyClient({ url, deviceId: r.deviceId, token: r.token, userId: r.userId, reconnectPeriodMs: 100, maxReconnectPeriodMs: 1000, connectTimeoutMs: 30_000, e2ee: false, ...extra });
   open.add(client);
   const rec: Recorded = { client, messages: [], statuses: [], errors: [], synced: [], updates: [] };
   client.on('newMessage', (m) => rec.messages.push(m));

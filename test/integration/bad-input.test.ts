@@ -67,6 +67,7 @@ describe('bad MQTT input', () => {
       enc.encode([99, 'x']),                          // unknown kind
       enc.encode({ kind: 'send' }),                   // not an array
       encode({ kind: 'stored', clientMsgId: 'a', chatId: 'cAAAAAAAAAAAA', seq: 1, ts: 1 }), // server-only kind
+      encode({ kind: 'keys', count: 0, low: true }),  // server-only kind (a device's pool notice)
       new Uint8Array(0),                              // empty
     ];
     for (const payload of bad) {

@@ -18,7 +18,7 @@ import { prng } from './helpers.js';
 const cbor = new Encoder({ useRecords: false, tagUint8Array: false });
 
 describe('envelope decoder fuzz', () => {
-  const KINDS = new Set(['send', 'msg', 'stored', 'receipt', 'error', 'read', 'sync', 'synced', 'tally', 'typing', 'watch', 'presence', 'status']);
+  const KINDS = new Set(['send', 'msg', 'stored', 'receipt', 'error', 'read', 'sync', 'synced', 'tally', 'typing', 'watch', 'presence', 'status', 'keys']);
 
   /** decode() either gives a well-formed envelope (that encodes again) or throws E_BAD_ENVELOPE. */
   function check(payload: Uint8Array, label: string): 'ok' | 'refused' {
@@ -46,6 +46,7 @@ describe('envelope decoder fuzz', () => {
     { kind: 'send', clientMsgId: 'abc_123-XYZ', to: 'uAbCdEfGhIjKl', body: 'hello ☃ 😀' },
     { kind: 'send', clientMsgId: 'x', to: 'cAbCdEfGhIjKl', body: new Uint8Array([0, 1, 2, 255]) },
     { kind: 'msg', chatId: 'cAbCdEfGhIjKl', seq: 42, from: 'uAbCdEfGhIjKl', ts: 1_700_000_000_000, body: 'hi', fromDevice: 'dAbCdEfGhIjKl' },
+    { kind: 'msg', chatId: 'cAbCdEfGhIjKl', seq: 43, from: 'uAbCdEfGhIjKl', ts: 1_700_000_000_000, body: '', fromDevice: '', event: { type: 'identity', device: 'dAbCdEfGhIjKl', change: 'changed' } },
     { kind: 'stored', clientMsgId: 'm1', chatId: 'cAbCdEfGhIjKl', seq: 1, ts: 0 },
     { kind: 'receipt', chatId: 'cAbCdEfGhIjKl', seq: 9, status: 'read', by: 'uAbCdEfGhIjKl', ts: 5 },
     { kind: 'receipt', chatId: 'cAbCdEfGhIjKl', seq: 9, status: 'delivered', ts: 5 },
@@ -65,6 +66,7 @@ describe('envelope decoder fuzz', () => {
       kind: 'status', statusId: 'sAbCdEfGhIjKl', from: 'uAbCdEfGhIjKl', ts: 5, expiresAt: 86_400_005, text: 'caption',
       media: { attachmentId: 'mAbCdEfGhIjKl', kind: 'image', contentType: 'image/png', size: 10, sha256: 'ab'.repeat(32), preview: 'AAAA', width: 4, height: 3 },
     },
+    { kind: 'keys', count: 4, low: true },
   ];
 
   it('random bytes (seed 1, 20,000 payloads of 0-300 bytes)', () => {
@@ -105,7 +107,7 @@ describe('envelope decoder fuzz', () => {
       new Uint8Array(1000), [], [1, [2, [3]]], {}, { a: 1 }, { __proto__: { polluted: true } }, new Date(0), new Map([[1, 2]]),
     ];
     for (let i = 0; i < 30_000; i++) {
-      const kind = rnd.int(15); // 0 and 14 are not kinds
+      const kind = rnd.int(16); // 0 and 15 are not kinds
       const fields = Array.from({ length: rnd.int(8) }, () => rnd.pick(values));
       let payload: Uint8Array;
       try {
@@ -315,6 +317,8 @@ describe('HTTP fuzz: every answer is a catalogue error, never a 5xx', () => {
     { method: 'POST', path: () => '/v1/keys/packages', auth: true, body: () => ({ packages: [{ ref: 'cmVm', data: 'AAECAwQF' }, { ref: 'b'.repeat(43), data: 'A'.repeat(432) }], lastResort: { ref: 'last', data: 'AAAA' } }) },
     { method: 'GET', path: () => '/v1/keys/packages/count', auth: true },
     { method: 'POST', path: () => '/v1/keys/claim', auth: true, body: () => ({ users: [bob.userId, alice.userId, 'uAAAAAAAAAAAA'] }) },
+    { method: 'POST', path: () => '/v1/keys/claim', auth: true, body: () => ({ users: [bob.userId], devices: [bob.deviceId, 'dAAAAAAAAAAAA'] }) },
+    { method: 'POST', path: () => '/v1/keys/identities', auth: true, body: () => ({ users: [bob.userId, alice.userId, 'uAAAAAAAAAAAA'] }) },
     { method: 'GET', path: () => `/v1/users/${bob.userId}/identities`, auth: true },
     { method: 'POST', path: () => '/v1/account/deletion-code', auth: true, body: () => ({}) },
     // A wrong code: five of them lock the pending code (one right guess in a million would delete the caller).
@@ -342,7 +346,7 @@ describe('HTTP fuzz: every answer is a catalogue error, never a 5xx', () => {
         case 4: return rnd.pick(strings) + rnd.pick(strings);
         case 5: return rnd.int(1_000_000);
         case 6: return Array.from({ length: rnd.int(5) }, () => anyValue(depth + 1));
-        case 7: return Object.fromEntries(Array.from({ length: rnd.int(4) }, () => [rnd.pick(['phone', 'code', 'deviceName', 'phones', 'name', 'members', 'add', 'users', 'userId', 'kind', 'size', 'sha256', 'parts', 'packages', 'ref', 'data', 'lastResort', 'credential', 'x', '__proto__', 'constructor']), anyValue(depth + 1)]));
+        case 7: return Object.fromEntries(Array.from({ length: rnd.int(4) }, () => [rnd.pick(['phone', 'code', 'deviceName', 'phones', 'name', 'members', 'add', 'users', 'userId', 'kind', 'size', 'sha256', 'parts', 'packages', 'ref', 'data', 'lastResort', 'credential', 'devices', 'x', '__proto__', 'constructor']), anyValue(depth + 1)]));
         default: return rnd.pick(strings).repeat(1 + rnd.int(3));
       }
     };

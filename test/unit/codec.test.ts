@@ -1,7 +1,7 @@
 import { describe, expect, it } from 'vitest';
 import { Encoder } from 'cbor-x';
 import { ParleyError } from '@parley/client-sdk';
-import { KIND, MAX_STORED_MORE, STATUS_TEXT_MAX, decode, encode, type Envelope } from '@parley/client-sdk/protocol';
+import { CHAT_EVENT, KIND, MAX_STORED_MORE, STATUS_TEXT_MAX, decode, encode, peekKind, type Envelope } from '@parley/client-sdk/protocol';
 
 const cbor = new Encoder({ useRecords: false, tagUint8Array: false });
 const CHAT = 'cAAAAAAAAAAAA';
@@ -195,6 +195,42 @@ describe('codec: status (13)', () => {
     ];
     for (const fields of cases) {
       expect(() => decode(new Uint8Array(cbor.encode(fields))), JSON.stringify(fields).slice(0, 80))
+        .toThrowError(expect.objectContaining({ code: 'E_BAD_ENVELOPE' }) as unknown as Error);
+    }
+  });
+});
+
+describe('codec: identity events (10) in msg envelopes', () => {
+  const DEVICE = 'dAAAAAAAAAAAA';
+  it('round-trips each change, in a direct chat and in a group, as [10, deviceId, change (0-2)]', () => {
+    for (const chatId of ['cAAAAAAAAAAAA', 'gAAAAAAAAAAAA']) {
+      const base = { kind: 'msg' as const, chatId, seq: 4, from: 'uAAAAAAAAAAAA', ts: 5, body: '', fromDevice: '' };
+      for (const [i, change] of (['added', 'changed', 'removed'] as const).entries()) {
+        const env: Envelope = { ...base, event: { type: 'identity', device: DEVICE, change } };
+        expect(decode(encode(env))).toEqual(env);
+        expect([...encode(env)]).toEqual([...cbor.encode([KIND.msg, chatId, 4, base.from, 5, '', null, [CHAT_EVENT.identity, DEVICE, i]])]);
+      }
+    }
+  });
+  it('rejects malformed identity events with E_BAD_ENVELOPE', () => {
+    for (const ev of [[10], [10, DEVICE], [10, 'uAAAAAAAAAAAA', 0], [10, 'nope', 0], [10, DEVICE, 3], [10, DEVICE, -1], [10, DEVICE, 'added'], [10, DEVICE, 0.5]]) {
+      const bytes = cbor.encode([KIND.msg, 'gAAAAAAAAAAAA', 3, 'uAAAAAAAAAAAA', 5, '', null, ev]);
+      expect(() => decode(bytes), JSON.stringify(ev)).toThrowError(expect.objectContaining({ code: 'E_BAD_ENVELOPE' }) as unknown as Error);
+    }
+  });
+});
+
+describe('codec: keys (14)', () => {
+  it('round-trips as [14, count, low (0/1)], and the broker sees its kind without decoding', () => {
+    for (const env of [{ kind: 'keys', count: 3, low: true }, { kind: 'keys', count: 0, low: true }, { kind: 'keys', count: 100, low: false }] as Envelope[]) {
+      expect(decode(encode(env))).toEqual(env);
+      expect(peekKind(encode(env))).toBe('keys');
+    }
+    expect([...encode({ kind: 'keys', count: 2, low: true })]).toEqual([...cbor.encode([KIND.keys, 2, 1])]);
+  });
+  it('rejects malformed keys envelopes with E_BAD_ENVELOPE', () => {
+    for (const fields of [[KIND.keys], [KIND.keys, 1], [KIND.keys, -1, 1], [KIND.keys, 1.5, 0], [KIND.keys, '3', 1], [KIND.keys, 3, 2], [KIND.keys, 3, true]]) {
+      expect(() => decode(new Uint8Array(cbor.encode(fields))), JSON.stringify(fields))
         .toThrowError(expect.objectContaining({ code: 'E_BAD_ENVELOPE' }) as unknown as Error);
     }
   });

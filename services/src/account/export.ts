@@ -4,10 +4,11 @@
  * account never sits in memory: the route writes each line as it comes.
  *
  * What a user gets, WhatsApp's "export chat" being the model: his account, profile, privacy,
- * devices (never a token or a token hash), contacts and blocks, every chat he is or was in with
- * his membership window, the messages of that window (his and the others': a conversation is
- * both sides), the media of his uploads and of the messages he received with fresh download
- * URLs, and his live status posts. No code hashes, no other user's phone.
+ * devices (never a token or a token hash) and the MLS identities they published (public keys),
+ * contacts and blocks, every chat he is or was in with his membership window, the messages of
+ * that window (his and the others': a conversation is both sides), the media of his uploads and
+ * of the messages he received with fresh download URLs, and his live status posts. No code
+ * hashes, no other user's phone, no key packages.
  */
 import type { ExportRecord, HistoryMessage } from '@parley/client-sdk/api-types';
 import type { MediaRef } from '@parley/client-sdk/protocol';
@@ -29,6 +30,9 @@ const PAGE = 500;
 
 type MediaRecord = Extract<ExportRecord, { type: 'media' }>;
 
+/** Key bytes as the key directory hands them out (base64url without padding). */
+const base64url = (b: Uint8Array): string => Buffer.from(b.buffer, b.byteOffset, b.byteLength).toString('base64url');
+
 export async function* exportRecords(deps: ExportDeps, userId: string): AsyncGenerator<ExportRecord> {
   const { store } = deps;
   const counts: Record<string, number> = {};
@@ -41,9 +45,21 @@ export async function* exportRecords(deps: ExportDeps, userId: string): AsyncGen
   const profile = await store.getProfile(userId);
   yield { type: 'profile', name: profile?.name ?? '', about: profile?.about ?? '', avatar: profile?.avatar ?? null, updatedAt: profile?.updatedAt ?? null };
   yield { type: 'privacy', ...(await store.getPrivacy(userId)) };
-  for (const d of await store.listAllDevices(userId)) {
+  const devices = await store.listAllDevices(userId);
+  for (const d of devices) {
     count('device');
     yield { type: 'device', deviceId: d.deviceId, name: d.name, createdAt: d.createdAt, revokedAt: d.revokedAt };
+  }
+  // The MLS identities his devices published (public keys: the private ones never left the
+  // devices), in device order. A revoked device has none: its keys went with it.
+  const identities = new Map((await store.getIdentities(devices.map((d) => d.deviceId))).map((i) => [i.deviceId, i]));
+  for (const d of devices) {
+    const i = identities.get(d.deviceId);
+    if (!i) continue;
+    count('identity');
+    yield {
+      type: 'identity', deviceId: i.deviceId, credential: base64url(i.credential), signatureKey: base64url(i.signatureKey), changedAt: i.changedAt,
+    };
   }
   for (const c of await store.listContacts(userId)) {
     count('contact');

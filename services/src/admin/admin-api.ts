@@ -14,7 +14,7 @@ import { readOverview, sharedOverview, type ClusterQueues } from './cluster-view
 import { readClient } from './client-view.js';
 import type { LastErrors } from './last-error.js';
 import { registerDashboardPage } from './page-routes.js';
-import { registerAdminRoutes } from './routes.js';
+import { registerAdminRoutes, type AdminRouteDeps } from './routes.js';
 
 export interface AdminApiDeps {
   token: AdminToken;
@@ -26,6 +26,8 @@ export interface AdminApiDeps {
   lastErrors: LastErrors;
   /** Closes a device's connection on every broker node. */
   disconnect(deviceId: string): Promise<void>;
+  /** Queues a revoked device's identity events (services/src/workers/identity-events.ts). */
+  identityEvents: AdminRouteDeps['identityEvents'];
   now(): number;
   log: Logger;
 }
@@ -45,6 +47,7 @@ export function adminApi(deps: AdminApiDeps): (app: FastifyInstance) => void {
       client: (deviceId) => readClient({ store, redis, prefix, lastErrors: deps.lastErrors }, deviceId),
       connected: async (deviceId) => (await connectedDevices(redis, prefix, [deviceId]))[0] ?? false,
       disconnect: deps.disconnect,
+      identityEvents: deps.identityEvents,
       now: deps.now,
       log: deps.log,
     });

@@ -12,7 +12,7 @@ import type { Logger } from 'pino';
 import { ParleyError } from '@parley/client-sdk/protocol';
 import type { Store } from '../store/types.js';
 import type { RateLimiter } from '../auth/rate-limit.js';
-import { revokeDevice } from '../auth/revoke-device.js';
+import { revokeDevice, type RevokeDeps } from '../auth/revoke-device.js';
 import { parse } from '../api/context.js';
 import { adminSchemas, type ActionResult, type ClientView, type Overview } from './admin-types.js';
 import type { AdminToken } from './admin-token.js';
@@ -24,13 +24,15 @@ export const ADMIN_FAILURE_WINDOW_SEC = 600;
 export interface AdminRouteDeps {
   token: AdminToken;
   limiter: RateLimiter;
-  store: Pick<Store, 'getDevice' | 'revokeDevice' | 'deletePushRegistration' | 'deleteDeviceKeys'>;
+  store: Pick<Store, 'getDevice' | 'revokeDevice' | 'deletePushRegistration' | 'deleteDeviceKeys' | 'getIdentities'>;
   overview(): Promise<Overview>;
   client(deviceId: string): Promise<ClientView | null>;
   /** Whether the device is connected to some broker node now. */
   connected(deviceId: string): Promise<boolean>;
   /** Closes the device's connection on every broker node (it may reconnect). */
   disconnect(deviceId: string): Promise<void>;
+  /** A revocation's identity events (RevokeDeps). */
+  identityEvents: RevokeDeps['identityEvents'];
   now(): number;
   log: Logger;
 }
@@ -115,7 +117,7 @@ export function registerAdminRoutes(app: FastifyInstance, deps: AdminRouteDeps):
     admin.post('/clients/:deviceId/revoke', async (req): Promise<ActionResult> => {
       parse(adminSchemas.action, req.body);
       const device = await deviceOf(req);
-      await available(log, 'revoke', () => revokeDevice({ store, disconnect: deps.disconnect }, device.deviceId, deps.now()));
+      await available(log, 'revoke', () => revokeDevice({ store, disconnect: deps.disconnect, identityEvents: deps.identityEvents }, device.deviceId, deps.now()));
       log.info({ admin: 'revoke', deviceId: device.deviceId, userId: device.userId, ip: req.ip }, 'admin action');
       return { deviceId: device.deviceId, done: true };
     });

@@ -31,6 +31,8 @@ import type { BlobStore } from '../media/blob-store.js';
 import { registerStatusRoutes } from './status.js';
 import { registerKeyRoutes } from './keys.js';
 import type { StatusService } from '../status/status.js';
+import type { IdentityEventsQueue } from '../workers/identity-events.js';
+import type { KeysNotice } from '../live/live.js';
 
 export interface ApiOptions {
   /** Active devices per user, the primary included. */
@@ -84,6 +86,13 @@ export interface ApiDeps {
   account: { redis: AccountRedis; blobs: BlobStore; extraRedisKeys?: (target: ForgetTarget) => string[] };
   /** Forgets a deleted user's presence, last seen, watches and typing state on every node (services/src/live/). */
   forgetLive(userId: string, deviceIds: string[]): Promise<void>;
+  /**
+   * Queues the `identity` events of a device's identity change in its user's chats (its first
+   * publication, other bytes, its revocation: services/src/workers/identity-events.ts).
+   */
+  identityEvents: IdentityEventsQueue;
+  /** Tells connected devices, on their `live/` topic, that their key package pools ran low (services/src/live/). */
+  notifyKeys(notices: KeysNotice[]): Promise<void>;
   /** Extra routes (metrics, dashboard) registered by the composition root. */
   extend?: (app: FastifyInstance) => void;
 }
@@ -229,7 +238,7 @@ export function createApi(deps: ApiDeps, opts: ApiOptions): FastifyInstance {
     await store.deletePendingRegistration(body.phone);
     const t = now();
     const { user } = await store.getOrCreateUserByPhone(body.phone, newId('user'), t);
-    for (const d of await store.listDevices(user.userId)) await revokeDevice({ store, disconnect: deps.revoke }, d.deviceId, t);
+    for (const d of await store.listDevices(user.userId)) await revokeDevice({ store, disconnect: deps.revoke, identityEvents: (job) => deps.identityEvents.enqueue(job) }, d.deviceId, t);
     const deviceId = newId('device');
     const { token, tokenHash } = newDeviceToken(deviceId);
     await store.addDevice({ deviceId, userId: user.userId, tokenHash, name: body.deviceName ?? 'primary', createdAt: t }, { maxActive: opts.maxDevices, historyDepth: opts.linkHistory });
@@ -309,7 +318,7 @@ export function createApi(deps: ApiDeps, opts: ApiOptions): FastifyInstance {
     const caller = await authDevice(req);
     const target = await store.getDevice(req.params.deviceId);
     if (!target || target.userId !== caller.userId || target.revokedAt !== null) throw new ParleyError('E_NOT_FOUND', 'no such device');
-    await revokeDevice({ store, disconnect: deps.revoke }, target.deviceId, now());
+    await revokeDevice({ store, disconnect: deps.revoke, identityEvents: (job) => deps.identityEvents.enqueue(job) }, target.deviceId, now());
     return { revoked: target.deviceId };
   });
 

@@ -1,5 +1,6 @@
 /**
- * The live service (the broker's LiveSink): presence, last seen, watches and typing. Ephemeral:
+ * The live service (the broker's LiveSink): presence, last seen, watches and typing, and the key
+ * directory's "replenish" notices (`keys`, to one device about its own pool). Ephemeral:
  * nothing here is stored in the database or queued; envelopes go to the watching devices' `live/`
  * topics (QoS 0) over the delivery bus, to the one node each device is connected to.
  *
@@ -28,9 +29,21 @@ export interface LiveDeps {
   log: Logger;
 }
 
+/** A device's key package pool after a claim: `count` left, under the low-water mark when `low`. */
+export interface KeysNotice {
+  deviceId: string;
+  count: number;
+  low: boolean;
+}
+
 export interface LiveService extends LiveSink {
   /** Removes every presence and watch key of the user (account deletion). */
   forget(userId: string, deviceIds: string[]): Promise<void>;
+  /**
+   * Sends each device a `keys` envelope on its `live/` topic, wherever it is connected; a device
+   * connected nowhere gets nothing (it asks for its count when it connects).
+   */
+  notifyKeys(notices: KeysNotice[]): Promise<void>;
 }
 
 /** How long a chat's members are remembered for typing and watches. */
@@ -164,6 +177,9 @@ export function createLiveService(deps: LiveDeps): LiveService {
     }),
     async forget(userId, deviceIds) {
       await Promise.all([presence.forget(userId), watchers.forget(userId, deviceIds)]);
+    },
+    async notifyKeys(notices) {
+      await send(notices.map((n) => ({ deviceId: n.deviceId, env: { kind: 'keys', count: n.count, low: n.low } })));
     },
   };
 }

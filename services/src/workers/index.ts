@@ -11,6 +11,7 @@ import { processCleanup } from './cleanup.js';
 import { processThumbnail } from './thumbnail.js';
 import { processPush } from './push.js';
 import { processStatusFanout } from './status-fanout.js';
+import { processIdentityEvents } from './identity-events.js';
 
 /**
  * A processor's return value is the job's BullMQ return value: `persist` and `fanout` report what
@@ -31,6 +32,7 @@ export const PROCESSORS: Readonly<Record<string, Processor>> = Object.freeze({
   [JOB.thumbnail]: (ctx, job) => processThumbnail(ctx, (job.data as JobData['thumbnail']).attachmentId),
   [JOB.push]: (ctx, job) => processPush(ctx, job.data as JobData['push']),
   [JOB.statusFanout]: (ctx, job) => processStatusFanout(ctx, job.data as JobData['statusFanout']),
+  [JOB.identityEvents]: (ctx, job) => processIdentityEvents(ctx, job.data as JobData['identityEvents']),
 });
 
 export interface WorkerOptions {
