@@ -392,6 +392,8 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
     }
     const e2ee = this.#e2ee;
     if (e2ee) {
+      // An attachment uploaded by the app is in the clear on the server: sendMedia encrypts it.
+      if (opts.media) return Promise.reject(new ParleyError('E_VALIDATION', 'with end-to-end encryption, send media with sendMedia'));
       const content: OutgoingContent = typeof body === 'string' ? { text: body } : { bytes: body };
       return this.#sendEncrypted(e2ee, to, content, clientMsgId, opts.media);
     }
@@ -476,7 +478,8 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
     if (!ref) return Promise.reject(new ParleyError('E_VALIDATION', 'not a media message'));
     const msg = 'attachmentId' in media ? undefined : media;
     const key = opts.thumbnail ? msg?.thumbnailKey : msg?.mediaKey;
-    if (ref.encrypted && key) {
+    // The key inside the (authenticated) message decides, not the server's `encrypted` flag.
+    if (key) {
       // End-to-end encrypted by the SDK: the key came inside the message (the thumbnail is the
       // poster attachment). Without a key (an app that encrypts by itself) the bytes are returned as stored.
       const id = opts.thumbnail ? ref.poster : ref.attachmentId;
@@ -1287,7 +1290,6 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
     this.#sequencer.onStored(env);
     const e2ee = this.#e2ee;
     if (e2ee) {
-      e2ee.onStored(env.chatId);
       const sent = this.#sentContent.get(env.clientMsgId);
       if (sent) {
         this.#sentContent.delete(env.clientMsgId);
@@ -1356,6 +1358,7 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
         listIdentities: (users) => this.#http((api, t) => api.listIdentities(users, t)),
         getChat: (chatId) => this.getChat(chatId),
         createChat: (userId) => this.createChat(userId),
+        history: async (chatId, beforeSeq, limit) => (await this.readEarlierMessages(chatId, beforeSeq, limit)).messages,
       },
       sendRaw: async (chatId, body, media) => {
         const { clientMsgId } = await this.#sendClear(chatId, body, newClientMsgId(), media);
@@ -1366,7 +1369,6 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
       maxBodyBytes: this.options.maxPayloadBytes - 512,
       upload: async (bytes) => (await this.uploadMedia(bytes, { kind: 'document', contentType: 'application/octet-stream', encrypted: true })).attachmentId,
       download: (media) => this.#http((api, t) => downloadMedia(api, t, media)),
-      lastSeq: (chatId) => this.#sequencer.lastSeq(chatId),
       deliver: (m, extra) => this.#emitMessage(m, extra),
       undecryptable: (u) => this.emit('undecryptable', u),
       error: (err) => this.#error(err),
@@ -1391,10 +1393,19 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
     return verifySafetyQr(payload, mine, theirs);
   }
 
+  /**
+   * Both users' device keys: with end-to-end encryption, those of the direct chat's group after
+   * bringing it in line with the directory (the keys messages really go to); else the directory's.
+   */
   async #identitySets(userId: string): Promise<[IdentitySet, IdentitySet]> {
     const me = this.options.userId;
     if (me === undefined) throw new ParleyError('E_CONFIG', 'userId is not set');
     if (!isId(userId)) throw new ParleyError('E_VALIDATION', 'userId');
+    const e2ee = this.#e2ee;
+    if (e2ee) {
+      const keys = await e2ee.groupKeys(await e2ee.chatIdOf(userId));
+      return [{ userId: me, signatureKeys: keys.get(me) ?? [] }, { userId, signatureKeys: keys.get(userId) ?? [] }];
+    }
     const users = await this.#http((api, t) => api.listIdentities([me, userId], t));
     const set = (u: string): IdentitySet => ({
       userId: u, signatureKeys: (users.find((x) => x.userId === u)?.devices ?? []).map((d) => base64UrlToBytes(d.signatureKey)),

@@ -50,6 +50,7 @@ export const ERRORS = {
   E_ADD_NOT_ALLOWED: { status: 403, message: 'These users\' privacy settings do not let you add them to groups: send them an invitation link' },
   E_PUSH_UNSUPPORTED: { status: 422, message: 'This server does not send that kind of push notification' },
   E_PUSH_ENDPOINT: { status: 422, message: 'The Web Push endpoint is not one of the allowed push services' },
+  E_NO_KEYS: { status: 409, message: 'The recipient has no end-to-end encryption keys yet (no device connected with encryption on): nothing was sent' },
   E_STATUS_LIMIT: { status: 409, message: 'Too many status posts are live: remove one or wait until one expires' },
 } as const satisfies Record<string, { status: number; message: string }>;
 

@@ -168,6 +168,17 @@ describe('client-sdk in Chromium', () => {
       return { got, undecryptable };
     }, { url: tp.wsUrl, apiUrl: tp.httpUrl, alice: { deviceId: alice.deviceId, token: alice.token, userId: alice.userId }, bobId: bob.userId, text });
 
+    // Two clients of one device in one browser would reuse message keys: the second is refused.
+    const twice = await page.evaluate(async ({ url, apiUrl, alice }) => {
+      const { ParleyClient, MemoryKeyStorage } = (window as any).sdk;
+      const mk = () => new ParleyClient({ url, apiUrl, deviceId: alice.deviceId, token: alice.token, userId: alice.userId, e2ee: { storage: new MemoryKeyStorage() } });
+      const [one, two] = [mk(), mk()];
+      await one.e2eeReady();
+      const code = await two.e2eeReady().then(() => 'ok', (e: any) => e.code);
+      await Promise.all([one.close(), two.close()]);
+      return code;
+    }, { url: tp.wsUrl, apiUrl: tp.httpUrl, alice: { deviceId: alice.deviceId, token: alice.token, userId: alice.userId } });
+    expect(twice).toBe('E_CONFIG');
     const first = await run('browser says hi');
     expect(first.got).toContainEqual({ text: 'node read: browser says hi', encrypted: true });
     expect(b.messages.find((m) => m.text === 'browser says hi')).toMatchObject({ encrypted: true, from: alice.userId });

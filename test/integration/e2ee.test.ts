@@ -375,3 +375,48 @@ describe('mixed senders', () => {
     await waitText(b1, 'still fine');
   }, 60_000);
 });
+
+describe('forgeries', () => {
+  it('a member re-posting another member\'s ciphertext as its own, and a member device writing in the clear, are refused', async () => {
+    const [alice, bob, carol] = await Promise.all([tp.register(), tp.register(), tp.register()]);
+    const [a1, b1, c1] = await Promise.all([e2eeDevice(alice), e2eeDevice(bob), e2eeDevice(carol)]);
+    const group = await a1.client.createChat({ name: 'forgeries', members: [bob.userId, carol.userId] });
+    const original = await b1.client.sendMessage(group.chatId, 'bob wrote this');
+    await Promise.all([waitText(a1, 'bob wrote this'), waitText(c1, 'bob wrote this')]);
+
+    // Carol's second device (no end-to-end keys of its own) re-posts bob's ciphertext: the server
+    // names carol as the sender, MLS names bob's device, and its message key is used up: refused
+    // (the signing-device check alone is in test/unit/e2ee-wire.test.ts).
+    const carol2 = await tp.linkDevice(carol.token);
+    const replayer = device(tp.mqttUrl, carol2, { apiUrl: tp.httpUrl });
+    await replayer.client.connect();
+    const replay = await replayer.client.sendMessage(group.chatId, await storedBody(a1.client, group.chatId, original.seq));
+    await until(() => a1.undecryptable.some((u) => u.seq === replay.seq), 15_000, 'the replay refused');
+    expect(a1.undecryptable.find((u) => u.seq === replay.seq)).toMatchObject({ fromDevice: carol2.deviceId });
+    expect(['sender', 'failed']).toContain(a1.undecryptable.find((u) => u.seq === replay.seq)?.reason);
+
+    // Bob's own device, talking in the clear (a modified client, or the server writing as it): refused too.
+    await b1.client.close();
+    const clear = device(tp.mqttUrl, bob, { apiUrl: tp.httpUrl });
+    await clear.client.connect();
+    const forged = await clear.client.sendMessage(group.chatId, 'not really from bob');
+    await until(() => a1.undecryptable.some((u) => u.seq === forged.seq), 15_000, 'the cleartext refused');
+    expect(a1.undecryptable.find((u) => u.seq === forged.seq)).toMatchObject({ reason: 'cleartext', fromDevice: bob.deviceId });
+    expect(texts(a1)).not.toContain('not really from bob');
+    expect(texts(a1).filter((t) => t === 'bob wrote this')).toHaveLength(1);
+  }, 60_000);
+
+  it('a block between two members of a group does not split the group', async () => {
+    const [alice, bob, carol] = await Promise.all([tp.register(), tp.register(), tp.register()]);
+    const [a1, b1, c1] = await Promise.all([e2eeDevice(alice), e2eeDevice(bob), e2eeDevice(carol)]);
+    const group = await a1.client.createChat({ name: 'blocks', members: [bob.userId, carol.userId] });
+    await a1.client.sendMessage(group.chatId, 'before the block');
+    await Promise.all([waitText(b1, 'before the block'), waitText(c1, 'before the block')]);
+    await b1.client.blockUser(carol.userId);
+    await b1.client.sendMessage(group.chatId, 'bob after the block');
+    await a1.client.sendMessage(group.chatId, 'alice after the block');
+    await Promise.all([waitText(c1, 'alice after the block'), waitText(b1, 'alice after the block'), waitText(a1, 'bob after the block')]);
+    await waitText(c1, 'bob after the block');
+    for (const d of [a1, b1, c1]) expect(d.undecryptable).toEqual([]);
+  }, 60_000);
+});

@@ -19,7 +19,7 @@ import { existsSync, mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync,
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
 import { promisify } from 'node:util';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { build } from 'esbuild';
@@ -63,6 +63,7 @@ beforeAll(async () => {
       mkdirSync(join(app, 'node_modules'), { recursive: true });
       writeFileSync(join(app, 'package.json'), JSON.stringify({ name: 'pack-test-app', private: true, type: 'module' }));
       for (const dep of Object.keys(pkg.dependencies)) {
+        mkdirSync(dirname(join(app, 'node_modules', dep)), { recursive: true }); // a scoped package's @scope/
         symlinkSync(realpathSync(join(ROOT, 'node_modules', dep)), join(app, 'node_modules', dep), 'dir');
       }
       await run('npm', ['install', join(tmp, packed.filename), '--offline', '--no-audit', '--no-fund', '--ignore-scripts'], { cwd: app, env: cleanEnv() });
@@ -78,7 +79,7 @@ afterAll(async () => {
 describe('client-sdk tarball', () => {
   it('contains the compiled ESM, its declarations, README and CHANGELOG, and nothing else', () => {
     const files = packed.files.map((f) => f.path).sort();
-    const unexpected = files.filter((f) => !/^dist\/[\w-]+\.(js|d\.ts)$/.test(f) && !['package.json', 'README.md', 'CHANGELOG.md', 'LICENSE'].includes(f));
+    const unexpected = files.filter((f) => !/^dist\/([\w-]+\/)?[\w-]+\.(js|d\.ts)$/.test(f) && !['package.json', 'README.md', 'CHANGELOG.md', 'LICENSE'].includes(f));
     expect(unexpected).toEqual([]);
     expect(files).toContain('README.md');
     expect(files).toContain('CHANGELOG.md');
@@ -112,6 +113,8 @@ const a = new ParleyClient({ url: mqttUrl, apiUrl, ...alice });
 const b = new ParleyClient({ url: mqttUrl, apiUrl, ...bob });
 const arrived = new Promise((r) => b.on('newMessage', r));
 await Promise.all([a.connect(), b.connect()]);
+// End-to-end encryption is on (apiUrl and userId): both devices' keys are published first.
+await Promise.all([a.e2eeReady(), b.e2eeReady()]);
 const sent = await a.sendMessage(bob.userId, 'hello from the tarball');
 const m = await arrived;
 await Promise.all([a.close(), b.close()]);
@@ -119,7 +122,7 @@ process.send({
   resolved: import.meta.resolve('@parley/client-sdk'),
   protocolRoundTrip: decode(encode({ kind: 'sync' })).kind,
   hasSchemas: typeof schemas === 'object',
-  sent: sent.msgId, got: { msgId: m.msgId, text: m.text, from: m.from }, alice: alice.userId,
+  sent: sent.msgId, got: { msgId: m.msgId, text: m.text, from: m.from, encrypted: m.encrypted }, alice: alice.userId,
 });
 process.disconnect();
 `);
@@ -136,16 +139,17 @@ process.disconnect();
     expect(realpathSync(new URL(result.resolved).pathname)).toBe(realpathSync(join(app, 'node_modules/@parley/client-sdk/dist/index.js')));
     expect(result.protocolRoundTrip).toBe('sync');
     expect(result.hasSchemas).toBe(true);
-    expect(result.got).toEqual({ msgId: result.sent, text: 'hello from the tarball', from: result.alice });
+    expect(result.got).toEqual({ msgId: result.sent, text: 'hello from the tarball', from: result.alice, encrypted: true });
   });
 
-  it('type-checks a consumer of the three entry points (NodeNext with full lib check, and Bundler)', async () => {
+  it('type-checks a consumer of the entry points (NodeNext with full lib check, and Bundler)', async () => {
     writeFileSync(join(app, 'typed.ts'), `
 import { ParleyClient, ParleyError, type ChatMessage, type SentMessage } from '@parley/client-sdk';
 import { encode, type Envelope } from '@parley/client-sdk/protocol';
 import { schemas, type VerifyResult } from '@parley/client-sdk/api-types';
+import { FileKeyStorage } from '@parley/client-sdk/node';
 export async function demo(creds: VerifyResult): Promise<SentMessage> {
-  const c = new ParleyClient({ url: 'mqtt://localhost:1883', ...creds });
+  const c = new ParleyClient({ url: 'mqtt://localhost:1883', apiUrl: 'http://localhost:8080', ...creds, e2ee: { storage: new FileKeyStorage('/tmp/keys') } });
   c.on('newMessage', (m: ChatMessage) => console.log(m.text));
   c.on('error', (e: ParleyError) => console.log(e.code));
   const env: Envelope = { kind: 'sync' };

@@ -16,7 +16,8 @@ const samples: E2eeBody[] = [
   { type: 'handshake', commit: randomBytes(90), welcome: randomBytes(90) },
   { type: 'rejoin', keyPackage: randomBytes(324) },
   { type: 'resend', seqs: [1, 2, 99] },
-  { type: 'external' },
+  { type: 'external', groupId: randomBytes(20), epoch: 7 },
+  { type: 'external', groupId: null, epoch: null },
 ];
 
 const codeOf = (fn: () => unknown): string => {
@@ -104,6 +105,11 @@ describe('MLS through the wrapper', () => {
       got.push(new TextDecoder().decode(d.plaintext));
     }
     expect(got.sort()).toEqual(sent.map((s) => s.text).sort());
+    // The signing leaf's device comes out of decryption: what the SDK checks against the server's fromDevice.
+    const fromBob = await gb.encrypt(new TextEncoder().encode('from bob'));
+    gb = fromBob.group;
+    const read = await ga.decrypt(fromBob.message);
+    expect(read.sender).toEqual({ userId: 'uBob', deviceId: 'dBob' });
     // A replay of an already decrypted message is refused (its key is gone).
     await expect(gb.decrypt(sent[0]!.message)).rejects.toBeDefined();
   }, 60_000);

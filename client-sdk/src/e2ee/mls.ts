@@ -11,11 +11,14 @@
 import {
   createApplicationMessage, createCommit, createGroup, decodeGroupState, decodeMlsMessage, defaultCapabilities,
   defaultLifetime, emptyPskIndex, encodeGroupState, encodeMlsMessage, generateKeyPackageWithKey, getCiphersuiteFromName, getCiphersuiteImpl,
-  joinGroup, processMessage, acceptAll,
+  joinGroup, processMessage,
   type CiphersuiteImpl, type ClientConfig, type ClientState, type KeyPackage, type MLSMessage, type PrivateKeyPackage, type Proposal,
 } from 'ts-mls';
 import { makeKeyPackageRef } from 'ts-mls/keyPackage.js';
 import { defaultClientConfig } from 'ts-mls/clientConfig.js';
+// Decrypting through the lower-level call gives the sender's leaf, which `processMessage` drops.
+import { unprotectPrivateMessage } from 'ts-mls/messageProtection.js';
+import type { IncomingMessageCallback } from 'ts-mls';
 import { Decoder, Encoder } from 'cbor-x';
 import { ParleyError } from '../errors.js';
 
@@ -225,18 +228,38 @@ export class MlsGroup {
   /** The epoch a commit was made in (its group id too), without processing it. */
   static commitEpoch(commit: Uint8Array): { groupId: Uint8Array; epoch: bigint } {
     const m = decodeMessage(commit);
-    if (m.wireformat !== 'mls_public_message') throw new ParleyError('E_BAD_ENVELOPE', 'a commit must be an MLS PublicMessage');
+    if (m.wireformat !== 'mls_public_message' || m.publicMessage.content.contentType !== 'commit') {
+      throw new ParleyError('E_BAD_ENVELOPE', 'a handshake must be an MLS commit in a PublicMessage');
+    }
     return { groupId: m.publicMessage.content.groupId, epoch: m.publicMessage.content.epoch };
   }
 
-  /** Applies another member's commit (made in this epoch). */
+  /**
+   * Applies another member's commit (made in this epoch). Only adds and removes are accepted
+   * (what Parley's devices commit): a re-init, PSK or extension change from a member is refused.
+   */
   async process(commit: Uint8Array): Promise<MlsGroup> {
     const cs = await cipherSuite();
+    MlsGroup.commitEpoch(commit);
     const m = decodeMessage(commit);
     if (m.wireformat !== 'mls_public_message') throw new ParleyError('E_BAD_ENVELOPE', 'a commit must be an MLS PublicMessage');
-    const r = await processMessage(m, this.state, emptyPskIndex, acceptAll, cs);
-    if (r.kind !== 'newState') throw new ParleyError('E_BAD_ENVELOPE', 'not a handshake message');
+    const r = await processMessage(m, this.state, emptyPskIndex, onlyAddsAndRemoves, cs);
+    if (r.kind !== 'newState' || r.actionTaken !== 'accept') throw new ParleyError('E_BAD_ENVELOPE', 'a commit with proposals other than add and remove');
     return new MlsGroup(r.newState);
+  }
+
+  /**
+   * This group after our own commit (`this`), made while `before` went on receiving: the keys of
+   * the epochs before keep what was used since the commit was made (a message decrypted in
+   * between cannot be decrypted again).
+   */
+  adoptAfter(before: MlsGroup): MlsGroup {
+    const old = before.state;
+    const history = new Map(this.state.historicalReceiverData);
+    for (const [epoch, data] of old.historicalReceiverData) if (history.has(epoch)) history.set(epoch, data);
+    const prev = history.get(old.groupContext.epoch);
+    if (prev) history.set(old.groupContext.epoch, { ...prev, secretTree: old.secretTree });
+    return new MlsGroup({ ...this.state, historicalReceiverData: history });
   }
 
   async encrypt(plaintext: Uint8Array): Promise<{ group: MlsGroup; message: Uint8Array }> {
@@ -252,14 +275,45 @@ export class MlsGroup {
     return { groupId: m.privateMessage.groupId, epoch: m.privateMessage.epoch };
   }
 
-  async decrypt(message: Uint8Array): Promise<{ group: MlsGroup; plaintext: Uint8Array }> {
+  /**
+   * Decrypts an application message of this epoch or a retained earlier one. `sender` is the
+   * device of the leaf that signed it (in the tree of the message's epoch): the caller checks it
+   * against who the server says sent it, and whether that device is still a member.
+   */
+  async decrypt(message: Uint8Array): Promise<{ group: MlsGroup; plaintext: Uint8Array; sender: DeviceName | null }> {
     const cs = await cipherSuite();
     const m = decodeMessage(message);
     if (m.wireformat !== 'mls_private_message') throw new ParleyError('E_BAD_ENVELOPE', 'not an MLS PrivateMessage');
-    const r = await processMessage(m, this.state, emptyPskIndex, acceptAll, cs);
-    if (r.kind !== 'applicationMessage') throw new ParleyError('E_BAD_ENVELOPE', 'not an application message');
-    return { group: new MlsGroup(r.newState), plaintext: r.message };
+    const pm = m.privateMessage;
+    const st = this.state;
+    const past = pm.epoch < st.groupContext.epoch;
+    if (pm.epoch > st.groupContext.epoch) throw new ParleyError('E_BAD_ENVELOPE', 'a message of a later epoch');
+    const data = past ? st.historicalReceiverData.get(pm.epoch) : {
+      senderDataSecret: st.keySchedule.senderDataSecret, secretTree: st.secretTree, ratchetTree: st.ratchetTree, groupContext: st.groupContext,
+    };
+    if (!data) throw new ParleyError('E_BAD_ENVELOPE', 'a message of an epoch whose keys are gone');
+    const r = await unprotectPrivateMessage(data.senderDataSecret, pm, data.secretTree, data.ratchetTree, data.groupContext, st.clientConfig.keyRetentionConfig, cs);
+    const content = r.content.content;
+    if (content.contentType !== 'application' || content.sender.senderType !== 'member') throw new ParleyError('E_BAD_ENVELOPE', 'not an application message from a member');
+    const node = data.ratchetTree[content.sender.leafIndex * 2];
+    const cred = node?.nodeType === 'leaf' ? node.leaf.credential : undefined;
+    const sender = cred?.credentialType === 'basic' ? parseCredentialName(cred.identity) : null;
+    let next: ClientState;
+    if (past) {
+      const history = new Map(st.historicalReceiverData);
+      history.set(pm.epoch, { ...st.historicalReceiverData.get(pm.epoch)!, secretTree: r.tree });
+      next = { ...st, historicalReceiverData: history };
+    } else {
+      next = { ...st, secretTree: r.tree };
+    }
+    return { group: new MlsGroup(next), plaintext: content.applicationData, sender };
   }
 }
+
+/** Commits from other members: adds and removes only. */
+const onlyAddsAndRemoves: IncomingMessageCallback = (incoming) => {
+  if (incoming.kind !== 'commit') return 'reject';
+  return incoming.proposals.every((p) => p.proposal.proposalType === 'add' || p.proposal.proposalType === 'remove') ? 'accept' : 'reject';
+};
 
 export const equalBytes = (a: Uint8Array, b: Uint8Array): boolean => a.length === b.length && a.every((v, i) => v === b[i]);

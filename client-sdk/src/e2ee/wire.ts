@@ -12,8 +12,10 @@
  *   asks to be put back: any member removes its old leaf and adds this key package.
  * - `resend` [4, seqs]: a device could not decrypt these messages of the chat: their sender's device
  *   sends them again (as new messages that name the original) if it still has them.
- * - `external` [5]: a handshake too big for one MQTT payload (a commit or Welcome of a large
- *   group): its body is the message's attachment, uploaded and downloaded like media.
+ * - `external` [5, groupId, epoch | null]: a handshake too big for one MQTT payload (a commit or
+ *   Welcome of a large group): its body is the message's attachment, uploaded and downloaded like
+ *   media. The header names the commit's group and epoch (null: a new group's Welcome), so a
+ *   device skips the download of a commit that lost its epoch.
  *
  * Nothing here is secret but the MLS ciphertexts; see docs/SECURITY.md for what the server learns.
  */
@@ -29,7 +31,7 @@ export type E2eeBody =
   | { type: 'handshake'; commit: Uint8Array | null; welcome: Uint8Array | null }
   | { type: 'rejoin'; keyPackage: Uint8Array }
   | { type: 'resend'; seqs: number[] }
-  | { type: 'external' };
+  | { type: 'external'; groupId: Uint8Array | null; epoch: number | null };
 
 const TYPE = { app: 1, handshake: 2, rejoin: 3, resend: 4, external: 5 } as const;
 /** Most seqs one resend request names. */
@@ -50,7 +52,7 @@ export function encodeE2ee(b: E2eeBody): Uint8Array {
     case 'handshake': fields = [TYPE.handshake, b.commit, b.welcome]; break;
     case 'rejoin': fields = [TYPE.rejoin, b.keyPackage]; break;
     case 'resend': fields = [TYPE.resend, b.seqs]; break;
-    case 'external': fields = [TYPE.external]; break;
+    case 'external': fields = [TYPE.external, b.groupId, b.epoch]; break;
   }
   const inner = cbor.encode(fields) as Uint8Array;
   const out = new Uint8Array(inner.length + 3);
@@ -91,8 +93,12 @@ export function decodeE2ee(body: Uint8Array): E2eeBody {
       if (!Array.isArray(seqs) || seqs.length === 0 || seqs.length > MAX_RESEND || !seqs.every((s) => Number.isSafeInteger(s) && (s as number) > 0)) throw bad('resend: seqs');
       return { type: 'resend', seqs: seqs as number[] };
     }
-    case TYPE.external:
-      return { type: 'external' };
+    case TYPE.external: {
+      const groupId: unknown = a[1] ?? null;
+      const epoch: unknown = a[2] ?? null;
+      if ((groupId !== null && !isBytes(groupId)) || (epoch !== null && !(Number.isSafeInteger(epoch) && (epoch as number) >= 0))) throw bad('external');
+      return { type: 'external', groupId, epoch: epoch as number | null };
+    }
     default:
       throw bad(`unknown type ${String(a[0])}`);
   }
