@@ -438,9 +438,9 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
    * `onProgress` reports bytes sent; `signal` pauses (rejects with E_CLOSED; call again to resume).
    */
   async sendMedia(
-    to: string, data: MediaData, meta: MediaMeta & { caption?: string; thumbnail?: Uint8Array }, opts: TransferOptions = {},
+    to: string, data: MediaData, meta: MediaMeta & { caption?: string; thumbnail?: Uint8Array; preview?: string }, opts: TransferOptions = {},
   ): Promise<SentMessage> {
-    const { caption, thumbnail, ...rest } = meta;
+    const { caption, thumbnail, preview, ...rest } = meta;
     const e2ee = this.#e2ee;
     if (!e2ee) {
       const info = await this.uploadMedia(data, rest, opts);
@@ -460,6 +460,7 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
     const info = await this.uploadMedia(ciphertext, { ...rest, encrypted: true, ...(poster ? { poster: poster.attachmentId } : {}) }, opts);
     const { clientMsgId } = await this.#sendEncrypted(e2ee, to, {
       text: caption ?? '', attachmentKey: encodeAttachmentKey(key), ...(poster ? { thumbnailKey: poster.key } : {}),
+      ...(preview !== undefined ? { preview } : {}),
     }, newClientMsgId(), info.attachmentId);
     return this.waitStored(clientMsgId, DEFAULT_WAIT_STORED_MS);
   }
@@ -1331,7 +1332,8 @@ export class ParleyClient extends TypedEmitter<ParleyClientEvents> {
       ...(typeof m.body === 'string' && !m.event ? { text: m.body } : {}),
       own,
       ...(m.event ? { event: m.event } : {}),
-      ...(m.media ? { media: m.media } : {}),
+      // An end-to-end attachment's preview comes inside the message (the server cannot make one).
+      ...(m.media ? { media: extra.preview !== undefined ? { ...m.media, preview: extra.preview } : m.media } : {}),
       ...(this.#e2ee && !m.event ? { encrypted: extra.encrypted } : {}),
       ...(extra.attachmentKey ? { mediaKey: bytesToBase64(extra.attachmentKey) } : {}),
       ...(extra.thumbnailKey ? { thumbnailKey: bytesToBase64(extra.thumbnailKey) } : {}),

@@ -10,12 +10,12 @@
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { CHROMIUM, launchChromium } from '../helpers/browser.js';
 import type { ConnectionState } from '@parley/client-sdk';
 import { startTestPlatform, until, type TestPlatform } from '../helpers/platform.js';
 import { closeAll, device, type Recorded } from '../helpers/sdk.js';
 
-const CHROMIUM = '/usr/bin/chromium';
 const ADMIN_TOKEN = `browser-admin-token-${'k'.repeat(24)}`;
 const SCREENSHOT = process.env.PARLEY_SCREENSHOT === '1';
 
@@ -33,11 +33,7 @@ let traffic: { stop(): Promise<void> } | undefined;
 beforeAll(async () => {
   tp = await startTestPlatform({ PARLEY_ADMIN_TOKEN: ADMIN_TOKEN });
   tp2 = await startTestPlatform({ PARLEY_ROLES: 'broker', PARLEY_REDIS_URL: tp.platform.urls.redis }, { dataDir: tp.dataDir });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-  });
+  browser = await launchChromium();
   page = await browser.newPage({ viewport: { width: 1366, height: 768 } });
   // Failed loads are reported as console errors too: they are checked by URL below instead.
   page.on('console', (m) => { if (m.type() === 'error' && !m.text().startsWith('Failed to load resource')) problems.push(`console: ${m.text()}`); });

@@ -4,15 +4,12 @@
  * headless Chromium (Debian's, driven by playwright-core), and the contract's cases run in the
  * page against IndexedDB; Node asserts their results. One browser launch, one page run.
  */
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { build } from 'esbuild';
-import { chromium, type Browser, type Page } from 'playwright-core';
+import type { Browser, Page } from 'playwright-core';
+import { CHROMIUM, launchChromium, serveModule } from '../helpers/browser.js';
 import { keyStorageContract } from '../helpers/key-storage-contract.js';
-
-const CHROMIUM = '/usr/bin/chromium';
 
 // The cases' names, known here without running anything (the factory is only called by `run`).
 const noStorage = (): never => {
@@ -20,7 +17,7 @@ const noStorage = (): never => {
 };
 const CASES = keyStorageContract(noStorage, { reopen: noStorage }).map((c) => c.name);
 
-let http: Server;
+let server: { url: string; close(): Promise<void> } | undefined;
 let pageUrl: string;
 let browser: Browser;
 let page: Page;
@@ -47,21 +44,9 @@ beforeAll(async () => {
     target: 'es2022',
   });
   const js = bundle.outputFiles[0]!.text;
-  http = createServer((req, res) => {
-    if (req.url === '/storage.js') {
-      res.writeHead(200, { 'content-type': 'text/javascript' }).end(js);
-    } else {
-      res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>parley</title><script type="module">import * as kst from "/storage.js"; window.kst = kst; window.ready = true;</script>');
-    }
-  });
-  await new Promise<void>((r) => http.listen(0, '127.0.0.1', () => r()));
-  pageUrl = `http://127.0.0.1:${(http.address() as AddressInfo).port}/`;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-    // playwright gives the browser a fresh temporary profile of its own.
-  });
+  server = await serveModule(js, 'kst');
+  pageUrl = server.url;
+  browser = await launchChromium();
   page = await browser.newPage();
   await page.goto(pageUrl);
   await page.waitForFunction(() => (window as unknown as { ready?: boolean }).ready === true);
@@ -125,7 +110,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await browser?.close();
-  await new Promise<void>((r) => (http ? http.close(() => r()) : r()));
+  await server?.close();
 });
 
 describe('IndexedDbKeyStorage in Chromium', () => {

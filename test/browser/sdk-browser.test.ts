@@ -3,20 +3,17 @@
  * served to headless Chromium (Debian's, driven by playwright-core), and chats over MQTT/WebSocket
  * with a Node SDK client through a real platform.
  */
-import { createServer, type Server } from 'node:http';
-import type { AddressInfo } from 'node:net';
 import { existsSync } from 'node:fs';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { build } from 'esbuild';
-import { chromium, type Browser } from 'playwright-core';
+import type { Browser } from 'playwright-core';
+import { CHROMIUM, launchChromium, serveModule } from '../helpers/browser.js';
 import { startTestPlatform, until, type TestPlatform } from '../helpers/platform.js';
 import { closeAll, device } from '../helpers/sdk.js';
 import { png, sha256 } from '../helpers/media.js';
 
-const CHROMIUM = '/usr/bin/chromium';
-
 let tp: TestPlatform;
-let http: Server;
+let server: { url: string; close(): Promise<void> } | undefined;
 let pageUrl: string;
 let browser: Browser;
 
@@ -33,28 +30,15 @@ beforeAll(async () => {
     // mqtt.js' browser build reads process.env in one place.
     define: { 'process.env.NODE_ENV': '"production"', global: 'globalThis' },
   });
-  const js = bundle.outputFiles[0]!.text;
-  http = createServer((req, res) => {
-    if (req.url === '/sdk.js') {
-      res.writeHead(200, { 'content-type': 'text/javascript' }).end(js);
-    } else {
-      res.writeHead(200, { 'content-type': 'text/html' }).end('<!doctype html><title>parley</title><script type="module">import * as sdk from "/sdk.js"; window.sdk = sdk; window.ready = true;</script>');
-    }
-  });
-  await new Promise<void>((r) => http.listen(0, '127.0.0.1', () => r()));
-  pageUrl = `http://127.0.0.1:${(http.address() as AddressInfo).port}/`;
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    args: ['--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync'],
-    // playwright gives the browser a fresh temporary profile of its own.
-  });
+  server = await serveModule(bundle.outputFiles[0]!.text, 'sdk');
+  pageUrl = server.url;
+  browser = await launchChromium();
 });
 
 afterAll(async () => {
   await closeAll();
   await browser?.close();
-  await new Promise<void>((r) => (http ? http.close(() => r()) : r()));
+  await server?.close();
   await tp?.close();
 });
 

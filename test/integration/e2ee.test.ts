@@ -16,7 +16,7 @@ import { MemoryKeyStorage, MemoryStateStore, type ChatMessage, type ParleyClient
 import { canDecrypt, decodeE2ee, isE2eeBody } from '@parley/client-sdk/protocol';
 import { startTestPlatform, until, type Registered, type TestPlatform } from '../helpers/platform.js';
 import { png } from '../helpers/media.js';
-import { closeAll, device, type Recorded } from '../helpers/sdk.js';
+import { closeAll, device, statusOf, type Recorded } from '../helpers/sdk.js';
 
 let tp: TestPlatform;
 let redis: Redis;
@@ -107,6 +107,9 @@ describe('1:1 with linked devices', () => {
     await Promise.all([waitText(b1, secret1), waitText(a2, secret1)]);
     expect(got(b1, secret1)).toMatchObject({ encrypted: true, own: false, from: alice.userId, fromDevice: alice.deviceId, msgId: sent.msgId });
     expect(got(a2, secret1)).toMatchObject({ encrypted: true, own: true });
+    // Ticks work as before: receipts are outside the ciphertext.
+    await b1.client.markRead(sent.msgId);
+    await until(() => statusOf(a1, sent.msgId) === 'read', 15_000, 'the read tick');
 
     const haystack = await everythingStored();
     expect(haystack.includes(Buffer.from(secret1))).toBe(false);
@@ -245,15 +248,18 @@ describe('media', () => {
     const [a1, b1] = await Promise.all([e2eeDevice(alice), e2eeDevice(bob)]);
     const picture = await png(320, 240);
     const thumbnail = await png(32, 24);
-    await a1.client.sendMedia(bob.userId, picture, { kind: 'image', contentType: 'image/png', caption: 'secret picture', thumbnail });
+    const preview = 'YJqGPQw7sFlslqhFafSE+Q6oJ1h2iHB2Rw'; // a ThumbHash the app made (base64)
+    await a1.client.sendMedia(bob.userId, picture, { kind: 'image', contentType: 'image/png', caption: 'secret picture', thumbnail, preview });
     await waitText(b1, 'secret picture');
     const m = got(b1, 'secret picture')!;
     expect(m).toMatchObject({ encrypted: true, media: { kind: 'image', encrypted: true } });
     expect(m.mediaKey).toBeTypeOf('string');
     expect(Buffer.from(await b1.client.downloadMedia(m))).toEqual(picture);
     expect(Buffer.from(await b1.client.downloadMedia(m, { thumbnail: true }))).toEqual(thumbnail);
-    // The server made no preview of it (it cannot see it).
-    expect(m.media?.preview).toBeUndefined();
+    // The preview is the sender's, from inside the message: the server could not make one.
+    expect(m.media?.preview).toBe(preview);
+    const onServer = (await b1.client.readNewMessages(m.chatId, m.seq - 1, 1)).messages[0];
+    expect(onServer?.media?.preview).toBeUndefined();
 
     // On the server's disk: ciphertext only (no file holds the picture's bytes).
     const objects = filesUnder(join(tp.dataDir, 'media'));

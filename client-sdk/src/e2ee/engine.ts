@@ -71,6 +71,8 @@ export interface DecryptedExtra {
   attachmentKey?: Uint8Array | undefined;
   /** The key of its client-made thumbnail. */
   thumbnailKey?: Uint8Array | undefined;
+  /** Its client-made inline preview (ThumbHash, base64). */
+  preview?: string | undefined;
   /** This message is the sender's device resending the one at this seq (which this device could not decrypt). */
   replacesSeq?: number | undefined;
 }
@@ -95,7 +97,9 @@ export interface UndecryptableInfo {
 }
 
 /** Content to send. */
-export interface OutgoingContent { text?: string; bytes?: Uint8Array; attachmentKey?: Uint8Array; thumbnailKey?: Uint8Array; replacesSeq?: number }
+export interface OutgoingContent {
+  text?: string; bytes?: Uint8Array; attachmentKey?: Uint8Array; thumbnailKey?: Uint8Array; preview?: string; replacesSeq?: number;
+}
 
 const cbor = new Encoder({ useRecords: false, mapsAsObjects: true, tagUint8Array: false });
 const uncbor = new Decoder({ useRecords: false, mapsAsObjects: true });
@@ -405,7 +409,8 @@ export class E2eeEngine {
         if (!g) throw new ParleyError('E_CONFLICT', `no end-to-end group for ${chatId}`);
         if (onlyTo && !onlyTo(g.members().map((m) => ({ name: nameOf(m), key: b64url(m.signatureKey) })))) return null;
         const inner: Content = {
-          d: this.#host.deviceId, t: content.text, b: content.bytes, k: content.attachmentKey, tk: content.thumbnailKey, r: content.replacesSeq,
+          d: this.#host.deviceId, t: content.text, b: content.bytes, k: content.attachmentKey, tk: content.thumbnailKey, pv: content.preview,
+          r: content.replacesSeq,
         };
         const { group, message } = await g.encrypt(encodeContent(inner));
         // Stored before the message leaves: a restart must never reuse a message key.
@@ -764,6 +769,7 @@ export class E2eeEngine {
     if (replaces !== undefined) c.reported.delete(replaces);
     this.#host.deliver({ ...m, body: content.t ?? content.b ?? '' }, {
       encrypted: true, ...(content.k ? { attachmentKey: content.k } : {}), ...(content.tk ? { thumbnailKey: content.tk } : {}),
+      ...(content.pv !== undefined ? { preview: content.pv } : {}),
       ...(replaces !== undefined ? { replacesSeq: replaces } : {}),
     });
   }

@@ -120,6 +120,8 @@ export interface Content {
   k?: Uint8Array | undefined;
   /** The key of the attachment's client-made thumbnail (its poster attachment). */
   tk?: Uint8Array | undefined;
+  /** The attachment's client-made inline preview (a ThumbHash, base64). */
+  pv?: string | undefined;
   /** Resent: the seq of the original message in this chat. */
   r?: number | undefined;
 }
@@ -136,6 +138,7 @@ export function encodeContent(c: Content): Uint8Array {
   if (c.b !== undefined) o['b'] = c.b;
   if (c.k !== undefined) o['k'] = c.k;
   if (c.tk !== undefined) o['tk'] = c.tk;
+  if (c.pv !== undefined) o['pv'] = c.pv;
   if (c.r !== undefined) o['r'] = c.r;
   const bare = (cbor.encode(o) as Uint8Array).length;
   // The `p` entry costs its key and a byte-string header (3 to 5 bytes with its length): aim at
@@ -167,9 +170,10 @@ export function decodeContent(b: Uint8Array): Content {
   if (c['b'] !== undefined && !(c['b'] instanceof Uint8Array)) throw bad('content: b');
   if (c['k'] !== undefined && !(c['k'] instanceof Uint8Array)) throw bad('content: k');
   if (c['tk'] !== undefined && !(c['tk'] instanceof Uint8Array)) throw bad('content: tk');
+  if (c['pv'] !== undefined && (typeof c['pv'] !== 'string' || c['pv'].length > 256)) throw bad('content: pv');
   if (c['r'] !== undefined && !(Number.isSafeInteger(c['r']) && (c['r'] as number) > 0)) throw bad('content: r');
   return {
     d: c['d'], t: c['t'] as string | undefined, b: c['b'] as Uint8Array | undefined, k: c['k'] as Uint8Array | undefined,
-    tk: c['tk'] as Uint8Array | undefined, r: c['r'] as number | undefined,
+    tk: c['tk'] as Uint8Array | undefined, pv: c['pv'] as string | undefined, r: c['r'] as number | undefined,
   };
 }
