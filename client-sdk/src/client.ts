@@ -45,7 +45,7 @@ import type { OwnStatusPost, PostStatusInput, StatusFeed, StatusViewer } from '.
 import type { AccountDeleted, AccountExport, DeletionCodeSent, ExportRecord } from './api-types.js';
 import { LiveChannel, type PresenceInfo, type TypingInfo } from './live.js';
 import { MemoryStateStore, OwnStatusTracker, Sequencer, type StateStore, type StatusUpdate } from './sequencer.js';
-import { E2eeEngine, type DecryptedExtra, type OutgoingContent, type UndecryptableInfo } from './e2ee/engine.js';
+import { E2eeEngine, type DecryptedExtra, type OutgoingContent, type UndecryptableMessage } from './e2ee/engine.js';
 import { MemoryKeyStorage, type KeyStorage } from './e2ee/storage.js';
 import { decryptAttachment, decodeAttachmentKey, encodeAttachmentKey, encryptAttachment } from './e2ee/attachment.js';
 import { formatSafetyNumber, safetyNumber, safetyQrPayload, verifySafetyQr, type IdentitySet } from './e2ee/safety.js';
@@ -145,8 +145,7 @@ export interface ChatMessage extends MessageFields {
   replaces?: string | undefined;
 }
 
-/** A message this device could not decrypt; the SDK asked for it again (a `replaces` message follows if it can be had). */
-export type UndecryptableMessage = UndecryptableInfo;
+export type { UndecryptableMessage } from './e2ee/engine.js';
 
 /** What `sendMessage` resolves with: where the server stored the message. */
 export type SentMessage = StoredInfo;

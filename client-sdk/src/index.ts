@@ -28,7 +28,7 @@ export type { StateStore, OwnStatus } from './sequencer.js';
 export type { EventName, Listener } from './emitter.js';
 export { msgIdOf, parseMsgId, isMsgId } from './ids.js';
 export type { PresenceInfo, TypingInfo } from './live.js';
-export type { TypingState } from './codec.js';
+export type { TypingState, IdentityChange } from './codec.js';
 export type { ContactMatch, Visibility, PrivacySettings, PrivacyInput, ProfileInfo, ProfileInput } from './api-types.js';
 export { hashPhone, CONTACT_LIMITS, PROFILE_LIMITS } from './social.js';
 export { normalizePhoneNumber } from './contacts.js';

@@ -59,7 +59,7 @@ export interface E2eeHost {
   download(media: MediaRef): Promise<Uint8Array>;
   /** A message for the application, in seq order (decrypted, or not end-to-end at all). */
   deliver(m: MsgEnvelope, extra: DecryptedExtra): void;
-  undecryptable(u: UndecryptableInfo): void;
+  undecryptable(u: UndecryptableMessage): void;
   error(err: ParleyError): void;
 }
 
@@ -78,7 +78,7 @@ export interface DecryptedExtra {
 }
 
 /** A message this device could not decrypt. */
-export interface UndecryptableInfo {
+export interface UndecryptableMessage {
   chatId: string;
   msgId: string;
   seq: number;
@@ -893,7 +893,7 @@ export class E2eeEngine {
     if (g) this.#scheduleRepair(m.chatId, c, g);
   }
 
-  #undecryptable(m: MsgEnvelope, c: ChatE2ee, reason: UndecryptableInfo['reason'], rejoin?: boolean): void {
+  #undecryptable(m: MsgEnvelope, c: ChatE2ee, reason: UndecryptableMessage['reason'], rejoin?: boolean): void {
     this.#host.undecryptable({ chatId: m.chatId, msgId: `${m.chatId}.${m.seq.toString(36)}`, seq: m.seq, from: m.from, fromDevice: m.fromDevice, ts: m.ts, reason });
     if (reason === 'sender' || reason === 'cleartext') return;
     c.reported.set(m.seq, m.fromDevice);
