@@ -165,7 +165,8 @@ export function analysis(records: RunRecord[]): string {
   }
 
   // 2. Latency.
-  if (sParley) {
+  // Only with the latency scenario in the run (sParley may be the cost scenario's, which has no latencies).
+  if (sParley && steady.includes(sParley)) {
     out.push('### Latency at 1,000 msg/s', '');
     const overloaded = sParley.rate < 950;
     out.push(
