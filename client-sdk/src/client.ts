@@ -34,7 +34,7 @@ import type { PushConfigInfo, PushRegistrationInfo, PushRegistrationInput } from
 import type {
   ClaimedDeviceKeys, IdentityPublished, KeyPackageCount, KeyPackagesUploaded, PublishIdentityInput, UploadKeyPackagesInput, UserIdentities,
 } from './api-types.js';
-import { base64ToBytes, bytesToBase64 } from './bytes.js';
+import { base64ToBytes, base64UrlToBytes, bytesToBase64 } from './bytes.js';
 import { downloadMedia, mediaBytes, prepareMediaBytes, uploadMedia, type MediaData, type MediaMeta, type TransferOptions } from './media.js';
 import { ParleyError, type ErrorCode } from './errors.js';
 import { isChatId, isClientMsgId, isId, isMsgId, msgIdOf, newClientMsgId } from './ids.js';
@@ -49,7 +49,6 @@ import { E2eeEngine, type DecryptedExtra, type OutgoingContent, type Undecryptab
 import { MemoryKeyStorage, type KeyStorage } from './e2ee/storage.js';
 import { decryptAttachment, decodeAttachmentKey, encodeAttachmentKey, encryptAttachment } from './e2ee/attachment.js';
 import { formatSafetyNumber, safetyNumber, safetyQrPayload, verifySafetyQr, type IdentitySet } from './e2ee/safety.js';
-import { fromB64url as base64UrlToBytes } from './e2ee/engine.js';
 
 export type ConnectionState = 'disconnected' | 'connecting' | 'connected' | 'closed';
 

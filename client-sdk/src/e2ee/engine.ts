@@ -25,7 +25,7 @@ import type {
 } from '../api-types.js';
 import type { MediaRef, MsgEnvelope } from '../codec.js';
 import { ParleyError } from '../errors.js';
-import { bytesToHex } from '../bytes.js';
+import { base64ToBytes, base64UrlToBytes as fromB64url, bytesToBase64Url as b64url, bytesToHex } from '../bytes.js';
 import { isChatId } from '../ids.js';
 import { decodeIdentity, encodeIdentity, equalBytes, keyPackageIdentity, MlsGroup, newIdentity, newKeyPackage, type Identity, type OwnKeyPackage } from './mls.js';
 import { decodeContent, decodeE2ee, encodeContent, encodeE2ee, isE2eeBody, type Content, type E2eeBody } from './wire.js';
@@ -128,16 +128,6 @@ const EPOCHS_KEPT = 64;
 /** Downloads of a handshake attachment before giving up (then the device asks to be put back). */
 const DOWNLOAD_ATTEMPTS = 3;
 
-export const b64url = (b: Uint8Array): string => {
-  let s = '';
-  for (let i = 0; i < b.length; i += 0x8000) s += String.fromCharCode(...b.subarray(i, i + 0x8000));
-  return btoa(s).replaceAll('+', '-').replaceAll('/', '_').replace(/=+$/, '');
-};
-export const fromB64url = (s: string): Uint8Array => {
-  const std = s.replaceAll('-', '+').replaceAll('_', '/');
-  return Uint8Array.from(atob(std + '='.repeat((4 - (std.length % 4)) % 4)), (c) => c.charCodeAt(0));
-};
-const fromB64 = (s: string): Uint8Array => Uint8Array.from(atob(s), (c) => c.charCodeAt(0));
 
 /** Byte order of two group ids: when a chat has two groups (made at once), the smaller one wins. */
 function compareBytes(a: Uint8Array, b: Uint8Array): number {
@@ -478,7 +468,7 @@ export class E2eeEngine {
     const chat = await this.#host.api.getChat(chatId);
     if (chat.lastSeq === 0) return false;
     const recent = await this.#host.api.history(chatId, chat.lastSeq + 1, RACE_WINDOW);
-    return recent.some((h) => h.fromDevice !== this.#host.deviceId && h.data !== undefined && isE2eeBody(fromB64(h.data)));
+    return recent.some((h) => h.fromDevice !== this.#host.deviceId && h.data !== undefined && isE2eeBody(base64ToBytes(h.data)));
   }
 
   async #waitToBePutBack(chatId: string, c: ChatE2ee): Promise<MlsGroup | null> {
@@ -661,7 +651,7 @@ export class E2eeEngine {
   /** A history message that is a commit (or its attachment's header) of that group and epoch. */
   #isCommitOf(h: HistoryMessage, groupId: Uint8Array, epoch: bigint): boolean {
     if (h.data === undefined) return false;
-    const bytes = fromB64(h.data);
+    const bytes = base64ToBytes(h.data);
     if (!isE2eeBody(bytes)) return false;
     try {
       const b = decodeE2ee(bytes);
